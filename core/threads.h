@@ -1,0 +1,18 @@
+// One thread pool for the whole process. Its size is set once from the config
+// or the command line (set_num_threads), and OpenBLAS is set to match, so the
+// cores are never oversubscribed.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace qforge {
+
+void set_num_threads(int n);  // also sets OpenBLAS; n <= 0 means all cores
+int num_threads();
+
+// Calls fn(begin, end) on disjoint chunks covering [0, n), on the pool's threads
+// (the caller works too). Chunks are at least `grain` long. Not reentrant: a
+// parallel_for inside a parallel_for runs serially.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace qforge
