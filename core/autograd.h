@@ -1,0 +1,49 @@
+// Define-by-run autograd. An op computes its result, then calls record_op()
+// with its inputs and a backward closure that captures only what backward
+// needs. backward() on a scalar walks the recorded graph in reverse
+// topological order; each closure reads the result's gradient and *adds* into
+// its inputs' gradients. The graph is freed as it is walked, and gradients of
+// intermediate results are dropped once used.
+//
+//   Tensor loss = cross_entropy(model.forward(x), labels);
+//   loss.backward();               // parameters' grad() now hold dloss/dp
+//   { NoGradGuard g; model.forward(x); }  // evaluation: nothing recorded
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace qforge {
+
+// in[i] is the i-th input's impl when it needs a gradient, else nullptr.
+using BackwardFn = std::function<void(TensorImpl& out, const std::vector<TensorImpl*>& in)>;
+
+struct Node {
+  std::vector<std::shared_ptr<TensorImpl>> inputs;  // null where no gradient is needed
+  BackwardFn backward;
+};
+
+bool grad_enabled();
+
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// True when an op on these inputs must record history.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+
+// Attaches history to out if grad is enabled and any input requires a gradient.
+void record_op(Tensor& out, std::initializer_list<Tensor> inputs, BackwardFn backward);
+
+// Backward from a one-element tensor (its gradient is 1).
+void run_backward(const Tensor& root);
+
+}  // namespace qforge

@@ -1,0 +1,207 @@
+#include "core/ops/conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/autograd.h"
+#include "core/blas.h"
+#include "core/error.h"
+#include "core/threads.h"
+
+namespace qforge {
+namespace {
+
+// Images per GEMM: enough columns for an efficient sgemm, bounded so that the
+// column buffer stays about 16 MB.
+int images_per_chunk(const Conv2dShape& s) {
+  int64_t k = static_cast<int64_t>(s.c / s.a.groups) * s.kh * s.kw;
+  int64_t per_image = k * s.oh * s.ow;
+  int64_t by_mem = std::max<int64_t>(1, (4 << 20) / std::max<int64_t>(per_image, 1));
+  return static_cast<int>(std::min<int64_t>(s.n, by_mem));
+}
+
+// col (Cg*KH*KW, nb*OH*OW): row (c,kh,kw), column (image, oh, ow), zero where the tap is in the padding.
+void im2col(float* col, const float* inp, const Conv2dShape& s, int n0, int nb, int g) {
+  const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
+  parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c)
+      for (int kh = 0; kh < s.kh; ++kh)
+        for (int kw = 0; kw < s.kw; ++kw) {
+          float* row = col + ((c * s.kh + kh) * s.kw + kw) * static_cast<int64_t>(cols);
+          for (int n = 0; n < nb; ++n) {
+            const float* plane = inp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
+            float* dst = row + static_cast<int64_t>(n) * ohw;
+            for (int oh = 0; oh < s.oh; ++oh) {
+              int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dil_h;
+              float* d = dst + oh * s.ow;
+              if (ih < 0 || ih >= s.h) {
+                std::memset(d, 0, s.ow * sizeof(float));
+                continue;
+              }
+              const float* src = plane + static_cast<int64_t>(ih) * s.w;
+              int iw0 = -s.a.pad_w + kw * s.a.dil_w;
+              if (s.a.stride_w == 1) {
+                int lo = std::clamp(-iw0, 0, s.ow), hi = std::clamp(s.w - iw0, lo, s.ow);
+                std::memset(d, 0, lo * sizeof(float));
+                std::memcpy(d + lo, src + iw0 + lo, (hi - lo) * sizeof(float));
+                std::memset(d + hi, 0, (s.ow - hi) * sizeof(float));
+              } else {
+                for (int ow = 0; ow < s.ow; ++ow) {
+                  int iw = iw0 + ow * s.a.stride_w;
+                  d[ow] = (iw >= 0 && iw < s.w) ? src[iw] : 0.f;
+                }
+              }
+            }
+          }
+        }
+  });
+}
+
+// The adjoint of im2col: adds col back into dinp. Rows of one channel only touch that channel.
+void col2im(float* dinp, const float* col, const Conv2dShape& s, int n0, int nb, int g) {
+  const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
+  parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c)
+      for (int kh = 0; kh < s.kh; ++kh)
+        for (int kw = 0; kw < s.kw; ++kw) {
+          const float* row = col + ((c * s.kh + kh) * s.kw + kw) * static_cast<int64_t>(cols);
+          for (int n = 0; n < nb; ++n) {
+            float* plane = dinp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
+            const float* src = row + static_cast<int64_t>(n) * ohw;
+            for (int oh = 0; oh < s.oh; ++oh) {
+              int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dil_h;
+              if (ih < 0 || ih >= s.h) continue;
+              float* d = plane + static_cast<int64_t>(ih) * s.w;
+              const float* r = src + oh * s.ow;
+              int iw0 = -s.a.pad_w + kw * s.a.dil_w;
+              for (int ow = 0; ow < s.ow; ++ow) {
+                int iw = iw0 + ow * s.a.stride_w;
+                if (iw >= 0 && iw < s.w) d[iw] += r[ow];
+              }
+            }
+          }
+        }
+  });
+}
+
+}  // namespace
+
+Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a) {
+  QF_CHECK(inp.size() == 4 && weight.size() == 4,
+           "conv2d: expected input (N,C,H,W) and weight (OC,C/groups,KH,KW), got " + shape_str(inp) + " and " +
+               shape_str(weight));
+  Conv2dShape s;
+  s.n = inp[0], s.c = inp[1], s.h = inp[2], s.w = inp[3];
+  s.oc = weight[0], s.kh = weight[2], s.kw = weight[3];
+  s.a = a;
+  QF_CHECK(a.groups >= 1 && s.c % a.groups == 0 && s.oc % a.groups == 0 && weight[1] == s.c / a.groups,
+           "conv2d: input " + shape_str(inp) + " and weight " + shape_str(weight) + " do not match with groups=" +
+               std::to_string(a.groups));
+  QF_CHECK(a.stride_h >= 1 && a.stride_w >= 1 && a.dil_h >= 1 && a.dil_w >= 1 && a.pad_h >= 0 && a.pad_w >= 0,
+           "conv2d: stride and dilation must be >= 1 and padding >= 0");
+  s.oh = (s.h + 2 * a.pad_h - a.dil_h * (s.kh - 1) - 1) / a.stride_h + 1;
+  s.ow = (s.w + 2 * a.pad_w - a.dil_w * (s.kw - 1) - 1) / a.stride_w + 1;
+  QF_CHECK(s.oh > 0 && s.ow > 0, "conv2d: input " + shape_str(inp) + " is smaller than the kernel " +
+                                     shape_str(weight) + " with its padding and dilation");
+  return s;
+}
+
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s) {
+  const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
+  const int chunk = images_per_chunk(s);
+  std::vector<float> col(static_cast<size_t>(k) * chunk * ohw), tmp;
+  if (chunk > 1) tmp.resize(static_cast<size_t>(ocg) * chunk * ohw);
+  for (int n0 = 0; n0 < s.n; n0 += chunk) {
+    int nb = std::min(chunk, s.n - n0), cols = nb * ohw;
+    for (int g = 0; g < G; ++g) {
+      im2col(col.data(), inp, s, n0, nb, g);
+      const float* wg = weight + static_cast<int64_t>(g) * ocg * k;
+      if (nb == 1) {
+        float* o = out + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw;
+        sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.data(), cols, 0.f, o, cols);
+        continue;
+      }
+      sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.data(), cols, 0.f, tmp.data(), cols);
+      // tmp (OCg, nb, OHW) -> out (nb, OC, OHW)
+      parallel_for(ocg, 4, [&](int64_t b, int64_t e) {
+        for (int64_t oc = b; oc < e; ++oc)
+          for (int n = 0; n < nb; ++n)
+            std::memcpy(out + ((static_cast<int64_t>(n0 + n) * s.oc) + g * ocg + oc) * ohw,
+                        tmp.data() + (oc * nb + n) * static_cast<int64_t>(ohw), ohw * sizeof(float));
+      });
+    }
+  }
+  if (bias) {
+    parallel_for(static_cast<int64_t>(s.n) * s.oc, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float bv = bias[i % s.oc], *o = out + i * ohw;
+        for (int p = 0; p < ohw; ++p) o[p] += bv;
+      }
+    });
+  }
+}
+
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const Conv2dShape& s) {
+  const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
+  if (dbias) {
+    parallel_for(s.oc, 4, [&](int64_t b, int64_t e) {
+      for (int64_t oc = b; oc < e; ++oc) {
+        double acc = 0;
+        for (int n = 0; n < s.n; ++n) {
+          const float* d = dout + (static_cast<int64_t>(n) * s.oc + oc) * ohw;
+          float part = 0;
+          for (int p = 0; p < ohw; ++p) part += d[p];
+          acc += part;
+        }
+        dbias[oc] += static_cast<float>(acc);
+      }
+    });
+  }
+  if (!dinp && !dweight) return;
+  const int chunk = images_per_chunk(s);
+  std::vector<float> col(static_cast<size_t>(k) * chunk * ohw), tmp;
+  if (chunk > 1) tmp.resize(static_cast<size_t>(ocg) * chunk * ohw);
+  for (int n0 = 0; n0 < s.n; n0 += chunk) {
+    int nb = std::min(chunk, s.n - n0), cols = nb * ohw;
+    for (int g = 0; g < G; ++g) {
+      const float* d = dout + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw;
+      if (nb > 1) {  // dout (nb, OC, OHW) -> tmp (OCg, nb, OHW)
+        parallel_for(ocg, 4, [&](int64_t b, int64_t e) {
+          for (int64_t oc = b; oc < e; ++oc)
+            for (int n = 0; n < nb; ++n)
+              std::memcpy(tmp.data() + (oc * nb + n) * static_cast<int64_t>(ohw),
+                          dout + ((static_cast<int64_t>(n0 + n) * s.oc) + g * ocg + oc) * ohw, ohw * sizeof(float));
+        });
+        d = tmp.data();
+      }
+      const float* wg = weight + static_cast<int64_t>(g) * ocg * k;
+      if (dweight) {
+        // out = W col  =>  dW += dout col^T
+        im2col(col.data(), inp, s, n0, nb, g);
+        sgemm(false, true, ocg, k, cols, 1.f, d, cols, col.data(), cols, 1.f,
+              dweight + static_cast<int64_t>(g) * ocg * k, k);
+      }
+      if (dinp) {
+        // dcol = W^T dout, then scattered back onto the input
+        sgemm(true, false, k, cols, ocg, 1.f, wg, k, d, cols, 0.f, col.data(), cols);
+        col2im(dinp, col.data(), s, n0, nb, g);
+      }
+    }
+  }
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs args) {
+  Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
+  if (b.defined())
+    QF_CHECK(b.numel() == s.oc, "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
+  Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
+  conv2d_forward(out.data(), x.data(), w.data(), b.defined() ? b.data() : nullptr, s);
+  record_op(out, {x, w, b}, [s, x = x.detach(), w = w.detach()](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    conv2d_backward(in[0] ? in[0]->grad_data() : nullptr, in[1] ? in[1]->grad_data() : nullptr,
+                    in[2] ? in[2]->grad_data() : nullptr, o.grad->data(), x.data(), w.data(), s);
+  });
+  return out;
+}
+
+}  // namespace qforge

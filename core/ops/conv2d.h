@@ -1,0 +1,33 @@
+// 2-D convolution, NCHW, with stride, padding, dilation and groups
+// (groups == C gives a depthwise convolution). im2col + sgemm, batched over
+// several images per GEMM so the small spatial sizes deep in a ResNet still
+// make large matrix products.
+#pragma once
+#include "core/tensor.h"
+
+namespace qforge {
+
+struct Conv2dArgs {
+  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+
+struct Conv2dShape {
+  int n, c, h, w;     // input
+  int oc, kh, kw;     // weight (OC, C/groups, KH, KW)
+  int oh, ow;         // output
+  Conv2dArgs a;
+};
+
+// Checks the shapes and computes the output size; errors name both shapes.
+Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a);
+
+// inp (N,C,H,W), weight (OC,C/groups,KH,KW), bias (OC) or null -> out (N,OC,OH,OW)
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s);
+// Adds into dinp, dweight, dbias (each may be null); the caller zeroes them.
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const Conv2dShape& s);
+
+// The autograd op. b may be undefined (no bias).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs args);
+
+}  // namespace qforge

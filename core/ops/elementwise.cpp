@@ -1,0 +1,119 @@
+#include "core/ops/elementwise.h"
+
+#include "core/autograd.h"
+#include "core/threads.h"
+
+namespace qforge {
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;
+
+template <class F>
+void for_each_chunk(int64_t n, F&& f) {
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { f(b, e); });
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  check_same_shape("add", a, b);
+  Tensor out = Tensor::empty(a.shape());
+  const float *pa = a.data(), *pb = b.data();
+  float* po = out.data();
+  for_each_chunk(out.numel(), [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) po[i] = pa[i] + pb[i];
+  });
+  record_op(out, {a, b}, [](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    const float* g = o.grad->data();
+    for (TensorImpl* t : in) {
+      if (!t) continue;
+      float* gi = t->grad_data();
+      for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) gi[i] += g[i];
+      });
+    }
+  });
+  return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  check_same_shape("mul", a, b);
+  Tensor out = Tensor::empty(a.shape());
+  const float *pa = a.data(), *pb = b.data();
+  float* po = out.data();
+  for_each_chunk(out.numel(), [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) po[i] = pa[i] * pb[i];
+  });
+  // d(a*b)/da = b, d(a*b)/db = a
+  record_op(out, {a, b}, [a = a.detach(), b = b.detach()](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    const float* g = o.grad->data();
+    const float* other[2] = {b.data(), a.data()};
+    for (int k = 0; k < 2; ++k) {
+      if (!in[k]) continue;
+      float* gi = in[k]->grad_data();
+      const float* x = other[k];
+      for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) gi[i] += g[i] * x[i];
+      });
+    }
+  });
+  return out;
+}
+
+Tensor scale(const Tensor& a, float s) {
+  Tensor out = Tensor::empty(a.shape());
+  const float* pa = a.data();
+  float* po = out.data();
+  for_each_chunk(out.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) po[i] = pa[i] * s;
+  });
+  record_op(out, {a}, [s](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    float* gi = in[0]->grad_data();
+    const float* g = o.grad->data();
+    for (int64_t i = 0; i < o.numel(); ++i) gi[i] += g[i] * s;
+  });
+  return out;
+}
+
+// clamp(x, 0, hi): relu (hi = inf) and relu6 (hi = 6) share forward and backward.
+static Tensor clamp_relu(const Tensor& x, float hi) {
+  Tensor out = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float* po = out.data();
+  for_each_chunk(out.numel(), [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) {
+      float v = px[i] > 0.f ? px[i] : 0.f;
+      po[i] = v < hi ? v : hi;
+    }
+  });
+  // out = clamp(x, 0, hi): gradient passes where 0 < x < hi, read off the output.
+  record_op(out, {x}, [hi](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    float* gi = in[0]->grad_data();
+    const float* g = o.grad->data();
+    const float* y = o.data();
+    for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) gi[i] += (y[i] > 0.f && y[i] < hi) ? g[i] : 0.f;
+    });
+  });
+  return out;
+}
+
+Tensor relu(const Tensor& x) { return clamp_relu(x, std::numeric_limits<float>::infinity()); }
+Tensor relu6(const Tensor& x) { return clamp_relu(x, 6.f); }
+
+Tensor sum(const Tensor& x) {
+  double acc = 0;
+  const float* p = x.data();
+  for (int64_t i = 0; i < x.numel(); ++i) acc += p[i];
+  Tensor out = Tensor::full({1}, static_cast<float>(acc));
+  record_op(out, {x}, [](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    float g = o.grad->data()[0];
+    float* gi = in[0]->grad_data();
+    for (int64_t i = 0; i < in[0]->numel(); ++i) gi[i] += g;
+  });
+  return out;
+}
+
+Tensor mean(const Tensor& x) { return scale(sum(x), 1.f / static_cast<float>(x.numel())); }
+
+}  // namespace qforge

@@ -1,0 +1,221 @@
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+#include "core/ops/batchnorm.h"
+#include "core/ops/conv2d.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/linear.h"
+#include "core/ops/loss.h"
+#include "core/ops/pool.h"
+#include "core/threads.h"
+#include "gradcheck.h"
+
+using namespace qforge;
+using qforge::testing::gradcheck_error;
+
+namespace {
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(1234);
+  return r;
+}
+
+// Direct convolution, the definition, for checking the im2col path.
+Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs a) {
+  Conv2dShape s = conv2d_shape(x.shape(), w.shape(), a);
+  Tensor out = Tensor::zeros({s.n, s.oc, s.oh, s.ow});
+  int cg = s.c / a.groups, ocg = s.oc / a.groups;
+  for (int n = 0; n < s.n; ++n)
+    for (int oc = 0; oc < s.oc; ++oc)
+      for (int oh = 0; oh < s.oh; ++oh)
+        for (int ow = 0; ow < s.ow; ++ow) {
+          double acc = b.defined() ? b.data()[oc] : 0;
+          int g = oc / ocg;
+          for (int c = 0; c < cg; ++c)
+            for (int kh = 0; kh < s.kh; ++kh)
+              for (int kw = 0; kw < s.kw; ++kw) {
+                int ih = oh * a.stride_h - a.pad_h + kh * a.dil_h, iw = ow * a.stride_w - a.pad_w + kw * a.dil_w;
+                if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                acc += x.data()[((n * s.c + g * cg + c) * s.h + ih) * s.w + iw] *
+                       w.data()[((oc * cg + c) * s.kh + kh) * s.kw + kw];
+              }
+          out.data()[((n * s.oc + oc) * s.oh + oh) * s.ow + ow] = static_cast<float>(acc);
+        }
+  return out;
+}
+
+struct ConvCase {
+  int n, c, h, w, oc, k;
+  Conv2dArgs a;
+  bool bias;
+};
+
+const ConvCase kConvCases[] = {
+    {1, 3, 7, 6, 4, 3, {1, 1, 1, 1, 1, 1, 1}, true},   // padding, batch 1 (direct GEMM path)
+    {3, 2, 8, 7, 5, 3, {2, 2, 1, 1, 1, 1, 1}, false},  // stride 2, batched chunk
+    {2, 4, 9, 9, 6, 3, {1, 2, 2, 1, 2, 1, 2}, true},   // dilation, groups 2, asymmetric stride
+    {2, 4, 6, 6, 4, 3, {1, 1, 1, 1, 1, 1, 4}, true},   // depthwise
+    {2, 3, 5, 5, 8, 1, {2, 2, 0, 0, 1, 1, 1}, false},  // 1x1 stride 2 (ResNet downsample)
+};
+
+}  // namespace
+
+TEST_CASE("conv2d forward matches the direct definition") {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& cc : kConvCases) {
+      Tensor x = Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng());
+      Tensor w = Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng());
+      Tensor b = cc.bias ? Tensor::randn({cc.oc}, rng()) : Tensor();
+      Tensor got = conv2d(x, w, b, cc.a), want = naive_conv(x, w, b, cc.a);
+      REQUIRE(got.shape() == want.shape());
+      for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+    }
+  }
+  set_num_threads(1);
+}
+
+TEST_CASE("conv2d gradients match finite differences") {
+  for (const auto& cc : kConvCases) {
+    CAPTURE(cc.n);
+    CAPTURE(cc.a.groups);
+    std::vector<Tensor> in{Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng()),
+                           Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng())};
+    if (cc.bias) in.push_back(Tensor::randn({cc.oc}, rng()));
+    auto f = [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), cc.a); };
+    CHECK(gradcheck_error(f, in) < 2e-3);
+  }
+}
+
+TEST_CASE("conv2d names both shapes on a mismatch") {
+  Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({4, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), {}), doctest::Contains("(1,3,8,8)"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), {}), doctest::Contains("(4,2,3,3)"), Error);
+}
+
+TEST_CASE("batch_norm: training gradients, statistics and running update") {
+  Tensor x = Tensor::randn({3, 2, 3, 2}, rng(), 2.f);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] += 1.5f;
+  Tensor w = Tensor::randn({2}, rng()), b = Tensor::randn({2}, rng());
+  Tensor rm = Tensor::zeros({2}), rv = Tensor::full({2}, 1.f);
+  auto f = [&](const std::vector<Tensor>& t) { return batch_norm(t[0], t[1], t[2], rm, rv, true, 0.1f, 1e-5f); };
+  CHECK(gradcheck_error(f, {x, w, b}) < 2e-3);
+
+  // One training step: output has per-channel mean beta and std |gamma|; running stats moved by 0.1.
+  rm = Tensor::zeros({2});
+  rv = Tensor::full({2}, 1.f);
+  Tensor y = batch_norm(x, w, b, rm, rv, true, 0.1f, 0.f);
+  for (int c = 0; c < 2; ++c) {
+    double s = 0, ss = 0, xs = 0, xss = 0;
+    int m = 0;
+    for (int n = 0; n < 3; ++n)
+      for (int i = 0; i < 6; ++i) {
+        float v = y.data()[(n * 2 + c) * 6 + i], xv = x.data()[(n * 2 + c) * 6 + i];
+        s += v, ss += v * v, xs += xv, xss += xv * xv, ++m;
+      }
+    double mean = s / m, var = ss / m - mean * mean, xmean = xs / m, xvar = (xss / m - xmean * xmean);
+    CHECK(mean == doctest::Approx(b.data()[c]).epsilon(1e-4));
+    CHECK(std::sqrt(var) == doctest::Approx(std::abs(w.data()[c])).epsilon(1e-3));
+    CHECK(rm.data()[c] == doctest::Approx(0.1 * xmean).epsilon(1e-4));
+    CHECK(rv.data()[c] == doctest::Approx(0.9 + 0.1 * xvar * m / (m - 1)).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("batch_norm: evaluation uses running statistics and leaves them alone") {
+  Tensor x = Tensor::randn({2, 3, 2, 2}, rng());
+  Tensor w = Tensor::randn({3}, rng()), b = Tensor::randn({3}, rng());
+  Tensor rm = Tensor::randn({3}, rng()), rv = Tensor::uniform({3}, rng(), 0.5f, 2.f);
+  Tensor rm0 = rm.clone(), rv0 = rv.clone();
+  Tensor y = batch_norm(x, w, b, rm, rv, false, 0.1f, 1e-5f);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int c = (i / 4) % 3;
+    float want = (x.data()[i] - rm.data()[c]) / std::sqrt(rv.data()[c] + 1e-5f) * w.data()[c] + b.data()[c];
+    CHECK(y.data()[i] == doctest::Approx(want).epsilon(1e-5));
+  }
+  for (int c = 0; c < 3; ++c) CHECK((rm.data()[c] == rm0.data()[c] && rv.data()[c] == rv0.data()[c]));
+  auto f = [&](const std::vector<Tensor>& t) { return batch_norm(t[0], t[1], t[2], rm, rv, false, 0.1f, 1e-5f); };
+  CHECK(gradcheck_error(f, {x, w, b}) < 2e-3);
+}
+
+TEST_CASE("elementwise ops: gradients") {
+  // Values kept away from the kinks at 0 and 6, where the derivative jumps.
+  Tensor a = Tensor::uniform({4, 5}, rng(), -8.f, 8.f), b = Tensor::randn({4, 5}, rng());
+  for (int64_t i = 0; i < a.numel(); ++i)
+    for (float kink : {0.f, 6.f})
+      if (std::abs(a.data()[i] - kink) < 0.05f) a.data()[i] = kink + 0.1f;
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return add(t[0], t[1]); }, {a, b}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return mul(t[0], t[1]); }, {a, b}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return relu(t[0]); }, {a}, 1e-3f) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return relu6(t[0]); }, {a}, 1e-3f) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return scale(t[0], -2.5f); }, {a}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return mean(t[0]); }, {a}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return t[0].reshape({5, -1}); }, {a}) < 1e-3);
+  Tensor y = relu6(Tensor::from({3}, {-1.f, 3.f, 9.f}));
+  CHECK(y.data()[0] == 0.f);
+  CHECK(y.data()[1] == 3.f);
+  CHECK(y.data()[2] == 6.f);
+  CHECK_THROWS_WITH_AS(add(a, Tensor::zeros({5, 4})), doctest::Contains("(4,5) and (5,4)"), Error);
+}
+
+TEST_CASE("pooling: values and gradients") {
+  // Distinct values so the max is unique and finite differences do not cross ties.
+  Tensor x = Tensor::empty({2, 3, 7, 6});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>((i * 37) % 251) * 0.1f;
+  Pool2dArgs mp{3, 3, 2, 2, 1, 1};
+  CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return max_pool2d(t[0], mp); }, {x}, 1e-3f) < 1e-3);
+  Pool2dArgs ap{3, 2, 2, 1, 1, 1};
+  CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return avg_pool2d(t[0], ap); }, {x}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return global_avg_pool2d(t[0]); }, {x}) < 1e-3);
+
+  Tensor s = Tensor::from({1, 1, 2, 2}, {1.f, 5.f, -3.f, 2.f});
+  CHECK(max_pool2d(s, {2, 2, 2, 2}).item() == 5.f);
+  CHECK(avg_pool2d(s, {2, 2, 2, 2}).item() == 1.25f);
+  CHECK(global_avg_pool2d(s).item() == 1.25f);
+  // Padding counts as zeros in the average (PyTorch's count_include_pad default).
+  CHECK(avg_pool2d(Tensor::full({1, 1, 1, 1}, 4.f), {3, 3, 1, 1, 1, 1}).item() == doctest::Approx(4.f / 9));
+}
+
+TEST_CASE("linear: values and gradients") {
+  Tensor x = Tensor::randn({3, 5}, rng()), w = Tensor::randn({4, 5}, rng()), b = Tensor::randn({4}, rng());
+  Tensor y = linear(x, w, b);
+  for (int i = 0; i < 3; ++i)
+    for (int o = 0; o < 4; ++o) {
+      double acc = b.data()[o];
+      for (int k = 0; k < 5; ++k) acc += x.data()[i * 5 + k] * w.data()[o * 5 + k];
+      CHECK(y.data()[i * 4 + o] == doctest::Approx(acc).epsilon(1e-5));
+    }
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); }, {x, w, b}) < 1e-3);
+  CHECK_THROWS_WITH_AS(linear(x, Tensor::zeros({4, 6}), Tensor()), doctest::Contains("(3,5)"), Error);
+}
+
+TEST_CASE("log_softmax and cross_entropy: values and gradients") {
+  Tensor x = Tensor::randn({4, 6}, rng(), 3.f);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return log_softmax(t[0]); }, {x}) < 1e-3);
+  std::vector<int32_t> labels{0, 5, 2, 2};
+  for (float smooth : {0.f, 0.1f}) {
+    CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return cross_entropy(t[0], labels, smooth); }, {x}) < 1e-3);
+  }
+  // Uniform logits: the loss is log K whatever the smoothing.
+  CHECK(cross_entropy(Tensor::zeros({2, 10}), {1, 3}).item() == doctest::Approx(std::log(10.0)));
+  CHECK(cross_entropy(Tensor::zeros({2, 10}), {1, 3}, 0.2f).item() == doctest::Approx(std::log(10.0)));
+  // Smoothing: -(0.9 + 0.1/2) log p_y - (0.1/2) log p_other
+  Tensor two = Tensor::from({1, 2}, {2.f, 0.f});
+  double lp0 = 2 - std::log(std::exp(2.0) + 1), lp1 = -std::log(std::exp(2.0) + 1);
+  CHECK(cross_entropy(two, {0}, 0.1f).item() == doctest::Approx(-(0.95 * lp0 + 0.05 * lp1)));
+  CHECK_THROWS_WITH_AS(cross_entropy(x, {0, 1, 2, 6}), doctest::Contains("label 6"), Error);
+}
+
+TEST_CASE("autograd: shared inputs accumulate, no-grad records nothing") {
+  Tensor a = Tensor::from({2}, {1.f, 2.f}).requires_grad_();
+  Tensor y = sum(mul(a, a));  // d/da sum(a^2) = 2a
+  y.backward();
+  CHECK(a.grad().data()[0] == 2.f);
+  CHECK(a.grad().data()[1] == 4.f);
+  {
+    NoGradGuard g;
+    Tensor z = mul(a, a);
+    CHECK_FALSE(z.requires_grad());
+  }
+  Tensor c = Tensor::from({1}, {3.f});
+  CHECK_THROWS_AS(sum(c).backward(), Error);
+}
