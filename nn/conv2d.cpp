@@ -1,0 +1,27 @@
+#include "nn/conv2d.h"
+
+#include "core/error.h"
+#include "nn/init.h"
+
+namespace qforge::nn {
+
+Conv2d::Conv2d(const Conv2dOptions& o, std::mt19937_64& rng) : opt_(o) {
+  QF_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel > 0 && o.groups > 0 &&
+               o.in_channels % o.groups == 0 && o.out_channels % o.groups == 0,
+           "Conv2d: invalid channels " + std::to_string(o.in_channels) + "->" + std::to_string(o.out_channels) +
+               " with groups=" + std::to_string(o.groups));
+  weight = register_parameter("weight", Tensor::empty({o.out_channels, o.in_channels / o.groups, o.kernel, o.kernel}));
+  kaiming_normal_fan_out(weight, rng);
+  if (o.bias) {
+    bias = register_parameter("bias", Tensor::empty({o.out_channels}));
+    uniform_fan_in(bias, weight.numel() / o.out_channels, rng);
+  }
+}
+
+Conv2dArgs Conv2d::args() const {
+  return {opt_.stride, opt_.stride, opt_.padding, opt_.padding, opt_.dilation, opt_.dilation, opt_.groups};
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, args()); }
+
+}  // namespace qforge::nn

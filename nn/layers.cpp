@@ -1,0 +1,39 @@
+#include "nn/layers.h"
+
+#include "core/error.h"
+#include "core/ops/elementwise.h"
+
+namespace qforge::nn {
+
+Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+Tensor ReLU6::forward(const Tensor& x) { return relu6(x); }
+Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, args); }
+Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return global_avg_pool2d(x); }
+
+Tensor Flatten::forward(const Tensor& x) {
+  QF_CHECK(x.dim() >= 1, "Flatten: scalar input");
+  return x.reshape({x.size(0), -1});
+}
+
+Sequential::Sequential(std::vector<ModulePtr> mods) {
+  for (auto& m : mods) append(std::move(m));
+}
+
+void Sequential::append(ModulePtr m) { register_module(std::to_string(children().size()), std::move(m)); }
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor y = x;
+  for (auto& [name, m] : children())
+    if (name != "activation_post_process") y = (*m)(y);
+  return y;
+}
+
+Tensor Add::forward(const Tensor&) { throw Error("Add takes two inputs: call it as add(a, b)"); }
+
+Tensor Add::operator()(const Tensor& a, const Tensor& b) {
+  Tensor y = add(a, b);
+  if (relu) y = qforge::relu(y);
+  return post() ? post()->forward(y) : y;
+}
+
+}  // namespace qforge::nn

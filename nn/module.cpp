@@ -1,0 +1,145 @@
+#include "nn/module.h"
+
+#include <set>
+
+#include "core/error.h"
+
+namespace qforge::nn {
+
+Tensor Module::operator()(const Tensor& x) {
+  Tensor y = forward(x);
+  return post_ ? post_->forward(y) : y;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [_, c] : children_) c->train(on);
+}
+
+static std::string join(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+NamedTensors Module::named_parameters(const std::string& prefix) const {
+  NamedTensors out;
+  for (auto& [n, t] : params_) out.emplace_back(join(prefix, n), t);
+  for (auto& [n, c] : children_)
+    for (auto& p : c->named_parameters(join(prefix, n))) out.push_back(std::move(p));
+  return out;
+}
+
+NamedTensors Module::named_buffers(const std::string& prefix) const {
+  NamedTensors out;
+  for (auto& [n, t] : buffers_) out.emplace_back(join(prefix, n), t);
+  for (auto& [n, c] : children_)
+    for (auto& p : c->named_buffers(join(prefix, n))) out.push_back(std::move(p));
+  return out;
+}
+
+static void collect_state(const Module& m, const std::string& prefix, NamedTensors& out) {
+  for (auto& [n, t] : m.own_parameters()) out.emplace_back(join(prefix, n), t);
+  for (auto& [n, t] : m.own_buffers()) out.emplace_back(join(prefix, n), t);
+  for (auto& [n, c] : m.children()) collect_state(*c, join(prefix, n), out);
+}
+
+NamedTensors Module::state_dict() const {
+  NamedTensors out;
+  collect_state(*this, "", out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [_, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+void Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source, bool strict) {
+  std::set<std::string> used;
+  std::vector<std::string> missing;
+  for (auto& [name, t] : state_dict()) {
+    auto it = sd.find(name);
+    if (it == sd.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    QF_CHECK(it->second.numel() == t.numel() && (it->second.shape() == t.shape() || it->second.dim() == 0 || t.dim() == 0),
+             source + ": tensor '" + name + "' has shape " + shape_str(it->second.shape()) + ", the model expects " +
+                 shape_str(t.shape()));
+    t.copy_from(it->second);
+    used.insert(name);
+  }
+  if (!strict) return;
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
+    throw Error(source + ": missing " + std::to_string(missing.size()) + " tensor(s) the model needs: " + list +
+                (missing.size() > 5 ? ", ..." : ""));
+  }
+  for (auto& [name, _] : sd)
+    QF_CHECK(used.count(name), source + ": unexpected tensor '" + name + "' (not in the model)");
+}
+
+ModulePtr Module::find_child(const std::string& name) const {
+  for (auto& [n, c] : children_)
+    if (n == name) return c;
+  return nullptr;
+}
+
+ModulePtr Module::child(const std::string& name) const {
+  ModulePtr c = find_child(name);
+  QF_CHECK(c, type() + " has no child module '" + name + "'");
+  return c;
+}
+
+void Module::set_child(const std::string& name, ModulePtr m) {
+  for (auto& [n, c] : children_)
+    if (n == name) {
+      c = std::move(m);
+      return;
+    }
+  children_.emplace_back(name, std::move(m));
+}
+
+std::vector<std::pair<std::string, ModulePtr>> Module::named_modules(const std::string& prefix) const {
+  std::vector<std::pair<std::string, ModulePtr>> out;
+  for (auto& [n, c] : children_) {
+    out.emplace_back(join(prefix, n), c);
+    for (auto& p : c->named_modules(join(prefix, n))) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+void Module::set_post(ModulePtr m) {
+  post_ = m;
+  if (m) {
+    set_child("activation_post_process", m);
+  } else {
+    std::erase_if(children_, [](auto& p) { return p.first == "activation_post_process"; });
+  }
+}
+
+Tensor Module::register_parameter(const std::string& name, Tensor t) {
+  t.requires_grad_(true);
+  params_.emplace_back(name, t);
+  return t;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor t) {
+  buffers_.emplace_back(name, t);
+  return t;
+}
+
+Tensor& Module::parameter(const std::string& name) {
+  for (auto& [n, t] : params_)
+    if (n == name) return t;
+  throw Error(type() + " has no parameter '" + name + "'");
+}
+
+int64_t count_parameters(const Module& m) {
+  int64_t n = 0;
+  for (auto& [_, t] : m.named_parameters()) n += t.numel();
+  return n;
+}
+
+}  // namespace qforge::nn

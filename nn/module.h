@@ -1,0 +1,79 @@
+// Module: a layer or a network. It owns named parameters, buffers and child
+// modules, switches between training and evaluation, and exposes a state dict
+// whose names follow torchvision ("layer1.0.conv1.weight").
+//
+//   auto net = resnet18({.in_channels = 1, .num_classes = 10, .stem = "small"});
+//   net->train();
+//   Tensor logits = (*net)(x);              // forward, then the post-process hook
+//   for (auto& [name, t] : net->state_dict()) ...
+//
+// Quantization attaches an activation post-process (an observer or a fake-quant
+// module) as the explicit field `post`, applied by operator() after forward.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace qforge::nn {
+
+class Module;
+using ModulePtr = std::shared_ptr<Module>;
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual std::string type() const = 0;
+  virtual Tensor forward(const Tensor& x) = 0;
+
+  // forward, then the activation post-process when one is attached.
+  Tensor operator()(const Tensor& x);
+
+  void train(bool on = true);  // recursive
+  void eval() { train(false); }
+  bool training() const { return training_; }
+
+  NamedTensors named_parameters(const std::string& prefix = "") const;  // recursive
+  NamedTensors named_buffers(const std::string& prefix = "") const;
+  NamedTensors state_dict() const;  // parameters and buffers, module by module
+  std::vector<Tensor> parameters() const;
+  // Copies values in place (parameters keep their identity). Names and shapes
+  // must match; `source` (a file name) goes into the error messages. With
+  // strict = false, missing and unexpected names are allowed.
+  void load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source, bool strict = true);
+
+  const std::vector<std::pair<std::string, ModulePtr>>& children() const { return children_; }
+  ModulePtr child(const std::string& name) const;  // throws if absent
+  ModulePtr find_child(const std::string& name) const;  // null if absent
+  void set_child(const std::string& name, ModulePtr m);  // replaces in place, or appends
+  // Every module below this one (not this one), depth first, with dotted names.
+  std::vector<std::pair<std::string, ModulePtr>> named_modules(const std::string& prefix = "") const;
+
+  const ModulePtr& post() const { return post_; }
+  void set_post(ModulePtr m);  // also visible as child "activation_post_process"
+
+  const NamedTensors& own_parameters() const { return params_; }
+  const NamedTensors& own_buffers() const { return buffers_; }
+
+ protected:
+  Tensor register_parameter(const std::string& name, Tensor t);
+  Tensor register_buffer(const std::string& name, Tensor t);
+  void register_module(const std::string& name, ModulePtr m) { set_child(name, std::move(m)); }
+  Tensor& parameter(const std::string& name);  // a registered parameter, to replace its handle
+
+  bool training_ = true;
+
+ private:
+  NamedTensors params_, buffers_;
+  std::vector<std::pair<std::string, ModulePtr>> children_;
+  ModulePtr post_;
+};
+
+// Total element count of all parameters.
+int64_t count_parameters(const Module& m);
+
+}  // namespace qforge::nn

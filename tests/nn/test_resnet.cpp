@@ -1,0 +1,59 @@
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops/loss.h"
+#include "core/threads.h"
+#include "nn/batchnorm2d.h"
+#include "nn/conv2d.h"
+#include "nn/layers.h"
+#include "nn/linear.h"
+#include "nn/resnet.h"
+
+using namespace qforge;
+using namespace qforge::nn;
+
+TEST_CASE("resnet18: torchvision's parameter count, names and output shape") {
+  set_num_threads(2);
+  auto net = resnet18({3, 1000, "imagenet", 1.0, 0});
+  CHECK(count_parameters(*net) == 11689512);
+  std::set<std::string> names;
+  for (auto& [n, _] : net->state_dict()) names.insert(n);
+  for (const char* n : {"conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.bias",
+                        "layer4.1.bn2.running_mean", "fc.weight", "fc.bias"})
+    CHECK(names.count(n) == 1);
+  CHECK(names.size() == 62 + 40);  // 62 parameters, 20 BNs x 2 running buffers
+  net->eval();
+  std::mt19937_64 rng(0);
+  NoGradGuard g;
+  Tensor y = (*net)(Tensor::randn({2, 3, 224, 224}, rng));
+  CHECK(y.shape() == Shape{2, 1000});
+  for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(std::isfinite(y.data()[i]));
+
+  auto small = resnet18({1, 10, "small", 0.25, 0});
+  small->eval();
+  CHECK((*small)(Tensor::randn({3, 1, 28, 28}, rng)).shape() == Shape{3, 10});
+  CHECK_THROWS_WITH_AS((*small)(Tensor::zeros({1, 3, 28, 28})), doctest::Contains("(1,3,28,28)"), Error);
+  set_num_threads(1);
+}
+
+TEST_CASE("state_dict round trip and load errors") {
+  auto a = resnet18({1, 10, "small", 0.125, 1}), b = resnet18({1, 10, "small", 0.125, 2});
+  std::map<std::string, Tensor> sd;
+  for (auto& [n, t] : a->state_dict()) sd[n] = t.clone();
+  b->load_state_dict(sd, "a.safetensors");
+  for (auto& [n, t] : b->state_dict())
+    for (int64_t i = 0; i < t.numel(); ++i) REQUIRE(t.data()[i] == sd[n].data()[i]);
+  auto bad = sd;
+  bad["fc.weight"] = Tensor::zeros({3, 3});
+  CHECK_THROWS_WITH_AS(b->load_state_dict(bad, "a.safetensors"), doctest::Contains("fc.weight"), Error);
+  bad = sd;
+  bad.erase("bn1.running_mean");
+  CHECK_THROWS_WITH_AS(b->load_state_dict(bad, "a.safetensors"), doctest::Contains("bn1.running_mean"), Error);
+  bad = sd;
+  bad["extra.weight"] = Tensor::zeros({1});
+  CHECK_THROWS_WITH_AS(b->load_state_dict(bad, "a.safetensors"), doctest::Contains("extra.weight"), Error);
+}
+
