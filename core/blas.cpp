@@ -2,13 +2,42 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
+#include "core/threads.h"
+
 namespace qforge {
 
+static void sgemm1(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                   const float* b, int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+              alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// OpenBLAS runs single-threaded (its spinning workers would fight the pool for
+// the cores); large products are split into column or row panels over the pool.
 void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
            const float* b, int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-              alpha, a, lda, b, ldb, beta, c, ldc);
+  const int t = num_threads();
+  const double flops = 2.0 * m * n * k;
+  if (t <= 1 || flops < 4e6) return sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (n >= m) {
+    // Column panels, multiples of 64 wide so the kernels' tiles stay whole.
+    int64_t blocks = (n + 63) / 64;
+    parallel_for(blocks, 1, [&](int64_t bb, int64_t be) {
+      int j0 = static_cast<int>(bb * 64), j1 = std::min<int>(n, static_cast<int>(be * 64));
+      const float* bp = trans_b ? b + static_cast<int64_t>(j0) * ldb : b + j0;
+      sgemm1(trans_a, trans_b, m, j1 - j0, k, alpha, a, lda, bp, ldb, beta, c + j0, ldc);
+    });
+  } else {
+    int64_t blocks = (m + 15) / 16;
+    parallel_for(blocks, 1, [&](int64_t bb, int64_t be) {
+      int i0 = static_cast<int>(bb * 16), i1 = std::min<int>(m, static_cast<int>(be * 16));
+      const float* ap = trans_a ? a + i0 : a + static_cast<int64_t>(i0) * lda;
+      sgemm1(trans_a, trans_b, i1 - i0, n, k, alpha, ap, lda, b, ldb, beta, c + static_cast<int64_t>(i0) * ldc, ldc);
+    });
+  }
 }
 
 std::string blas_core_name() { return openblas_get_corename(); }

@@ -37,6 +37,12 @@ float* TensorImpl::grad_data() {
   return grad->data();
 }
 
+float* TensorImpl::grad_for_write(bool* assign) {
+  *assign = !grad;
+  if (!grad) grad = std::make_shared<Storage>(numel(), false);
+  return grad->data();
+}
+
 static std::shared_ptr<TensorImpl> new_impl(const Shape& shape, bool zero) {
   for (auto d : shape) QF_CHECK(d >= 0, "negative dimension in shape " + shape_str(shape));
   auto t = std::make_shared<TensorImpl>();

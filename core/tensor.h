@@ -50,6 +50,10 @@ struct TensorImpl {
   int64_t numel() const { return numel_of(shape); }
   float* data() const { return storage->data() + offset; }
   float* grad_data();  // allocates a zeroed gradient on first use
+  // For backward kernels that cover every element: returns the gradient buffer
+  // and sets *assign when it was just allocated (uninitialised), so the kernel
+  // writes instead of adding and no zeroing pass is spent.
+  float* grad_for_write(bool* assign);
 };
 
 class Tensor {

@@ -106,7 +106,7 @@ void set_num_threads(int n) {
   if (n == g_threads) return;
   g_threads = n;
   pool().resize(n);
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);  // see sgemm in core/blas.cpp
 }
 
 int num_threads() {

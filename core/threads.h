@@ -1,13 +1,14 @@
 // One thread pool for the whole process. Its size is set once from the config
-// or the command line (set_num_threads), and OpenBLAS is set to match, so the
-// cores are never oversubscribed.
+// or the command line (set_num_threads). OpenBLAS itself is kept single-threaded
+// and sgemm splits large products over this pool, so the cores are never
+// oversubscribed.
 #pragma once
 #include <cstdint>
 #include <functional>
 
 namespace qforge {
 
-void set_num_threads(int n);  // also sets OpenBLAS; n <= 0 means all cores
+void set_num_threads(int n);  // n <= 0 means all cores; OpenBLAS runs on these threads
 int num_threads();
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n), on the pool's threads

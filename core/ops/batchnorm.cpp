@@ -66,7 +66,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                 TensorImpl& o, const std::vector<TensorImpl*>& in) {
               const float* g = o.grad->data();
               const float* px = x.data();
-              float* dx = in[0] ? in[0]->grad_data() : nullptr;
+              bool assign = false;
+              float* dx = in[0] ? in[0]->grad_for_write(&assign) : nullptr;
               float* dw = in[1] ? in[1]->grad_data() : nullptr;
               float* db = in[2] ? in[2]->grad_data() : nullptr;
               parallel_for(C, 1, [&](int64_t cb, int64_t ce) {
@@ -97,13 +98,17 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                       const float* p = px + (n * C + c) * HW;
                       const float* d = g + (n * C + c) * HW;
                       float* q = dx + (n * C + c) * HW;
-                      for (int64_t i = 0; i < HW; ++i) q[i] += gs * (d[i] - k1 - (p[i] - m) * k2);
+                      if (assign) {
+                        for (int64_t i = 0; i < HW; ++i) q[i] = gs * (d[i] - k1 - (p[i] - m) * k2);
+                      } else {
+                        for (int64_t i = 0; i < HW; ++i) q[i] += gs * (d[i] - k1 - (p[i] - m) * k2);
+                      }
                     }
                   } else {
                     for (int64_t n = 0; n < N; ++n) {
                       const float* d = g + (n * C + c) * HW;
                       float* q = dx + (n * C + c) * HW;
-                      for (int64_t i = 0; i < HW; ++i) q[i] += gs * d[i];
+                      for (int64_t i = 0; i < HW; ++i) q[i] = (assign ? 0.f : q[i]) + gs * d[i];
                     }
                   }
                 }

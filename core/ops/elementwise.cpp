@@ -27,9 +27,14 @@ Tensor add(const Tensor& a, const Tensor& b) {
     const float* g = o.grad->data();
     for (TensorImpl* t : in) {
       if (!t) continue;
-      float* gi = t->grad_data();
+      bool assign;
+      float* gi = t->grad_for_write(&assign);
       for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
-        for (int64_t i = s; i < e; ++i) gi[i] += g[i];
+        if (assign) {
+          for (int64_t i = s; i < e; ++i) gi[i] = g[i];
+        } else {
+          for (int64_t i = s; i < e; ++i) gi[i] += g[i];
+        }
       });
     }
   });
@@ -88,11 +93,16 @@ static Tensor clamp_relu(const Tensor& x, float hi) {
   });
   // out = clamp(x, 0, hi): gradient passes where 0 < x < hi, read off the output.
   record_op(out, {x}, [hi](TensorImpl& o, const std::vector<TensorImpl*>& in) {
-    float* gi = in[0]->grad_data();
+    bool assign;
+    float* gi = in[0]->grad_for_write(&assign);
     const float* g = o.grad->data();
     const float* y = o.data();
     for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) gi[i] += (y[i] > 0.f && y[i] < hi) ? g[i] : 0.f;
+      if (assign) {
+        for (int64_t i = s; i < e; ++i) gi[i] = (y[i] > 0.f && y[i] < hi) ? g[i] : 0.f;
+      } else {
+        for (int64_t i = s; i < e; ++i) gi[i] += (y[i] > 0.f && y[i] < hi) ? g[i] : 0.f;
+      }
     });
   });
   return out;

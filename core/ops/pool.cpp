@@ -1,5 +1,6 @@
 #include "core/ops/pool.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "core/autograd.h"
@@ -36,24 +37,25 @@ Tensor max_pool2d(const Tensor& x, Pool2dArgs a) {
   parallel_for(s.n * s.c, 1, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       const float* in = px + p * s.h * s.w;
-      for (int64_t oh = 0; oh < s.oh; ++oh)
+      for (int64_t oh = 0; oh < s.oh; ++oh) {
+        const int64_t ih0 = oh * a.stride_h - a.pad_h;
+        const int64_t kh0 = std::max<int64_t>(0, -ih0), kh1 = std::min<int64_t>(a.kernel_h, s.h - ih0);
         for (int64_t ow = 0; ow < s.ow; ++ow) {
-          float best = -std::numeric_limits<float>::infinity();
-          int32_t bi = -1;
-          for (int kh = 0; kh < a.kernel_h; ++kh) {
-            int64_t ih = oh * a.stride_h - a.pad_h + kh;
-            if (ih < 0 || ih >= s.h) continue;
-            for (int kw = 0; kw < a.kernel_w; ++kw) {
-              int64_t iw = ow * a.stride_w - a.pad_w + kw;
-              if (iw < 0 || iw >= s.w) continue;
-              float v = in[ih * s.w + iw];
-              if (v > best || bi < 0) best = v, bi = static_cast<int32_t>(ih * s.w + iw);
+          const int64_t iw0 = ow * a.stride_w - a.pad_w;
+          const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min<int64_t>(a.kernel_w, s.w - iw0);
+          // Padding is never the max: the window always holds a real pixel (pad <= kernel / 2).
+          int32_t bi = static_cast<int32_t>((ih0 + kh0) * s.w + iw0 + kw0);
+          float best = in[bi];
+          for (int64_t kh = kh0; kh < kh1; ++kh)
+            for (int64_t kw = kw0; kw < kw1; ++kw) {
+              int32_t idx = static_cast<int32_t>((ih0 + kh) * s.w + iw0 + kw);
+              if (in[idx] > best) best = in[idx], bi = idx;
             }
-          }
           int64_t o = (p * s.oh + oh) * s.ow + ow;
           po[o] = best;
           (*argmax)[o] = bi;
         }
+      }
     }
   });
   record_op(out, {x}, [s, argmax](TensorImpl& o, const std::vector<TensorImpl*>& in) {

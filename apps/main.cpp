@@ -1,0 +1,25 @@
+// qforge: train, quantize, convert, evaluate and benchmark from JSON configs.
+#include <cstdio>
+#include <exception>
+
+#include "apps/blas_env.h"
+#include "apps/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  qforge::apps::ensure_blas_coretype(argv);
+  CLI::App app{"qforge: quantization-aware training and int8 inference for CPUs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "qforge 0.1");
+  qforge::apps::add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
