@@ -5,13 +5,14 @@
 //   ... write tmp (remove it on failure) ...
 //   rename_into_place(tmp, path);
 #pragma once
+#include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <system_error>
-#include <unistd.h>
 
 #include "core/error.h"
 

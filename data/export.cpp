@@ -41,9 +41,9 @@ std::string export_class_dir(int label, int num_classes, const std::string& name
 
 void export_images(const Dataset& ds, const std::string& out_dir) {
   const ImageSpec s = ds.spec();
-  QF_CHECK(s.channels >= 1 && s.channels <= 4,
-           out_dir + ": export_images: cannot write " + std::to_string(s.channels) +
-               "-channel images as PNG");
+  QF_CHECK(s.channels >= 1 && s.channels <= 4, out_dir + ": export_images: cannot write " +
+                                                   std::to_string(s.channels) +
+                                                   "-channel images as PNG");
   const std::vector<std::string>& classes = ds.classes();
   const int num_classes = static_cast<int>(classes.size());
 

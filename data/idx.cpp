@@ -232,8 +232,8 @@ class Writer {
 }  // namespace
 
 const std::vector<std::string>& fashion_mnist_classes() {
-  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                                 "Coat",        "Sandal",  "Shirt",    "Sneaker",
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                                  "Bag",         "Ankle boot"};
   return names;
 }
@@ -253,9 +253,9 @@ std::unique_ptr<Dataset> load_idx(const std::string& images_path, const std::str
   // Both factors are below 2^32; the product with n is guarded against overflow.
   uint64_t hw = uint64_t{h} * w;
   uint64_t bytes = n > kMaxBytes / hw ? kMaxBytes + 1 : n * hw;
-  std::vector<uint8_t> pixels = read_payload(
-      ir, images_path, bytes,
-      std::to_string(n) + " images of " + std::to_string(h) + "x" + std::to_string(w));
+  std::vector<uint8_t> pixels =
+      read_payload(ir, images_path, bytes,
+                   std::to_string(n) + " images of " + std::to_string(h) + "x" + std::to_string(w));
 
   Reader lr(labels_path);
   check_magic(read_be32(lr, labels_path, "magic number"), kLabelsMagic, labels_path);
@@ -263,8 +263,7 @@ std::unique_ptr<Dataset> load_idx(const std::string& images_path, const std::str
   if (nl != n)
     throw Error(labels_path + ": has " + std::to_string(nl) + " labels but " + images_path +
                 " has " + std::to_string(n) + " images");
-  std::vector<uint8_t> labels =
-      read_payload(lr, labels_path, nl, std::to_string(nl) + " labels");
+  std::vector<uint8_t> labels = read_payload(lr, labels_path, nl, std::to_string(nl) + " labels");
   for (size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] >= class_names.size())
       throw Error(labels_path + ": label " + std::to_string(labels[i]) + " at index " +
@@ -276,8 +275,8 @@ std::unique_ptr<Dataset> load_idx(const std::string& images_path, const std::str
 }
 
 void write_idx(const std::string& images_path, const std::string& labels_path,
-               std::span<const uint8_t> images, std::span<const int> labels, int height,
-               int width, bool gzip) {
+               std::span<const uint8_t> images, std::span<const int> labels, int height, int width,
+               bool gzip) {
   QF_CHECK(height > 0 && width > 0, images_path + ": write_idx: bad image size " +
                                         std::to_string(height) + "x" + std::to_string(width));
   size_t n = labels.size();
@@ -288,9 +287,9 @@ void write_idx(const std::string& images_path, const std::string& labels_path,
   QF_CHECK(n <= UINT32_MAX, images_path + ": write_idx: too many images for IDX");
   std::vector<uint8_t> label_bytes(n);
   for (size_t i = 0; i < n; ++i) {
-    QF_CHECK(labels[i] >= 0 && labels[i] <= 255,
-             labels_path + ": write_idx: label " + std::to_string(labels[i]) + " at index " +
-                 std::to_string(i) + " does not fit in uint8");
+    QF_CHECK(labels[i] >= 0 && labels[i] <= 255, labels_path + ": write_idx: label " +
+                                                     std::to_string(labels[i]) + " at index " +
+                                                     std::to_string(i) + " does not fit in uint8");
     label_bytes[i] = static_cast<uint8_t>(labels[i]);
   }
 

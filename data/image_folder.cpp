@@ -36,8 +36,8 @@ bool is_hidden(const fs::path& p) {
 std::vector<std::string> list_images(const fs::path& class_dir) {
   std::vector<std::pair<std::string, std::string>> found;  // (directory, file name)
   std::error_code ec;
-  auto it = fs::recursive_directory_iterator(
-      class_dir, fs::directory_options::follow_directory_symlink, ec);
+  auto it = fs::recursive_directory_iterator(class_dir,
+                                             fs::directory_options::follow_directory_symlink, ec);
   if (ec) throw Error(class_dir.string() + ": cannot list directory: " + ec.message());
   for (auto end = fs::recursive_directory_iterator(); it != end; it.increment(ec)) {
     if (ec) throw Error(class_dir.string() + ": cannot list directory: " + ec.message());
@@ -75,7 +75,8 @@ void read_file(const std::string& path, std::vector<unsigned char>& buf) {
 std::string join_names(const std::vector<std::string>& names) {
   constexpr size_t kMaxShown = 20;
   std::string s = "[";
-  for (size_t i = 0; i < names.size() && i < kMaxShown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  for (size_t i = 0; i < names.size() && i < kMaxShown; ++i)
+    s += (i ? ", '" : "'") + names[i] + "'";
   if (names.size() > kMaxShown) s += ", ... (" + std::to_string(names.size()) + " in all)";
   return s + "]";
 }
@@ -149,8 +150,8 @@ void ImageFolder::get(size_t i, uint8_t* out) const {
   if (w != W || h != H) {
     resized.resize(static_cast<size_t>(C) * H * W);
     if (!stbir_resize_uint8(px.get(), w, h, 0, resized.data(), W, H, 0, C))
-      throw Error(p + ": cannot resize image from " + std::to_string(w) + "x" +
-                  std::to_string(h) + " to " + std::to_string(W) + "x" + std::to_string(H));
+      throw Error(p + ": cannot resize image from " + std::to_string(w) + "x" + std::to_string(h) +
+                  " to " + std::to_string(W) + "x" + std::to_string(H));
     hwc = resized.data();
   }
   // stb works in interleaved HWC; datasets hand out planar CHW.
@@ -183,8 +184,8 @@ void check_classes(const std::vector<std::string>& expected, const Dataset& ds,
   if (missing.empty() && unexpected.empty()) {
     size_t k = 0;
     while (k < got.size() && k < expected.size() && got[k] == expected[k]) ++k;
-    msg += "; same names in a different order (first difference at label " + std::to_string(k) +
-           ")";
+    msg +=
+        "; same names in a different order (first difference at label " + std::to_string(k) + ")";
   }
   throw Error(msg);
 }

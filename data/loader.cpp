@@ -45,8 +45,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformConfig transform
   QF_CHECK(opt_.batch_size > 0,
            "Loader: batch_size must be > 0, got " + std::to_string(opt_.batch_size));
   QF_CHECK(opt_.workers > 0, "Loader: workers must be > 0, got " + std::to_string(opt_.workers));
-  QF_CHECK(opt_.prefetch > 0,
-           "Loader: prefetch must be > 0, got " + std::to_string(opt_.prefetch));
+  QF_CHECK(opt_.prefetch > 0, "Loader: prefetch must be > 0, got " + std::to_string(opt_.prefetch));
   in_spec_ = ds_->spec();
   out_spec_ = data::output_spec(tf_, in_spec_);
   const size_t n = ds_->size(), bs = static_cast<size_t>(opt_.batch_size);

@@ -49,9 +49,9 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  std::vector<float> images;    // (n, c, h, w)
-  std::vector<int32_t> labels;  // (n)
-  std::vector<int64_t> indices; // (n) dataset index of each image
+  std::vector<float> images;     // (n, c, h, w)
+  std::vector<int32_t> labels;   // (n)
+  std::vector<int64_t> indices;  // (n) dataset index of each image
   int n = 0, c = 0, h = 0, w = 0;
 };
 

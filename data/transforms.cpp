@@ -111,9 +111,9 @@ void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec i
     resized.resize(static_cast<size_t>(C) * g.rh * g.rw);
     for (int c = 0; c < C; ++c) {
       // CHW planes are single-channel images to stb.
-      int ok = stbir_resize_uint8(chw + static_cast<size_t>(c) * in.height * in.width, in.width,
-                                  in.height, 0, resized.data() + static_cast<size_t>(c) * g.rh * g.rw,
-                                  g.rw, g.rh, 0, 1);
+      int ok = stbir_resize_uint8(
+          chw + static_cast<size_t>(c) * in.height * in.width, in.width, in.height, 0,
+          resized.data() + static_cast<size_t>(c) * g.rh * g.rw, g.rw, g.rh, 0, 1);
       QF_CHECK(ok, "transform: resize from " + to_string(in) + " failed");
     }
     src = resized.data();

@@ -70,9 +70,9 @@ TEST_CASE("export: RGB round trip") {
   std::vector<std::vector<uint8_t>> imgs;
   for (int i = 0; i < 4; ++i) {
     imgs.push_back(random_pixels(6 * 5 * 3, 10 + i));
-    write_image(dir / ("in/" + std::string(i < 2 ? "red" : "blue") + "/" + std::to_string(i) +
-                       ".png"),
-                6, 5, 3, imgs.back());
+    write_image(
+        dir / ("in/" + std::string(i < 2 ? "red" : "blue") + "/" + std::to_string(i) + ".png"), 6,
+        5, 3, imgs.back());
   }
   ImageFolder src(dir / "in", {3, 5, 6});
   export_images(src, dir / "out");

@@ -25,7 +25,8 @@ class FakeDataset final : public Dataset {
   const std::vector<std::string>& classes() const override { return classes_; }
   int label(size_t i) const override { return static_cast<int>(i % 3); }
   void get(size_t i, uint8_t* out) const override {
-    if (static_cast<long>(i) == fail_at_) throw qforge::Error("fake: image " + std::to_string(i) + " is broken");
+    if (static_cast<long>(i) == fail_at_)
+      throw qforge::Error("fake: image " + std::to_string(i) + " is broken");
     if (sleep_us_) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
     for (int k = 0; k < 16; ++k) out[k] = static_cast<uint8_t>(i * 7 + k * 13);
   }
@@ -37,8 +38,8 @@ class FakeDataset final : public Dataset {
   std::vector<std::string> classes_ = {"a", "b", "c"};
 };
 
-const TransformConfig kAugment{.mean = {0.5f}, .std = {0.25f}, .random_crop_padding = 2,
-                               .random_hflip = true};
+const TransformConfig kAugment{
+    .mean = {0.5f}, .std = {0.25f}, .random_crop_padding = 2, .random_hflip = true};
 
 std::vector<Batch> epoch_batches(Loader& l, int epoch, size_t first = 0) {
   l.start_epoch(epoch, first);
@@ -60,8 +61,9 @@ bool same(const Batch& a, const Batch& b) {
 }
 
 bool same(const std::vector<Batch>& a, const std::vector<Batch>& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](const Batch& x, const Batch& y) { return same(x, y); });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(),
+                    [](const Batch& x, const Batch& y) { return same(x, y); });
 }
 
 }  // namespace

@@ -55,7 +55,8 @@ TEST_CASE("transforms: random crop with zero padding and flip, on a hand-made im
   for (uint32_t seed = 0; seed < 200; ++seed) {
     std::mt19937 rng(seed), replay(seed);
     std::vector<float> out = run(cfg, img, in, rng, true);
-    int i = static_cast<int>(uniform_below(replay, 3)), j = static_cast<int>(uniform_below(replay, 3));
+    int i = static_cast<int>(uniform_below(replay, 3)),
+        j = static_cast<int>(uniform_below(replay, 3));
     int flip = static_cast<int>(uniform_below(replay, 2));
     CHECK(rng() == replay());  // no other draws
     seen.insert({i, j, flip});
@@ -104,8 +105,8 @@ TEST_CASE("transforms: padding is pixel value 0 before normalization") {
 TEST_CASE("transforms: eval ignores the augmentation and leaves the rng alone") {
   const ImageSpec in{2, 4, 5};
   std::vector<uint8_t> img = random_pixels(40, 5);
-  TransformConfig cfg{.mean = {0.1f, 0.2f}, .std = {0.3f, 0.4f}, .random_crop_padding = 4,
-                      .random_hflip = true};
+  TransformConfig cfg{
+      .mean = {0.1f, 0.2f}, .std = {0.3f, 0.4f}, .random_crop_padding = 4, .random_hflip = true};
   std::mt19937 rng(9), untouched(9);
   std::vector<float> out = run(cfg, img, in, rng, false);
   CHECK(rng() == untouched());
@@ -157,8 +158,8 @@ TEST_CASE("transforms: resize keeps the aspect ratio, then center crop") {
 TEST_CASE("transforms: same rng seed, same output; other seeds differ") {
   const ImageSpec in{3, 8, 8};
   std::vector<uint8_t> img = random_pixels(192, 11);
-  TransformConfig cfg{.mean = {0.5f}, .std = {0.5f}, .random_crop_padding = 2,
-                      .random_hflip = true};
+  TransformConfig cfg{
+      .mean = {0.5f}, .std = {0.5f}, .random_crop_padding = 2, .random_hflip = true};
   std::mt19937 a(123), b(123);
   std::vector<float> first = run(cfg, img, in, a, true);
   CHECK(first == run(cfg, img, in, b, true));

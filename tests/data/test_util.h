@@ -2,6 +2,7 @@
 // itself, small image writers, and a way to look at the message of an Error.
 #pragma once
 #include <stb_image_write.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -9,7 +10,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "core/error.h"
@@ -22,8 +22,8 @@ class TempDir {
     static std::atomic<int> counter{0};
     std::random_device rd;
     path_ = std::filesystem::temp_directory_path() /
-            ("qforge-data-test-" + std::to_string(::getpid()) + "-" +
-             std::to_string(counter++) + "-" + std::to_string(rd()));
+            ("qforge-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) +
+             "-" + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
@@ -83,7 +83,8 @@ inline void write_image(const std::string& path, int w, int h, int comp,
   int ok = 0;
   if (ext == ".png") ok = stbi_write_png(path.c_str(), w, h, comp, hwc.data(), w * comp);
   if (ext == ".bmp") ok = stbi_write_bmp(path.c_str(), w, h, comp, hwc.data());
-  if (ext == ".jpg" || ext == ".jpeg") ok = stbi_write_jpg(path.c_str(), w, h, comp, hwc.data(), 95);
+  if (ext == ".jpg" || ext == ".jpeg")
+    ok = stbi_write_jpg(path.c_str(), w, h, comp, hwc.data(), 95);
   if (!ok) throw qforge::Error(path + ": test could not write image");
 }
 
