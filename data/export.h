@@ -11,7 +11,8 @@
 // '/' and '\' replaced by '_'. <index> is the dataset index, zero-padded so that
 // within a class the files sort in index order. A 1-channel image is a grey PNG,
 // 3 an RGB PNG. Existing files are overwritten; each is written to a temporary
-// name and renamed into place.
+// name and renamed into place. Every class gets its directory, even one without
+// images, which ImageFolder then rejects rather than silently renumbering labels.
 #pragma once
 #include <string>
 
