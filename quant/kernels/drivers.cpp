@@ -1,0 +1,360 @@
+#include "quant/kernels/drivers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/threads.h"
+
+namespace qforge::quant {
+namespace {
+
+std::string conv_str(const QConvParams& p) {
+  return "in (" + std::to_string(p.N) + "," + std::to_string(p.H) + "," + std::to_string(p.W) + "," +
+         std::to_string(p.C) + ") kernel " + std::to_string(p.OC) + "x" + std::to_string(p.KH) + "x" +
+         std::to_string(p.KW) + " stride " + std::to_string(p.stride_h) + "," + std::to_string(p.stride_w) +
+         " pad " + std::to_string(p.pad_h) + "," + std::to_string(p.pad_w) + " dilation " +
+         std::to_string(p.dilation_h) + "," + std::to_string(p.dilation_w);
+}
+
+bool same_geometry(const QConvParams& a, const QConvParams& b) {
+  return a.C == b.C && a.OC == b.OC && a.KH == b.KH && a.KW == b.KW && a.stride_h == b.stride_h &&
+         a.stride_w == b.stride_w && a.pad_h == b.pad_h && a.pad_w == b.pad_w && a.dilation_h == b.dilation_h &&
+         a.dilation_w == b.dilation_w && a.groups == b.groups && a.in_zero_point == b.in_zero_point &&
+         a.out_zero_point == b.out_zero_point && a.out_qmin == b.out_qmin && a.out_qmax == b.out_qmax;
+}
+
+void check_u8_range(int32_t zp, int32_t qmin, int32_t qmax, const std::string& what) {
+  QF_CHECK(0 <= qmin && qmin <= qmax && qmax <= 255,
+           what + ": clamp [" + std::to_string(qmin) + ", " + std::to_string(qmax) + "] must lie in [0, 255]");
+  QF_CHECK(0 <= zp && zp <= 255, what + ": zero point " + std::to_string(zp) + " must lie in [0, 255]");
+}
+
+void check_multiplier(FixedPointMultiplier m, const std::string& what) {
+  QF_CHECK(m.multiplier >= 0 && m.shift >= -31 && m.shift <= 30,
+           what + ": fixed-point multiplier out of range (" + std::to_string(m.multiplier) + ", shift " +
+               std::to_string(m.shift) + ")");
+}
+
+// Per-thread scratch: drivers allocate, kernels don't.
+void* thread_scratch(size_t bytes) {
+  thread_local std::vector<uint64_t> buf;
+  const size_t words = (bytes + 7) / 8;
+  if (buf.size() < words) buf.resize(words);
+  return buf.data();
+}
+
+// Runs a conv kernel over the whole output, split over the pool by micro-tiles of pixels, or by
+// output-channel panels when there are few pixels and enough panels (deep layers at 7x7).
+void run_conv(const KernelTable& k, const QConvArgs& a, const uint8_t* in, uint8_t* out, int32_t* out_i32) {
+  const int64_t P = int64_t(a.N) * a.OH * a.OW;
+  const int mr = k.conv_mr, panel = k.conv_panel_oc;
+  const int64_t tiles = (P + mr - 1) / mr;
+  const int panels = (a.OC + panel - 1) / panel;
+  const int threads = num_threads();
+  const size_t scratch = k.conv_packed_bytes ? conv_scratch_bytes(a, mr, k.conv_chunk_tiles) : 0;
+  const bool by_panels = threads > 1 && panels >= threads && tiles < int64_t(threads) * k.conv_chunk_tiles;
+  if (by_panels) {
+    parallel_for(panels, 1, [&](int64_t b, int64_t e) {
+      k.qconv2d(out, out_i32, in, a, 0, P, static_cast<int>(b) * panel,
+                std::min<int>(a.OC, static_cast<int>(e) * panel), thread_scratch(scratch));
+    });
+  } else {
+    // Grain: enough MACs per chunk to pay for a wake-up.
+    const int64_t macs_per_tile = int64_t(mr) * a.OC * a.KH * a.KW * a.C;
+    const int64_t grain = std::max<int64_t>(1, 200000 / std::max<int64_t>(1, macs_per_tile));
+    parallel_for(tiles, grain, [&](int64_t b, int64_t e) {
+      k.qconv2d(out, out_i32, in, a, b * mr, std::min(P, e * mr), 0, a.OC, thread_scratch(scratch));
+    });
+  }
+}
+
+QConvParams linear_as_conv(const QLinearParams& p) {
+  QConvParams c;
+  c.N = p.M;
+  c.H = c.W = 1;
+  c.C = p.K;
+  c.OC = p.N;
+  c.in_zero_point = p.in_zero_point;
+  c.out_zero_point = p.out_zero_point;
+  c.out_qmin = p.out_qmin;
+  c.out_qmax = p.out_qmax;
+  return c;
+}
+
+}  // namespace
+
+std::vector<FixedPointMultiplier> requant_multipliers(float in_scale, const float* weight_scales, int OC,
+                                                      float out_scale) {
+  std::vector<FixedPointMultiplier> m(OC);
+  for (int c = 0; c < OC; ++c)
+    m[c] = quantize_multiplier(double(in_scale) * double(weight_scales[c]) / double(out_scale));
+  return m;
+}
+
+// ---------------------------------------------------------------------------
+// Conv2d
+
+namespace {
+QConvArgs fill_args(const PackedConvWeights& w, const QConvParams& p) {
+  QConvArgs a{};
+  a.N = p.N, a.H = p.H, a.W = p.W, a.C = p.C;
+  a.OC = p.OC, a.KH = p.KH, a.KW = p.KW, a.OH = p.OH(), a.OW = p.OW();
+  a.stride_h = p.stride_h, a.stride_w = p.stride_w, a.pad_h = p.pad_h, a.pad_w = p.pad_w;
+  a.dilation_h = p.dilation_h, a.dilation_w = p.dilation_w;
+  a.in_zp = p.in_zero_point, a.out_zp = p.out_zero_point, a.out_qmin = p.out_qmin, a.out_qmax = p.out_qmax;
+  a.weight = w.weight.data();
+  a.bias = w.bias.data();
+  a.requant = w.requant.data();
+  a.packed = w.packed.data();
+  a.bias_packed = w.bias_packed.data();
+  a.rq_multiplier = w.rq_multiplier.data();
+  a.rq_lshift = w.rq_lshift.data();
+  a.rq_rshift = w.rq_rshift.data();
+  a.zero_row = w.zero_row.data();
+  a.OCp = w.OCp, a.taps = w.taps, a.kt = w.kt, a.ktp = w.ktp, a.row_merged = w.row_merged;
+  return a;
+}
+}  // namespace
+
+QConvArgs PackedConvWeights::args(const QConvParams& p) const {
+  QF_CHECK(same_geometry(p, params), "qconv2d: parameters " + conv_str(p) +
+                                         " differ from the packed weights' " + conv_str(params) +
+                                         " (or their zero points / clamp)");
+  QF_CHECK(p.N > 0 && p.H > 0 && p.W > 0 && p.OH() > 0 && p.OW() > 0,
+           "qconv2d: empty input or output for " + conv_str(p));
+  return fill_args(*this, p);
+}
+
+PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, const int32_t* bias,
+                                    const FixedPointMultiplier* requant, Isa isa) {
+  const std::string what = "qconv2d (" + conv_str(p) + ")";
+  QF_CHECK(p.C > 0 && p.OC > 0 && p.KH > 0 && p.KW > 0, what + ": empty weights");
+  QF_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.dilation_h > 0 && p.dilation_w > 0 && p.pad_h >= 0 &&
+               p.pad_w >= 0,
+           what + ": strides and dilations must be >= 1, padding >= 0");
+  QF_CHECK(p.groups == 1, what + ": groups = " + std::to_string(p.groups) +
+                              " not supported (only groups = 1; depthwise is not implemented)");
+  QF_CHECK(int64_t(p.KH) * p.KW * p.C < (int64_t{1} << 16), what + ": K = KH*KW*C too large for int32 accumulation");
+  check_u8_range(p.in_zero_point, 0, 255, what + " input");
+  check_u8_range(p.out_zero_point, p.out_qmin, p.out_qmax, what + " output");
+  QF_CHECK(weight && requant, what + ": null weights or multipliers");
+  const KernelTable& k = kernels_for(isa);
+
+  PackedConvWeights w;
+  w.params = p;
+  w.isa = isa;
+  const int OC = p.OC, C = p.C, KH = p.KH, KW = p.KW;
+  w.weight.resize(size_t(OC) * KH * KW * C);
+  for (int o = 0; o < OC; ++o)  // (OC, C, KH, KW) -> (OC, KH, KW, C)
+    for (int c = 0; c < C; ++c)
+      for (int h = 0; h < KH; ++h)
+        for (int x = 0; x < KW; ++x)
+          w.weight[((size_t(o) * KH + h) * KW + x) * C + c] = weight[((size_t(o) * C + c) * KH + h) * KW + x];
+  w.bias.assign(OC, 0);
+  if (bias) std::copy(bias, bias + OC, w.bias.begin());
+  w.requant.assign(requant, requant + OC);
+  for (int o = 0; o < OC; ++o) check_multiplier(requant[o], what + " channel " + std::to_string(o));
+  w.weight_sum.assign(OC, 0);
+  for (int o = 0; o < OC; ++o)
+    for (size_t i = 0; i < size_t(KH) * KW * C; ++i) w.weight_sum[o] += w.weight[o * size_t(KH) * KW * C + i];
+
+  // Small C: merge the KW taps of a kernel row into one slice (the stems).
+  w.row_merged = p.dilation_w == 1 && KW > 1 && C * KW <= 64 && (C % 4 != 0 || C < 16);
+  w.taps = w.row_merged ? KH : KH * KW;
+  w.kt = w.row_merged ? KW * C : C;
+  w.ktp = (w.kt + 3) / 4 * 4;
+  w.OCp = (OC + 15) / 16 * 16;
+  w.bias_packed.assign(w.OCp, 0);
+  w.rq_multiplier.assign(w.OCp, 0);
+  w.rq_lshift.assign(w.OCp, 0);
+  w.rq_rshift.assign(w.OCp, 0);
+  for (int o = 0; o < OC; ++o) {
+    // Wrapping, as the kernels' accumulators: bias - in_zp * sum(w).
+    w.bias_packed[o] = static_cast<int32_t>(static_cast<uint32_t>(w.bias[o]) -
+                                            static_cast<uint32_t>(p.in_zero_point * w.weight_sum[o]));
+    w.rq_multiplier[o] = requant[o].multiplier;
+    w.rq_lshift[o] = std::max(requant[o].shift, 0);
+    w.rq_rshift[o] = std::max(-requant[o].shift, 0);
+  }
+  w.zero_row.assign(w.ktp, static_cast<uint8_t>(p.in_zero_point));
+  if (k.conv_packed_bytes) {
+    QConvArgs a = fill_args(w, p);
+    w.packed.resize(k.conv_packed_bytes(a));
+    a.packed = w.packed.data();
+    k.conv_pack(w.packed.data(), a);
+  }
+  return w;
+}
+
+void qconv2d(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, uint8_t* out) {
+  const QConvArgs a = w.args(p);
+  run_conv(kernels_for(w.isa), a, in, out, nullptr);
+}
+
+// ---------------------------------------------------------------------------
+// Linear
+
+PackedLinearWeights pack_linear_weights(const QLinearParams& p, const int8_t* weight, const int32_t* bias,
+                                        const FixedPointMultiplier* requant, Isa isa) {
+  return pack_conv_weights(linear_as_conv(p), weight, bias, requant, isa);
+}
+
+void qlinear(const QLinearParams& p, const PackedLinearWeights& w, const uint8_t* in, uint8_t* out) {
+  QF_CHECK(p.M > 0, "qlinear: M = " + std::to_string(p.M));
+  run_conv(kernels_for(w.isa), w.args(linear_as_conv(p)), in, out, nullptr);
+}
+
+void qlinear_i32(const QLinearParams& p, const PackedLinearWeights& w, const uint8_t* in, int32_t* out) {
+  QF_CHECK(p.M > 0, "qlinear_i32: M = " + std::to_string(p.M));
+  run_conv(kernels_for(w.isa), w.args(linear_as_conv(p)), in, nullptr, out);
+}
+
+DynamicLinearWeights pack_linear_dynamic(int K, int N, const int8_t* weight, const float* weight_scale,
+                                         const float* bias, Isa isa) {
+  QF_CHECK(weight_scale, "qlinear_dynamic: null weight scales");
+  DynamicLinearWeights d;
+  d.K = K;
+  d.N = N;
+  QLinearParams p;
+  p.K = K;
+  p.N = N;
+  std::vector<FixedPointMultiplier> unit(N, FixedPointMultiplier{1 << 30, 1});  // unused: int32 output
+  d.packed = pack_linear_weights(p, weight, nullptr, unit.data(), isa);
+  d.weight_scale.assign(weight_scale, weight_scale + N);
+  d.bias.assign(N, 0.0f);
+  if (bias) std::copy(bias, bias + N, d.bias.begin());
+  return d;
+}
+
+void qlinear_dynamic(const DynamicLinearWeights& w, int M, const float* in, float* out) {
+  QF_CHECK(M > 0, "qlinear_dynamic: M = " + std::to_string(M));
+  const int K = w.K, N = w.N;
+  const int64_t n_in = int64_t(M) * K;
+  float lo = in[0], hi = in[0];
+  for (int64_t i = 1; i < n_in; ++i) {
+    lo = std::min(lo, in[i]);
+    hi = std::max(hi, in[i]);
+  }
+  QF_CHECK(std::isfinite(lo) && std::isfinite(hi), "qlinear_dynamic: input (" + std::to_string(M) + "," +
+                                                       std::to_string(K) + ") holds inf or NaN");
+  const QParams qx = choose_qparams_affine(lo, hi);
+  const KernelTable& k = kernels_for(w.packed.isa);
+  std::vector<uint8_t> xq(n_in);
+  quantize_nchw_to_nhwc(qx, M, K, 1, 1, in, xq.data(), w.packed.isa);
+
+  // Zero-point correction for this call's zx, and the reference's view of it.
+  QLinearParams p;
+  p.M = M;
+  p.K = K;
+  p.N = N;
+  QConvArgs a = w.packed.args(linear_as_conv(p));
+  std::vector<int32_t> bias_dyn(w.packed.OCp, 0);
+  for (int n = 0; n < N; ++n)
+    bias_dyn[n] = static_cast<int32_t>(0u - static_cast<uint32_t>(qx.zero_point * w.packed.weight_sum[n]));
+  a.in_zp = qx.zero_point;
+  a.bias = nullptr;
+  a.bias_packed = bias_dyn.data();
+  std::vector<int32_t> acc(size_t(M) * N);
+  run_conv(k, a, xq.data(), nullptr, acc.data());
+
+  std::vector<float> scale(N);
+  for (int n = 0; n < N; ++n) scale[n] = qx.scale * w.weight_scale[n];
+  parallel_for(M, std::max(1, 16384 / std::max(1, N)), [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; ++m)
+      for (int n = 0; n < N; ++n) out[m * N + n] = static_cast<float>(acc[m * N + n]) * scale[n] + w.bias[n];
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Add, pooling, quantize
+
+QAddParams make_qadd_params(const QParams& a, const QParams& b, const QParams& out, bool relu) {
+  QF_CHECK(a.scale > 0 && b.scale > 0 && out.scale > 0, "qadd: scales must be > 0");
+  check_u8_range(a.zero_point, 0, 255, "qadd input a");
+  check_u8_range(b.zero_point, 0, 255, "qadd input b");
+  check_u8_range(out.zero_point, out.qmin, out.qmax, "qadd output");
+  QAddParams p{};
+  p.left_shift = 20;
+  const double twice_max = 2.0 * std::max<double>(a.scale, b.scale);
+  p.a_zp = a.zero_point;
+  p.b_zp = b.zero_point;
+  p.a_multiplier = quantize_multiplier(a.scale / twice_max);
+  p.b_multiplier = quantize_multiplier(b.scale / twice_max);
+  p.out_multiplier = quantize_multiplier(twice_max / (double(1 << p.left_shift) * out.scale));
+  p.out_zp = out.zero_point;
+  p.out_qmin = relu ? std::max(out.qmin, out.zero_point) : out.qmin;
+  p.out_qmax = out.qmax;
+  return p;
+}
+
+void qadd(const QAddParams& p, int64_t n, const uint8_t* a, const uint8_t* b, uint8_t* out, Isa isa) {
+  const KernelTable& k = kernels_for(isa);
+  parallel_for(n, 32768, [&](int64_t s, int64_t e) { k.qadd(out + s, a + s, b + s, e - s, p); });
+}
+
+QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int stride_h, int stride_w,
+                                 int pad_h, int pad_w) {
+  QF_CHECK(N > 0 && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && stride_h > 0 && stride_w > 0,
+           "qmaxpool2d: empty shape or zero stride");
+  QF_CHECK(pad_h >= 0 && pad_w >= 0 && 2 * pad_h <= KH && 2 * pad_w <= KW,
+           "qmaxpool2d: padding must be at most half the kernel (kernel " + std::to_string(KH) + "x" +
+               std::to_string(KW) + ", pad " + std::to_string(pad_h) + "," + std::to_string(pad_w) + ")");
+  QPool2dParams p{N, H, W, C, KH, KW, stride_h, stride_w, pad_h, pad_w, 0, 0};
+  p.OH = (H + 2 * pad_h - KH) / stride_h + 1;
+  p.OW = (W + 2 * pad_w - KW) / stride_w + 1;
+  QF_CHECK(p.OH > 0 && p.OW > 0, "qmaxpool2d: kernel larger than the padded input");
+  return p;
+}
+
+void qmaxpool2d(const QPool2dParams& p, const uint8_t* in, uint8_t* out, Isa isa) {
+  const KernelTable& k = kernels_for(isa);
+  const int64_t P = int64_t(p.N) * p.OH * p.OW;
+  const int64_t grain = std::max<int64_t>(1, 65536 / (int64_t(p.C) * p.KH * p.KW));
+  parallel_for(P, grain, [&](int64_t b, int64_t e) { k.qmaxpool2d(out, in, p, b, e); });
+}
+
+QGlobalAvgPoolParams make_global_avgpool_params(int N, int H, int W, int C, const QParams& in, const QParams& out) {
+  QF_CHECK(N > 0 && H > 0 && W > 0 && C > 0, "qglobal_avgpool: empty shape");
+  QF_CHECK(int64_t(H) * W < (int64_t{1} << 23), "qglobal_avgpool: H*W too large for int32 sums");
+  check_u8_range(in.zero_point, 0, 255, "qglobal_avgpool input");
+  check_u8_range(out.zero_point, out.qmin, out.qmax, "qglobal_avgpool output");
+  QGlobalAvgPoolParams p{};
+  p.N = N, p.H = H, p.W = W, p.C = C;
+  p.in_zp = in.zero_point;
+  p.multiplier = quantize_multiplier(double(in.scale) / (double(out.scale) * H * W));
+  p.out_zp = out.zero_point, p.out_qmin = out.qmin, p.out_qmax = out.qmax;
+  return p;
+}
+
+void qglobal_avgpool(const QGlobalAvgPoolParams& p, const uint8_t* in, uint8_t* out, Isa isa) {
+  const KernelTable& k = kernels_for(isa);
+  const int64_t grain = std::max<int64_t>(1, 65536 / (int64_t(p.H) * p.W * p.C));
+  parallel_for(p.N, grain, [&](int64_t b, int64_t e) { k.qglobal_avgpool(out, in, p, b, e); });
+}
+
+namespace {
+QuantizeParams quantize_params(const QParams& qp, int N, int C, int H, int W, const char* op) {
+  QF_CHECK(N > 0 && C > 0 && H > 0 && W > 0, std::string(op) + ": empty shape");
+  QF_CHECK(qp.scale > 0 && std::isfinite(qp.scale), std::string(op) + ": scale must be finite and > 0");
+  check_u8_range(qp.zero_point, qp.qmin, qp.qmax, op);
+  return QuantizeParams{N, C, H * W, qp.scale, 1.0f / qp.scale, qp.zero_point, qp.qmin, qp.qmax};
+}
+}  // namespace
+
+void quantize_nchw_to_nhwc(const QParams& qp, int N, int C, int H, int W, const float* in, uint8_t* out, Isa isa) {
+  const QuantizeParams p = quantize_params(qp, N, C, H, W, "quantize");
+  const KernelTable& k = kernels_for(isa);
+  parallel_for(int64_t(N) * p.HW, std::max(1, 65536 / C), [&](int64_t b, int64_t e) { k.quantize(out, in, p, b, e); });
+}
+
+void dequantize_nhwc_to_nchw(const QParams& qp, int N, int C, int H, int W, const uint8_t* in, float* out,
+                             Isa isa) {
+  const QuantizeParams p = quantize_params(qp, N, C, H, W, "dequantize");
+  const KernelTable& k = kernels_for(isa);
+  parallel_for(int64_t(N) * p.HW, std::max(1, 65536 / C),
+               [&](int64_t b, int64_t e) { k.dequantize(out, in, p, b, e); });
+}
+
+}  // namespace qforge::quant

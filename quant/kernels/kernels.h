@@ -1,0 +1,179 @@
+// int8 kernels: leaves (raw pointers, POD arguments, no allocation, no threads).
+//
+// Most code should not call these: quant/kernels/drivers.h packs weights and
+// splits work over the thread pool, and quant/kernels/dispatch.h picks the
+// ISA. Here is what every kernel computes, with the layouts:
+//
+//   activations  uint8, NHWC, per-tensor (scale, zero point)
+//   weights      int8 per output channel, symmetric; accepted range [-128, 127]
+//   accumulate   int32, wrapping (as the hardware does; real models stay far below 2^31)
+//   output       requantize(acc, multiplier[oc], out_zp, out_qmin, out_qmax)  (quant/qparams.h)
+//
+// Every kernel has a scalar `__ref` version that defines the output bytes;
+// each SIMD version (`__avx2`, `__avx512vnni`) must produce the same bytes.
+// A SIMD file holds only its ISA's code and never calls an inline function
+// shared with generic code (one copy of such a function would be picked by
+// the linker, possibly the one compiled with AVX-512).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/qparams.h"
+
+namespace qforge::quant {
+
+// ---------------------------------------------------------------------------
+// Convolution (and GEMM: a 1x1 convolution over M "pixels").
+//
+// The SIMD kernels run a direct convolution over NHWC: for each output pixel
+// and each tap (kh, kw) the input row of C contiguous channels is one slice of
+// the K dimension, reached through an indirection array of row pointers built
+// per chunk of pixels (no im2col copy). Padded taps point at `zero_row`, a row
+// of in_zp bytes, so padding behaves as real 0 and the zero-point correction
+// (in_zp * sum of weights) folds into `bias_packed` at pack time.
+// When C is small (stems: C = 1 or 3) the KW taps of one kernel row are merged
+// into one slice of KW*C contiguous bytes ("row-merged"): the 7x7 C=3 stem
+// runs as 7 taps of 21 bytes instead of 49 taps of 3.
+// Each slice of kt bytes is padded to ktp = roundup(kt, 4) with zero weights;
+// slices are read ktp bytes long, so a slice that would read past the end of
+// the input is copied to scratch first.
+struct QConvArgs {
+  // geometry: input (N,H,W,C) -> output (N,OH,OW,OC)
+  int N, H, W, C;
+  int OC, KH, KW, OH, OW;
+  int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  int32_t in_zp;
+  int32_t out_zp, out_qmin, out_qmax;
+  // scalar reference data: acc = bias[oc] + sum (x - in_zp) * w over in-bounds taps
+  const int8_t* weight;                  // (OC, KH, KW, C)
+  const int32_t* bias;                   // (OC), or null for 0
+  const FixedPointMultiplier* requant;   // (OC)
+  // SIMD data (OCp = OC rounded up to 16; padded channels have zero weights)
+  const void* packed;                    // layout per ISA, see pack_conv__*
+  const int32_t* bias_packed;            // (OCp) bias - in_zp * sum(w); acc = bias_packed + sum x * w
+  const int32_t* rq_multiplier;          // (OCp)
+  const int32_t* rq_lshift;              // (OCp) max(shift, 0)
+  const int32_t* rq_rshift;              // (OCp) max(-shift, 0)
+  const uint8_t* zero_row;               // ktp bytes of in_zp
+  int OCp;
+  int taps;          // KH*KW, or KH when row-merged
+  int kt, ktp;       // bytes per tap slice (C, or KW*C when row-merged), and rounded up to 4
+  bool row_merged;
+};
+
+// Computes output pixels [pix_begin, pix_end) of the flattened (N*OH*OW) grid
+// for output channels [oc_begin, oc_end). oc_begin must be a multiple of the
+// ISA's panel width (KernelTable::conv_panel_oc), oc_end too or equal to OC.
+// Writes uint8 (out, stride OC) or, when out_i32 is not null, the raw int32
+// accumulators instead (out_i32, stride OC; requantization skipped).
+// scratch: conv_scratch_bytes(args, mr, chunk_tiles) bytes, 8-byte aligned.
+using QConv2dKernel = void (*)(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a,
+                               int64_t pix_begin, int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+
+void qconv2d__ref(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                  int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+// 4 pixels x 16 channels per micro-tile; u8 and s8 widened to int16, vpmaddwd (no 16-bit saturation).
+void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                   int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+// 6 pixels x 64 channels per micro-tile; vpdpbusd.
+void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a,
+                         int64_t pix_begin, int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+
+// Weight packing, once at load time. w: (OC, KH, KW, C) as in QConvArgs::weight.
+// AVX-512 VNNI: panels of 64 output channels (the last one 16, 32, 48 or 64 wide, OCp = roundup(OC, 16));
+//   panel p (width PW) starts at byte p*64*taps*ktp and holds int8 [taps][ktp/4][PW][4]:
+//   element (t, g, o, j) = w[64p + o][tap t][k = 4g + j] (0 where k >= kt or the channel >= OC).
+// AVX2: panels of 16 output channels, int16 [taps][ktp/4][4][8][2]: for k-group g, vector v = 2*pair + half,
+//   lane i (channel 16p + 8*half + i) holds the pair (w[k = 4g + pair], w[k = 4g + pair + 2]),
+//   matching the kernel's split of 4 broadcast input bytes into words (x0, x2) and (x1, x3).
+using ConvPackFn = void (*)(void* dst, const QConvArgs& a);  // reads a.weight
+size_t pack_conv_bytes__avx2(const QConvArgs& a);
+void pack_conv__avx2(void* dst, const QConvArgs& a);
+size_t pack_conv_bytes__avx512vnni(const QConvArgs& a);
+void pack_conv__avx512vnni(void* dst, const QConvArgs& a);
+
+// Scratch for one call of a SIMD conv kernel working in chunks of chunk_tiles micro-tiles of mr pixels.
+size_t conv_scratch_bytes(const QConvArgs& a, int mr, int chunk_tiles);
+// Fills ind[(tile*taps + t)*mr + i] with the slice of tap t for pixel p0 + tile*mr + i, for the npix
+// pixels from p0 (the last tile is padded with the last pixel's pointers). Every pointer is readable
+// for a.ktp bytes; slices that are not (image borders when row-merged, the end of the input) are
+// assembled in seg. Generic code, shared by the SIMD conv kernels.
+void build_conv_indirection(const uint8_t** ind, uint8_t* seg, const uint8_t* in, const QConvArgs& a,
+                            int64_t p0, int npix, int mr);
+
+// ---------------------------------------------------------------------------
+// Add (TFLite's integer scheme): both inputs are brought to a common scale
+// with 20 bits of headroom, summed, and requantized:
+//   sa = mul(( a - a_zp) << left_shift, a_multiplier), sb likewise,
+//   out = requantize(sa + sb, out_multiplier, out_zp, out_qmin, out_qmax).
+struct QAddParams {
+  int32_t a_zp, b_zp;
+  FixedPointMultiplier a_multiplier, b_multiplier;
+  int32_t left_shift;  // 20
+  FixedPointMultiplier out_multiplier;
+  int32_t out_zp, out_qmin, out_qmax;  // fused ReLU: out_qmin = max(out_qmin, out_zp)
+};
+// out (n), a (n), b (n)
+using QAddKernel = void (*)(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
+void qadd__ref(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
+void qadd__avx2(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
+void qadd__avx512vnni(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
+
+// ---------------------------------------------------------------------------
+// Max pooling, NHWC; padded positions are ignored (need pad <= kernel / 2).
+// Output keeps the input's (scale, zero point).
+struct QPool2dParams {
+  int N, H, W, C;
+  int KH, KW, stride_h, stride_w, pad_h, pad_w;
+  int OH, OW;
+};
+// in (N,H,W,C) -> out (N,OH,OW,C), output pixels [pix_begin, pix_end) of N*OH*OW
+using QMaxPool2dKernel = void (*)(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin,
+                                  int64_t pix_end);
+void qmaxpool2d__ref(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin, int64_t pix_end);
+void qmaxpool2d__avx2(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin, int64_t pix_end);
+void qmaxpool2d__avx512vnni(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin,
+                            int64_t pix_end);
+
+// ---------------------------------------------------------------------------
+// Global average pooling: out[n][c] = requantize(sum_hw x - H*W*in_zp, multiplier, ...)
+// with multiplier = s_in / (s_out * H * W).
+struct QGlobalAvgPoolParams {
+  int N, H, W, C;
+  int32_t in_zp;
+  FixedPointMultiplier multiplier;
+  int32_t out_zp, out_qmin, out_qmax;
+};
+// in (N,H,W,C) -> out (N,C), images [n_begin, n_end)
+using QGlobalAvgPoolKernel = void (*)(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p,
+                                      int64_t n_begin, int64_t n_end);
+void qglobal_avgpool__ref(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
+                          int64_t n_end);
+void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
+                           int64_t n_end);
+void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p,
+                                 int64_t n_begin, int64_t n_end);
+
+// ---------------------------------------------------------------------------
+// Quantize float NCHW -> uint8 NHWC with quantize_val (inv_scale = 1.0f / scale, in float),
+// and Dequantize uint8 NHWC -> float NCHW: (q - zp) * scale. H = W = 1 gives plain (N, C) arrays.
+struct QuantizeParams {
+  int N, C, HW;
+  float scale, inv_scale;
+  int32_t zp, qmin, qmax;
+};
+// pixels [pix_begin, pix_end) of N*HW
+using QuantizeKernel = void (*)(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin,
+                                int64_t pix_end);
+void quantize__ref(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
+void quantize__avx2(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
+void quantize__avx512vnni(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin,
+                          int64_t pix_end);
+using DequantizeKernel = void (*)(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin,
+                                  int64_t pix_end);
+void dequantize__ref(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
+void dequantize__avx2(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
+void dequantize__avx512vnni(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin,
+                            int64_t pix_end);
+
+}  // namespace qforge::quant
