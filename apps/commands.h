@@ -4,6 +4,9 @@
 
 namespace qforge::apps {
 
+// The positional CONFIG and the repeatable --set, shared by train, qat and ptq.
+void add_config_options(CLI::App* c, std::string& config, std::vector<std::string>& sets);
+
 void add_bench_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);

@@ -11,7 +11,11 @@ int main(int argc, char** argv) {
   CLI::App app{"qforge: quantization-aware training and int8 inference for CPUs"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "qforge 0.1");
+  qforge::apps::add_train_command(app);
+  qforge::apps::add_eval_command(app);
+  qforge::apps::add_info_command(app);
   qforge::apps::add_bench_command(app);
+  qforge::apps::add_data_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

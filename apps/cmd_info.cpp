@@ -1,0 +1,45 @@
+// qforge info FILE: what a model file holds.
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "apps/commands.h"
+#include "nn/safetensors.h"
+
+namespace qforge::apps {
+namespace {
+
+void run_info(const std::string& path) {
+  nn::SafeTensors st = nn::read_safetensors(path);
+  std::printf("%s: %.2f MB, %zu tensors\n", path.c_str(), st.file_size / 1e6, st.tensors.size());
+  for (auto& [k, v] : st.metadata) {
+    if (k == "config" || k == "graph") continue;  // long JSON documents
+    std::printf("  %-10s %s\n", k.c_str(), v.c_str());
+  }
+  // Tensors grouped by module (the name up to its last dot), in file order of names.
+  std::map<std::string, int64_t> by_dtype;
+  int64_t params = 0;
+  std::printf("\n%-44s %-6s %s\n", "tensor", "dtype", "shape");
+  for (auto& [name, e] : st.tensors) {
+    std::string shape = shape_str(e.shape);
+    std::printf("%-44s %-6s %s\n", name.c_str(), e.dtype.c_str(), shape.c_str());
+    by_dtype[e.dtype] += numel_of(e.shape);
+    bool is_param = name.rfind("optim.", 0) != 0 && name.find("running_") == std::string::npos &&
+                    name.find("num_batches_tracked") == std::string::npos;
+    if (is_param) params += numel_of(e.shape);
+  }
+  std::printf("\nparameters (excluding optimizer state and BN running statistics): %lld\n",
+              static_cast<long long>(params));
+  for (auto& [d, n] : by_dtype) std::printf("  %s: %lld elements\n", d.c_str(), static_cast<long long>(n));
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto* c = app.add_subcommand("info", "Show the layers, shapes, parameter count and size of a model file");
+  c->add_option("file", *path, "A .safetensors checkpoint or .qfm int8 model")->required()->check(CLI::ExistingFile);
+  c->callback([path] { run_info(*path); });
+}
+
+}  // namespace qforge::apps

@@ -1,0 +1,41 @@
+// The JSON config: one schema, validated on load. Every key has a default;
+// an unknown key, a wrong type, a missing file or an impossible value is an
+// error naming the key path and the config file. `--set a.b=value` overrides
+// any key (value parsed as JSON, else taken as a string).
+//
+//   Config cfg = load_config("configs/tiny.json", {"train.epochs=1"});
+//   int e = cfg.j["train"]["epochs"];
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/transforms.h"
+#include "optim/schedule.h"
+#include "optim/sgd.h"
+
+namespace qforge::apps {
+
+struct Config {
+  std::string path;   // the file it came from ("" for defaults)
+  nlohmann::json j;   // complete: defaults filled in, validated
+  std::string where(const std::string& key) const;  // "key 'a.b' in file.json"
+};
+
+// The defaults, which are also the schema: a key must exist here to be valid,
+// and its value must have this type (numbers: integer where the default is one).
+const nlohmann::json& config_schema();
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Validates j (a complete or partial config) against the schema; `path` is for
+// messages. check_files = false skips the data files (a config stored in a
+// checkpoint, used away from the machine that trained it).
+Config make_config(const nlohmann::json& j, const std::string& path, const std::vector<std::string>& overrides = {},
+                   bool check_files = true);
+
+// Typed views of config sections.
+data::TransformConfig transform_config(const Config& c);
+optim::SGDOptions sgd_options(const Config& c);
+optim::ScheduleOptions schedule_options(const Config& c);
+
+}  // namespace qforge::apps

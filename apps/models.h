@@ -1,0 +1,31 @@
+// Building and loading models for the commands: the float model a config
+// describes, with model.init_from applied, and whatever a model file holds.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/checkpoint.h"
+#include "apps/config.h"
+#include "nn/module.h"
+
+namespace qforge::apps {
+
+// resnet18 as model.* says, initialised from train.seed, then loaded from
+// model.init_from when set (a qforge checkpoint or any safetensors file with
+// torchvision's names).
+std::shared_ptr<nn::Module> build_float_model(const Config& cfg);
+
+// A model file ready for evaluation, with what is needed to feed it.
+struct LoadedModel {
+  std::shared_ptr<nn::Module> module;
+  Config config;  // the model's (from the file, or the one given for a foreign file)
+  std::vector<std::string> classes;
+  std::vector<int> input;  // C, H, W (empty when unknown)
+  std::string kind;        // float, qat, ptq
+};
+
+// data_cfg: needed for a foreign file (gives the architecture), else may be null.
+LoadedModel load_model_file(const std::string& path, const Config* data_cfg);
+
+}  // namespace qforge::apps

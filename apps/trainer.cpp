@@ -1,0 +1,211 @@
+#include "apps/trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "apps/datasets.h"
+#include "apps/progress.h"
+#include "apps/timing.h"
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops/loss.h"
+#include "optim/schedule.h"
+#include "optim/sgd.h"
+
+namespace qforge::apps {
+
+double EvalResult::class_acc(size_t k) const {
+  int64_t tot = 0;
+  for (int64_t v : confusion[k]) tot += v;
+  return tot ? 100.0 * confusion[k][k] / tot : 0;
+}
+
+EvalResult evaluate(nn::Module& model, data::Loader& loader, int num_classes, bool progress) {
+  EvalResult r;
+  r.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
+  bool was_training = model.training();
+  model.eval();
+  NoGradGuard ng;
+  double t0 = now_seconds();
+  loader.start_epoch(0);
+  data::Batch b;
+  Progress prog("eval", static_cast<int64_t>(loader.num_batches()), 10);
+  int64_t done = 0;
+  while (loader.next(b)) {
+    Tensor x = Tensor::from({b.n, b.c, b.h, b.w}, b.images);
+    Tensor y = model(x);
+    QF_CHECK(y.dim() == 2 && y.size(1) == num_classes,
+             "evaluate: the model gives " + shape_str(y.shape()) + ", expected (N," + std::to_string(num_classes) + ")");
+    for (int i = 0; i < b.n; ++i) {
+      const float* row = y.data() + static_cast<int64_t>(i) * num_classes;
+      int best = 0;
+      for (int k = 1; k < num_classes; ++k)
+        if (row[k] > row[best]) best = k;
+      r.predictions.push_back(best);
+      r.confusion[b.labels[i]][best]++;
+      r.correct += best == b.labels[i];
+      r.n++;
+    }
+    if (progress) prog.update(++done, "", r.n / (now_seconds() - t0));
+  }
+  r.seconds = now_seconds() - t0;
+  model.train(was_training);
+  return r;
+}
+
+void print_eval(const EvalResult& r, const std::vector<std::string>& classes) {
+  std::printf("top-1 accuracy: %.2f%% (%lld/%lld) in %.2f s\n", r.top1(), static_cast<long long>(r.correct),
+              static_cast<long long>(r.n), r.seconds);
+  std::printf("\n%-16s %8s   confusion (rows: true, columns: predicted)\n", "class", "acc %");
+  for (size_t k = 0; k < r.confusion.size(); ++k) {
+    std::string name = k < classes.size() ? classes[k] : std::to_string(k);
+    std::printf("%-16.16s %8.2f  ", name.c_str(), r.class_acc(k));
+    for (int64_t v : r.confusion[k]) std::printf(" %5lld", static_cast<long long>(v));
+    std::printf("\n");
+  }
+}
+
+nlohmann::json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
+  nlohmann::json per = nlohmann::json::object();
+  for (size_t k = 0; k < r.confusion.size(); ++k) per[k < classes.size() ? classes[k] : std::to_string(k)] = r.class_acc(k);
+  return {{"top1", r.top1()}, {"n", r.n},        {"correct", r.correct},
+          {"per_class", per}, {"classes", classes}, {"confusion", r.confusion},
+          {"seconds", r.seconds}};
+}
+
+std::string last_path(const Config& cfg) { return cfg.j["output"]["dir"].get<std::string>() + "/last.safetensors"; }
+std::string best_path(const Config& cfg) { return cfg.j["output"]["dir"].get<std::string>() + "/best.safetensors"; }
+
+FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
+  const auto& t = cfg.j["train"];
+  const std::string out_dir = cfg.j["output"]["dir"];
+  std::filesystem::create_directories(out_dir);
+  const int epochs = t["epochs"], num_classes = cfg.j["model"]["num_classes"];
+  const uint64_t seed = t["seed"];
+
+  auto train_ds = open_split(cfg, "train");
+  auto test_ds = open_split(cfg, "test");
+  data::LoaderOptions lo;
+  lo.batch_size = t["batch_size"];
+  lo.shuffle = true;
+  lo.train = true;
+  lo.drop_last = true;
+  lo.seed = seed;
+  lo.workers = cfg.j["data"]["workers"];
+  data::Loader train_loader(train_ds, transform_config(cfg), lo);
+  QF_CHECK(train_loader.num_batches() > 0, cfg.where("train.batch_size") + ": larger than the training set (" +
+                                               std::to_string(train_ds->size()) + " images)");
+  data::Loader test_loader = make_eval_loader(test_ds, cfg, t["eval_batch_size"]);
+  const data::ImageSpec in = train_loader.output_spec();
+
+  optim::SGD opt(model.named_parameters(), sgd_options(cfg));
+  optim::Schedule sched(schedule_options(cfg), static_cast<int64_t>(train_loader.num_batches()), epochs);
+  const double base_momentum = cfg.j["optim"]["momentum"];
+
+  CheckpointInfo info;
+  info.kind = o.kind;
+  info.classes = o.classes.empty() ? train_ds->classes() : o.classes;
+  check_model_classes(info.classes, *test_ds, cfg.where("data.test"));
+  info.input = {in.channels, in.height, in.width};
+  if (o.resume) {
+    LoadedCheckpoint ck = load_checkpoint(last_path(cfg));
+    QF_CHECK(ck.is_qforge && ck.info.kind == o.kind,
+             last_path(cfg) + ": not a " + o.kind + " checkpoint of qforge, cannot resume from it");
+    model.load_state_dict(ck.model_state(), last_path(cfg));
+    opt.load_state(ck.optim_state(), last_path(cfg));
+    info = ck.info;
+    std::printf("resuming from %s: epoch %d, batch %lld\n", last_path(cfg).c_str(), info.epoch + 1,
+                static_cast<long long>(info.batch));
+  }
+
+  auto save = [&](const std::string& path) { save_checkpoint(path, model, &opt, cfg, info); };
+  FitResult res;
+  res.best_acc = info.best_acc;
+  int64_t steps_this_run = 0;
+  const int64_t per_epoch = static_cast<int64_t>(train_loader.num_batches());
+  const int64_t ckpt_every = t["checkpoint_every"];
+  const float smoothing = t["label_smoothing"].get<float>();
+  std::ofstream metrics(out_dir + "/metrics.jsonl", std::ios::app);
+
+  for (int epoch = info.epoch; epoch < epochs; ++epoch) {
+    if (o.on_epoch_start) o.on_epoch_start(epoch);
+    model.train();
+    train_loader.start_epoch(epoch, static_cast<size_t>(info.batch));
+    Progress prog("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), per_epoch, t["log_every"]);
+    double t0 = now_seconds(), loss_sum = 0;
+    int64_t seen = 0, correct = 0, done_here = 0;
+    data::Batch b;
+    while (train_loader.next(b)) {
+      double lr = sched.lr(info.step);
+      opt.options.lr = static_cast<float>(lr);
+      opt.options.momentum = static_cast<float>(sched.momentum(info.step, base_momentum));
+      Tensor x = Tensor::from({b.n, b.c, b.h, b.w}, b.images);
+      opt.zero_grad();
+      Tensor logits = model(x);
+      Tensor loss = cross_entropy(logits, b.labels, smoothing);
+      float lv = loss.item();
+      if (!std::isfinite(lv)) {
+        throw Error("loss is " + std::string(std::isnan(lv) ? "NaN" : "infinite") + " at epoch " +
+                    std::to_string(epoch + 1) + ", batch " + std::to_string(info.batch + 1) + " (lr " +
+                    std::to_string(lr) + "); training stopped. The last good checkpoint, if any, is kept: " +
+                    last_path(cfg) + ". Try a lower optim.lr.");
+      }
+      loss.backward();
+      opt.step();
+      for (int i = 0; i < b.n; ++i) {
+        const float* row = logits.data() + static_cast<int64_t>(i) * num_classes;
+        int best = 0;
+        for (int k = 1; k < num_classes; ++k)
+          if (row[k] > row[best]) best = k;
+        correct += best == b.labels[i];
+      }
+      loss_sum += lv * b.n;
+      seen += b.n;
+      ++info.batch;
+      ++info.step;
+      ++done_here;
+      ++steps_this_run;
+      char status[96];
+      std::snprintf(status, sizeof status, "loss %.4f  lr %.4g", loss_sum / seen, lr);
+      prog.update(info.batch, status, seen / (now_seconds() - t0));
+      bool stop = o.max_steps > 0 && steps_this_run >= o.max_steps;
+      if (stop || (ckpt_every > 0 && info.step % ckpt_every == 0)) save(last_path(cfg));
+      if (stop) {
+        prog.finish("stopped after " + std::to_string(steps_this_run) + " steps (--max-steps); resume with --resume");
+        return res;
+      }
+    }
+    double train_s = now_seconds() - t0;
+    EvalResult ev = evaluate(model, test_loader, num_classes);
+    info.epoch = epoch + 1;
+    info.batch = 0;
+    info.test_acc = ev.top1();
+    bool best = ev.top1() > info.best_acc;
+    if (best) info.best_acc = ev.top1();
+    char status[160];
+    std::snprintf(status, sizeof status, "loss %.4f  train acc %.2f%%  test acc %.2f%%  %.1f img/s",
+                  seen ? loss_sum / seen : 0.0, seen ? 100.0 * correct / seen : 0.0, ev.top1(),
+                  seen / std::max(train_s, 1e-9));
+    prog.finish(status);
+    nlohmann::json m = {{"kind", o.kind},
+                        {"epoch", epoch + 1},
+                        {"step", info.step},
+                        {"train_loss", seen ? loss_sum / seen : 0.0},
+                        {"train_acc", seen ? 100.0 * correct / seen : 0.0},
+                        {"test_acc", ev.top1()},
+                        {"train_seconds", train_s},
+                        {"train_img_per_s", seen / std::max(train_s, 1e-9)},
+                        {"lr", sched.lr(info.step - 1)}};
+    metrics << m.dump() << "\n" << std::flush;
+    save(last_path(cfg));
+    if (best) save(best_path(cfg));
+    res.final_acc = ev.top1();
+    res.best_acc = info.best_acc;
+  }
+  res.finished = true;
+  return res;
+}
+
+}  // namespace qforge::apps
