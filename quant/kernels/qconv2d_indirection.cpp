@@ -11,7 +11,7 @@ size_t conv_scratch_bytes(const QConvArgs& a, int mr, int chunk_tiles) {
   if (a.row_merged)
     seg = slots * a.ktp;  // every slice may sit on a border
   else if (a.kt != a.ktp)
-    seg = a.ktp;  // only the input's last pixel can be short
+    seg = 3 * size_t(a.ktp);  // only the input's last ceil(3 / C) <= 3 pixels can be short
   return slots * sizeof(const uint8_t*) + seg;
 }
 
@@ -21,7 +21,7 @@ void build_conv_indirection(const uint8_t** ind, uint8_t* seg, const uint8_t* in
   const int64_t in_bytes = int64_t(a.N) * a.H * a.W * C;
   const int ntiles = (npix + mr - 1) / mr;
   const uint8_t* const zero = a.zero_row;
-  const uint8_t* last_copy = nullptr;  // mode "per tap": the input's last pixel, padded to ktp
+  bool copied[3] = {false, false, false};  // per tap: the input's last pixels, padded to ktp
   int nseg = 0;
 
   int64_t n = p0 / (int64_t(a.OH) * a.OW);
@@ -66,13 +66,15 @@ void build_conv_indirection(const uint8_t** ind, uint8_t* seg, const uint8_t* in
         if (iw >= 0 && iw < a.W) {
           const int64_t off = (row + iw) * C;
           ptr = in + off;
-          if (off + a.ktp > in_bytes) {  // C % 4 != 0 and this is the last pixel: copy it once
-            if (!last_copy) {
-              std::memcpy(seg, ptr, C);
-              std::memset(seg + C, 0, a.ktp - C);
-              last_copy = seg;
+          if (off + a.ktp > in_bytes) {  // C % 4 != 0, one of the last pixels: copy it once
+            const int64_t from_end = (in_bytes - off) / C - 1;  // 0, 1 or 2
+            uint8_t* s = seg + from_end * a.ktp;
+            if (!copied[from_end]) {
+              std::memcpy(s, ptr, C);
+              std::memset(s + C, 0, a.ktp - C);
+              copied[from_end] = true;
             }
-            ptr = last_copy;
+            ptr = s;
           }
         }
         dst[(t0 + kw) * mr] = ptr;

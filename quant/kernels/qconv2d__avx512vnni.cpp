@@ -1,0 +1,119 @@
+// Direct NHWC convolution with vpdpbusd (u8 x s8 -> s32): micro-tiles of 6 pixels x 64 channels.
+//
+// Per 4-byte k-group of a tap slice: 4 weight loads (64 channels x 4 bytes), 6 broadcasts of the
+// pixels' 4 input bytes, 24 vpdpbusd into 24 zmm accumulators. Pixels reach their slices through
+// the indirection array (build_conv_indirection), built once per chunk of micro-tiles and reused
+// by every 64-channel panel; panels are the outer loop so a panel's weights stay in L2.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "quant/kernels/kernels.h"
+#include "quant/kernels/requant__avx512vnni.h"
+
+namespace qforge::quant {
+namespace {
+
+constexpr int kMR = 6;           // pixels per micro-tile (KernelTable::conv_mr)
+constexpr int kPanel = 64;       // channels per panel (KernelTable::conv_panel_oc)
+constexpr int kChunkTiles = 16;  // micro-tiles per indirection chunk (KernelTable::conv_chunk_tiles)
+
+inline __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// ind [taps][kMR] slice pointers; w the panel's packed weights [taps][kg][NB*16][4];
+// out / out_i32 point at (first pixel, first channel of the panel), row stride OC.
+template <int NB>
+void ukernel(const uint8_t* const* ind, int taps, int kg, const int8_t* w, const QConvArgs& a, int oc0,
+             int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid) {
+  __m512i acc[kMR][NB];
+#pragma GCC unroll 4
+  for (int nb = 0; nb < NB; ++nb) {
+    const __m512i b = _mm512_loadu_si512(a.bias_packed + oc0 + 16 * nb);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) acc[i][nb] = b;
+  }
+  for (int t = 0; t < taps; ++t, ind += kMR) {
+    const uint8_t* p[kMR];
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) p[i] = ind[i];
+    for (int g = 0; g < kg; ++g, w += NB * 64) {
+      __m512i wv[NB];
+#pragma GCC unroll 4
+      for (int nb = 0; nb < NB; ++nb) wv[nb] = _mm512_load_si512(w + nb * 64);
+#pragma GCC unroll 6
+      for (int i = 0; i < kMR; ++i) {
+        const __m512i x = bcast4(p[i] + 4 * g);
+#pragma GCC unroll 4
+        for (int nb = 0; nb < NB; ++nb) acc[i][nb] = _mm512_dpbusd_epi32(acc[i][nb], x, wv[nb]);
+      }
+    }
+  }
+
+  const int OC = a.OC;
+#pragma GCC unroll 4
+  for (int nb = 0; nb < NB; ++nb) {
+    const int lanes = oc_valid - 16 * nb;
+    if (lanes <= 0) break;
+    const __mmask16 m = lanes >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
+    if (out_i32) {
+#pragma GCC unroll 6
+      for (int i = 0; i < kMR; ++i)
+        if (i < mr_valid) _mm512_mask_storeu_epi32(out_i32 + size_t(i) * OC + 16 * nb, m, acc[i][nb]);
+      continue;
+    }
+    const int c = oc0 + 16 * nb;
+    const avx512::Requant16 r = avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c,
+                                                       a.out_zp, a.out_qmin, a.out_qmax);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i)
+      if (i < mr_valid)
+        _mm_mask_storeu_epi8(out + size_t(i) * OC + 16 * nb, m, _mm512_cvtepi32_epi8(avx512::requant16(acc[i][nb], r)));
+  }
+}
+
+}  // namespace
+
+void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a,
+                         int64_t pix_begin, int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
+  if (pix_end <= pix_begin || oc_end <= oc_begin) return;
+  const int taps = a.taps, kg = a.ktp / 4;
+  const int64_t K = int64_t(taps) * a.ktp;
+  const int8_t* packed = static_cast<const int8_t*>(a.packed);
+  const uint8_t** ind = static_cast<const uint8_t**>(scratch);
+  uint8_t* seg = reinterpret_cast<uint8_t*>(ind + size_t(kChunkTiles) * kMR * taps);
+
+  // Balanced chunks of at most kChunkTiles micro-tiles.
+  const int64_t tiles = (pix_end - pix_begin + kMR - 1) / kMR;
+  const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t t0 = tiles * ch / chunks, t1 = tiles * (ch + 1) / chunks;
+    const int64_t p0 = pix_begin + t0 * kMR;
+    const int64_t p1 = pix_begin + t1 * kMR < pix_end ? pix_begin + t1 * kMR : pix_end;
+    const int npix = static_cast<int>(p1 - p0);
+    build_conv_indirection(ind, seg, in, a, p0, npix, kMR);
+    for (int oc0 = oc_begin; oc0 < oc_end; oc0 += kPanel) {
+      const int width = a.OCp - oc0 < kPanel ? a.OCp - oc0 : kPanel;  // the panel's packed width
+      const int oc_valid = (oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel);
+      const int8_t* w = packed + int64_t(oc0) * K;
+      for (int tile = 0; tile < static_cast<int>(t1 - t0); ++tile) {
+        const int mr_valid = npix - tile * kMR < kMR ? npix - tile * kMR : kMR;
+        const int64_t p = p0 + int64_t(tile) * kMR;
+        uint8_t* o = out ? out + p * a.OC + oc0 : nullptr;
+        int32_t* o32 = out_i32 ? out_i32 + p * a.OC + oc0 : nullptr;
+        const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
+        switch (width / 16) {
+          case 4: ukernel<4>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
+          case 3: ukernel<3>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
+          case 2: ukernel<2>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
+          default: ukernel<1>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace qforge::quant

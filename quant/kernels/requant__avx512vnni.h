@@ -1,0 +1,76 @@
+// AVX-512 requantization, lane for lane the same integers as quant/qparams.h's requantize.
+// Include only from files compiled with the AVX-512 flags. Everything here has internal linkage
+// (anonymous namespace), so no copy compiled with AVX-512 can stand in for generic code at link time.
+#pragma once
+// GCC 12 warns -Wmaybe-uninitialized inside its own AVX-512 intrinsics (their _mm512_undefined_*
+// self-initialisation, GCC bug 105593): silenced for the files that include this header.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace qforge::quant::avx512 {
+namespace {
+
+// x * 2^l saturated (l in [0, 30]): shift, shift back, and where that loses bits, saturate.
+inline __m512i sat_shl(__m512i x, __m512i l) {
+  const __m512i y = _mm512_sllv_epi32(x, l);
+  const __mmask16 lost = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(y, l), x);
+  const __m512i sat = _mm512_xor_si512(_mm512_srai_epi32(x, 31), _mm512_set1_epi32(INT32_MAX));
+  return _mm512_mask_blend_epi32(lost, y, sat);
+}
+
+// saturating_rounding_doubling_high_mul(x, m) for m >= 0 (so never INT32_MIN * INT32_MIN):
+// floor((x*m + 2^30) / 2^31), which equals gemmlowp's nudge-and-truncate (see test_qparams).
+// m_odd = m >> 32 in each 64-bit lane (the odd lanes' multipliers), hoisted by the caller.
+inline __m512i srdhm(__m512i x, __m512i m, __m512i m_odd) {
+  const __m512i nudge = _mm512_set1_epi64(int64_t{1} << 30);
+  __m512i even = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
+  __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), m_odd), nudge);
+  even = _mm512_srli_epi64(even, 31);  // bits 31..62 -> low dword (the result fits in 32 bits)
+  odd = _mm512_slli_epi64(odd, 1);     // bits 31..62 -> high dword
+  return _mm512_mask_blend_epi32(0xAAAA, even, odd);
+}
+
+// rounding_divide_by_pot(x, e): mask = 2^e - 1, half = mask >> 1, hoisted by the caller.
+inline __m512i rdbpot(__m512i x, __m512i e, __m512i mask, __m512i half) {
+  const __m512i rem = _mm512_and_si512(x, mask);
+  const __m512i threshold = _mm512_add_epi32(half, _mm512_srli_epi32(x, 31));
+  const __m512i q = _mm512_srav_epi32(x, e);
+  const __mmask16 up = _mm512_cmpgt_epi32_mask(rem, threshold);
+  return _mm512_mask_sub_epi32(q, up, q, _mm512_set1_epi32(-1));
+}
+
+// Per-channel constants for 16 lanes.
+struct Requant16 {
+  __m512i mult, mult_odd, lshift, rshift, mask, half, lo, hi, zp;
+  bool any_lshift;
+};
+
+inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift,
+                                       int32_t zp, int32_t qmin, int32_t qmax) {
+  Requant16 r;
+  r.mult = _mm512_loadu_si512(multiplier);
+  r.mult_odd = _mm512_srli_epi64(r.mult, 32);
+  r.lshift = _mm512_loadu_si512(lshift);
+  r.rshift = _mm512_loadu_si512(rshift);
+  const __m512i one = _mm512_set1_epi32(1);
+  r.mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, r.rshift), one);
+  r.half = _mm512_srli_epi32(r.mask, 1);
+  r.lo = _mm512_set1_epi32(qmin - zp);
+  r.hi = _mm512_set1_epi32(qmax - zp);
+  r.zp = _mm512_set1_epi32(zp);
+  r.any_lshift = _mm512_test_epi32_mask(r.lshift, r.lshift) != 0;
+  return r;
+}
+
+// requantize(acc) for 16 lanes; the zero point is added after the clamp, so nothing overflows.
+inline __m512i requant16(__m512i acc, const Requant16& r) {
+  if (r.any_lshift) acc = sat_shl(acc, r.lshift);
+  __m512i v = rdbpot(srdhm(acc, r.mult, r.mult_odd), r.rshift, r.mask, r.half);
+  v = _mm512_min_epi32(_mm512_max_epi32(v, r.lo), r.hi);
+  return _mm512_add_epi32(v, r.zp);
+}
+
+}  // namespace
+}  // namespace qforge::quant::avx512
