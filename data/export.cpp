@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "data/atomic_write.h"
+#include "core/atomic_file.h"
 
 namespace qforge::data {
 namespace fs = std::filesystem;

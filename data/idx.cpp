@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "data/atomic_write.h"
+#include "core/atomic_file.h"
 
 namespace qforge::data {
 namespace {
