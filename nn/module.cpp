@@ -101,6 +101,15 @@ void Module::set_child(const std::string& name, ModulePtr m) {
   children_.emplace_back(name, std::move(m));
 }
 
+void Module::insert_child_front(const std::string& name, ModulePtr m) {
+  remove_child(name);
+  children_.insert(children_.begin(), {name, std::move(m)});
+}
+
+void Module::remove_child(const std::string& name) {
+  std::erase_if(children_, [&](auto& p) { return p.first == name; });
+}
+
 std::vector<std::pair<std::string, ModulePtr>> Module::named_modules(const std::string& prefix) const {
   std::vector<std::pair<std::string, ModulePtr>> out;
   for (auto& [n, c] : children_) {
@@ -115,7 +124,7 @@ void Module::set_post(ModulePtr m) {
   if (m) {
     set_child("activation_post_process", m);
   } else {
-    std::erase_if(children_, [](auto& p) { return p.first == "activation_post_process"; });
+    remove_child("activation_post_process");
   }
 }
 

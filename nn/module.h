@@ -50,6 +50,8 @@ class Module {
   ModulePtr child(const std::string& name) const;  // throws if absent
   ModulePtr find_child(const std::string& name) const;  // null if absent
   void set_child(const std::string& name, ModulePtr m);  // replaces in place, or appends
+  void insert_child_front(const std::string& name, ModulePtr m);
+  void remove_child(const std::string& name);  // no-op when absent
   // Every module below this one (not this one), depth first, with dotted names.
   std::vector<std::pair<std::string, ModulePtr>> named_modules(const std::string& prefix = "") const;
 

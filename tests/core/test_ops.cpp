@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/ops/batchnorm.h"
+#include "core/ops/channel.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linear.h"
@@ -218,4 +219,17 @@ TEST_CASE("autograd: shared inputs accumulate, no-grad records nothing") {
   }
   Tensor c = Tensor::from({1}, {3.f});
   CHECK_THROWS_AS(sum(c).backward(), Error);
+}
+
+TEST_CASE("channel ops: values and gradients") {
+  Tensor x = Tensor::randn({2, 3, 2, 2}, rng()), s = Tensor::uniform({3}, rng(), 0.5f, 2.f);
+  Tensor w = Tensor::randn({3, 2, 1, 1}, rng());
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return scale_channels(t[0], t[1], 1); }, {x, s}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return scale_channels(t[0], t[1], 0); }, {w, s}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return add_channels(t[0], t[1], 1); }, {x, s}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return reciprocal(t[0]); }, {s}, 1e-3f) < 1e-3);
+  Tensor y = scale_channels(x, s, 1);
+  CHECK(y.data()[4 * 2 + 1] == x.data()[4 * 2 + 1] * s.data()[2]);
+  CHECK(add_channels(x, s, 1).data()[5] == x.data()[5] + s.data()[1]);
+  CHECK_THROWS_WITH_AS(scale_channels(x, Tensor::zeros({4}), 1), doctest::Contains("(2,3,2,2)"), Error);
 }

@@ -1,0 +1,98 @@
+#include "quant/fused.h"
+
+#include <cmath>
+
+#include "core/ops/batchnorm.h"
+#include "core/ops/channel.h"
+#include "core/ops/conv2d.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/linear.h"
+
+namespace qforge::quant {
+
+const char* act_name(Act a) { return a == Act::kReLU ? "ReLU" : a == Act::kReLU6 ? "ReLU6" : ""; }
+
+Tensor apply_act(const Tensor& x, Act a) {
+  if (a == Act::kReLU) return relu(x);
+  if (a == Act::kReLU6) return relu6(x);
+  return x;
+}
+
+ConvBnAct::ConvBnAct(std::shared_ptr<nn::Conv2d> c, std::shared_ptr<nn::BatchNorm2d> b, Act a)
+    : conv(std::move(c)), bn(std::move(b)), act(a) {
+  register_module("conv", conv);
+  if (bn) register_module("bn", bn);
+}
+
+std::string ConvBnAct::type() const { return std::string(bn ? "ConvBn" : "Conv") + act_name(act) + "2d"; }
+
+void ConvBnAct::set_weight_fake_quant(std::shared_ptr<FakeQuantize> fq) {
+  weight_fake_quant = fq;
+  register_module("weight_fake_quant", fq);
+}
+
+std::pair<Tensor, Tensor> ConvBnAct::folded_weight_bias() const {
+  const int oc = conv->weight.size(0);
+  Tensor w = conv->weight.clone(), b = Tensor::zeros({oc});
+  if (conv->bias.defined()) b.copy_from(conv->bias);
+  if (!bn) return {w, b};
+  const int64_t per = w.numel() / oc;
+  for (int c = 0; c < oc; ++c) {
+    float k = bn->weight.data()[c] / std::sqrt(bn->running_var.data()[c] + bn->eps);
+    for (int64_t i = 0; i < per; ++i) w.data()[c * per + i] *= k;
+    b.data()[c] = (b.data()[c] - bn->running_mean.data()[c]) * k + bn->bias.data()[c];
+  }
+  return {w, b};
+}
+
+void ConvBnAct::fold_bn() {
+  if (!bn) return;
+  auto [w, b] = folded_weight_bias();
+  conv->weight.copy_from(w);
+  if (!conv->bias.defined()) {
+    nn::Conv2dOptions o = conv->options();
+    o.bias = true;
+    std::mt19937_64 rng(0);
+    auto nc = std::make_shared<nn::Conv2d>(o, rng);
+    nc->weight.copy_from(w);
+    conv = nc;
+    set_child("conv", conv);
+  }
+  conv->bias.copy_from(b);
+  bn.reset();
+  remove_child("bn");
+}
+
+Tensor ConvBnAct::forward(const Tensor& x) {
+  auto fq = [&](const Tensor& w) { return weight_fake_quant ? (*weight_fake_quant)(w) : w; };
+  if (!bn) return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->args()), act);
+  // scale = gamma / running_std: fake-quantize the folded weight, divide the output back, then BN.
+  const int oc = conv->weight.size(0);
+  Tensor inv_std = Tensor::empty({oc});
+  for (int c = 0; c < oc; ++c) inv_std.data()[c] = 1.f / std::sqrt(bn->running_var.data()[c] + bn->eps);
+  Tensor scale = mul(bn->weight, inv_std);
+  Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->args());
+  y = scale_channels(y, reciprocal(scale), 1);
+  if (conv->bias.defined()) y = add_channels(y, conv->bias, 1);
+  bool batch_stats = training() && !freeze_bn;
+  y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, batch_stats, bn->momentum, bn->eps);
+  return apply_act(y, act);
+}
+
+LinearAct::LinearAct(std::shared_ptr<nn::Linear> l, Act a) : linear(std::move(l)), act(a) {
+  register_module("linear", linear);
+}
+
+std::string LinearAct::type() const { return std::string("Linear") + act_name(act); }
+
+void LinearAct::set_weight_fake_quant(std::shared_ptr<FakeQuantize> fq) {
+  weight_fake_quant = fq;
+  register_module("weight_fake_quant", fq);
+}
+
+Tensor LinearAct::forward(const Tensor& x) {
+  Tensor w = weight_fake_quant ? (*weight_fake_quant)(linear->weight) : linear->weight;
+  return apply_act(qforge::linear(x, w, linear->bias), act);
+}
+
+}  // namespace qforge::quant
