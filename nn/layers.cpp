@@ -31,9 +31,11 @@ Tensor Sequential::forward(const Tensor& x) {
 Tensor Add::forward(const Tensor&) { throw Error("Add takes two inputs: call it as add(a, b)"); }
 
 Tensor Add::operator()(const Tensor& a, const Tensor& b) {
-  Tensor y = add(a, b);
-  if (relu) y = qforge::relu(y);
-  return post() ? post()->forward(y) : y;
+  return Tracer::call(*this, {a, b}, [&] {
+    Tensor y = add(a, b);
+    if (relu) y = qforge::relu(y);
+    return post() ? post()->forward(y) : y;
+  });
 }
 
 }  // namespace qforge::nn

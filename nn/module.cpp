@@ -6,9 +6,36 @@
 
 namespace qforge::nn {
 
+namespace {
+thread_local Tracer* g_tracer = nullptr;
+}
+
+Tracer::Tracer(std::function<bool(const Module&)> is_leaf) : is_leaf_(std::move(is_leaf)) { g_tracer = this; }
+Tracer::~Tracer() { g_tracer = nullptr; }
+
+Tensor Tracer::call(const Module& m, std::vector<Tensor> inputs, const std::function<Tensor()>& fn) {
+  Tracer* t = g_tracer;
+  if (!t || t->depth_ > 0 || !t->is_leaf_(m)) return fn();
+  ++t->depth_;
+  Tensor y;
+  try {
+    y = fn();
+  } catch (...) {
+    --t->depth_;
+    throw;
+  }
+  --t->depth_;
+  t->events.push_back({&m, std::move(inputs), y});
+  return y;
+}
+
 Tensor Module::operator()(const Tensor& x) {
-  Tensor y = forward(x);
-  return post_ ? post_->forward(y) : y;
+  auto run = [&] {
+    Tensor y = forward(x);
+    return post_ ? post_->forward(y) : y;
+  };
+  if (!g_tracer) return run();
+  return Tracer::call(*this, {x}, run);
 }
 
 void Module::train(bool on) {

@@ -10,6 +10,7 @@
 // Quantization attaches an activation post-process (an observer or a fake-quant
 // module) as the explicit field `post`, applied by operator() after forward.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -73,6 +74,31 @@ class Module {
   NamedTensors params_, buffers_;
   std::vector<std::pair<std::string, ModulePtr>> children_;
   ModulePtr post_;
+};
+
+// Tracing, for the converter: while a Tracer is installed, each call of a
+// module that is_leaf() accepts is recorded (its inputs and output, the
+// post-process included) instead of descending into the modules it calls.
+struct TraceEvent {
+  const Module* module;
+  std::vector<Tensor> inputs;
+  Tensor output;
+};
+
+class Tracer {
+ public:
+  explicit Tracer(std::function<bool(const Module&)> is_leaf);
+  ~Tracer();  // uninstalls
+  Tracer(const Tracer&) = delete;
+  Tracer& operator=(const Tracer&) = delete;
+  std::vector<TraceEvent> events;
+
+  // Called by Module::operator() and Add: runs fn, recording it when m is a leaf.
+  static Tensor call(const Module& m, std::vector<Tensor> inputs, const std::function<Tensor()>& fn);
+
+ private:
+  std::function<bool(const Module&)> is_leaf_;
+  int depth_ = 0;
 };
 
 // Total element count of all parameters.

@@ -38,7 +38,8 @@ std::pair<Tensor, Tensor> ConvBnAct::folded_weight_bias() const {
   if (!bn) return {w, b};
   const int64_t per = w.numel() / oc;
   for (int c = 0; c < oc; ++c) {
-    float k = bn->weight.data()[c] / std::sqrt(bn->running_var.data()[c] + bn->eps);
+    // The same float operations as forward's scale, so the folded weight has the same bits.
+    float k = bn->weight.data()[c] * (1.f / std::sqrt(bn->running_var.data()[c] + bn->eps));
     for (int64_t i = 0; i < per; ++i) w.data()[c * per + i] *= k;
     b.data()[c] = (b.data()[c] - bn->running_mean.data()[c]) * k + bn->bias.data()[c];
   }

@@ -1,0 +1,211 @@
+#include "quant/convert.h"
+
+#include <cmath>
+#include <map>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "nn/layers.h"
+#include "nn/resnet.h"
+#include "quant/dynamic.h"
+#include "quant/fused.h"
+
+namespace qforge::quant {
+namespace {
+
+bool is_container(const nn::Module& m) {
+  return dynamic_cast<const nn::Sequential*>(&m) || dynamic_cast<const nn::BasicBlock*>(&m) ||
+         dynamic_cast<const nn::ResNet*>(&m);
+}
+
+QParams act_qparams(const nn::Module& m, const std::string& name) {
+  auto fq = std::dynamic_pointer_cast<FakeQuantize>(m.post());
+  QF_CHECK(fq, "convert: '" + name + "' (" + m.type() + ") has no output quantization; prepare the model first");
+  auto qp = fq->qparams();
+  QF_CHECK(qp.size() == 1, "convert: '" + name + "' output is quantized per channel; activations must be per tensor");
+  return qp[0];
+}
+
+class Converter {
+ public:
+  Converter(nn::Module& root, const std::vector<int>& input_shape) : root_(root) {
+    g_.input_shape = input_shape;
+    for (auto& [n, m] : root.named_modules()) names_[m.get()] = n;
+  }
+
+  Int8Graph run() {
+    root_.eval();
+    NoGradGuard ng;
+    Tensor x = Tensor::zeros({1, g_.input_shape[0], g_.input_shape[1], g_.input_shape[2]});
+    g_.values.push_back({false, {}});
+    value_of_[x.impl()->storage.get()] = 0;
+    shape_of_[0] = x.shape();
+    std::vector<nn::TraceEvent> events;
+    {
+      nn::Tracer tracer([](const nn::Module& m) { return !is_container(m); });
+      root_(x);
+      events = std::move(tracer.events);
+    }
+    for (auto& e : events) node_for(e);
+    int out = last_;
+    if (g_.values[out].quantized) out = add_node("Dequantize", "output", {out}, {false, {}}, {});
+    g_.output = out;
+    return std::move(g_);
+  }
+
+ private:
+  int input_value(const Tensor& t, const std::string& name) {
+    auto it = value_of_.find(t.impl()->storage.get());
+    QF_CHECK(it != value_of_.end(), "convert: the input of '" + name +
+                                        "' comes from an operation outside the modules the converter knows");
+    return it->second;
+  }
+
+  int add_node(const std::string& op, const std::string& name, std::vector<int> ins, GraphValue out,
+               nlohmann::json attrs) {
+    g_.values.push_back(out);
+    int id = static_cast<int>(g_.values.size()) - 1;
+    g_.nodes.push_back({op, name, std::move(ins), id, std::move(attrs)});
+    return id;
+  }
+
+  void bind(const Tensor& t, int v) {
+    value_of_[t.impl()->storage.get()] = v;
+    shape_of_[v] = t.shape();
+    last_ = v;
+  }
+
+  // Weight, bias and scales of a quantized conv or linear, as the simulation computes them.
+  void add_weights(const std::string& name, const Tensor& w, const Tensor& b, const FakeQuantize& wfq, float s_in) {
+    auto qps = wfq.qparams();
+    const int oc = static_cast<int>(w.size(0));
+    const int64_t per = w.numel() / oc;
+    QF_CHECK(static_cast<int>(qps.size()) == oc || qps.size() == 1, "convert: '" + name + "' weight quantization does not match its channels");
+    std::vector<int8_t> wq(w.numel());
+    std::vector<int32_t> bq(oc);
+    std::vector<float> ws(oc);
+    for (int c = 0; c < oc; ++c) {
+      const QParams& qp = qps.size() == 1 ? qps[0] : qps[c];
+      QF_CHECK(qp.zero_point == 0 && qp.qmin >= -128 && qp.qmax <= 127, "convert: '" + name + "' weights must be symmetric int8");
+      const float inv = 1.f / qp.scale;
+      for (int64_t i = 0; i < per; ++i)
+        wq[c * per + i] = static_cast<int8_t>(quantize_val(w.data()[c * per + i], inv, 0, qp.qmin, qp.qmax));
+      ws[c] = qp.scale;
+      double bv = b.defined() ? std::nearbyint(static_cast<double>(b.data()[c]) / (static_cast<double>(s_in) * qp.scale)) : 0.0;
+      bq[c] = static_cast<int32_t>(std::clamp(bv, -2147483647.0, 2147483647.0));
+    }
+    g_.tensors[name + ".weight"] = nn::raw_entry("I8", w.shape(), wq.data());
+    g_.tensors[name + ".bias"] = nn::raw_entry("I32", {oc}, bq.data());
+    g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {oc}, ws.data());
+  }
+
+  void node_for(const nn::TraceEvent& e) {
+    const nn::Module& m = *e.module;
+    const std::string name = names_.count(&m) ? names_[&m] : m.type();
+    if (auto* c = dynamic_cast<const ConvBnAct*>(&m)) {
+      QF_CHECK(c->weight_fake_quant, "convert: '" + name + "' (" + m.type() +
+                                         ") is kept in float; only a final linear layer can stay float in the int8 graph");
+      int in = input_value(e.inputs[0], name);
+      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
+      // The weight the simulation fake-quantizes: conv.weight * (gamma * (1 / sqrt(var + eps))).
+      Tensor w = c->conv->weight.clone();
+      Tensor b;
+      if (c->bn) {
+        auto [fw, fb] = c->folded_weight_bias();
+        w = fw;
+        b = fb;
+      } else if (c->conv->bias.defined()) {
+        b = c->conv->bias;
+      }
+      add_weights(name, w, b, *c->weight_fake_quant, g_.values[in].qp.scale);
+      auto o = c->conv->options();
+      QF_CHECK(o.groups == 1, "convert: '" + name + "' is a grouped convolution (groups=" + std::to_string(o.groups) +
+                                  "); the int8 kernels support groups=1");
+      nlohmann::json a = {{"kernel", o.kernel}, {"stride", o.stride}, {"padding", o.padding}, {"dilation", o.dilation},
+                          {"in_channels", o.in_channels}, {"out_channels", o.out_channels}, {"act", act_str(c->act)}};
+      bind(e.output, add_node("QConv2d", name, {in}, {true, act_qparams(m, name)}, a));
+    } else if (auto* l = dynamic_cast<const LinearAct*>(&m)) {
+      int in = input_value(e.inputs[0], name);
+      const nn::Linear& lin = *l->linear;
+      Tensor w = permuted_linear_weight(lin.weight, in);
+      if (!l->weight_fake_quant) {
+        QF_CHECK(l->act == Act::kNone, "convert: float '" + name + "' with a fused activation is not supported");
+        if (g_.values[in].quantized) in = add_node("Dequantize", name + ".dequant", {in}, {false, {}}, {});
+        g_.tensors[name + ".weight"] = nn::f32_entry(w);
+        Tensor b = lin.bias.defined() ? lin.bias : Tensor::zeros({lin.out_features()});
+        g_.tensors[name + ".bias"] = nn::f32_entry(b);
+        bind(e.output, add_node("Linear", name, {in}, {false, {}}, {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}}));
+        return;
+      }
+      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
+      add_weights(name, w, lin.bias, *l->weight_fake_quant, g_.values[in].qp.scale);
+      bind(e.output, add_node("QLinear", name, {in}, {true, act_qparams(m, name)},
+                              {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}, {"act", act_str(l->act)}}));
+    } else if (auto* d = dynamic_cast<const DynamicQuantLinear*>(&m)) {
+      int in = input_value(e.inputs[0], name);
+      if (g_.values[in].quantized) in = add_node("Dequantize", name + ".dequant", {in}, {false, {}}, {});
+      g_.tensors[name + ".weight"] = nn::raw_entry("I8", {d->out_features, d->in_features}, d->weight.data());
+      g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {d->out_features}, d->weight_scale.data());
+      g_.tensors[name + ".bias"] = nn::raw_entry("F32", {d->out_features}, d->bias.data());
+      bind(e.output, add_node("DynamicLinear", name, {in}, {false, {}}, {{"in_features", d->in_features}, {"out_features", d->out_features}}));
+    } else if (auto* a = dynamic_cast<const nn::Add*>(&m)) {
+      int x = input_value(e.inputs[0], name), y = input_value(e.inputs[1], name);
+      QF_CHECK(g_.values[x].quantized && g_.values[y].quantized, "convert: the inputs of '" + name + "' are not both quantized");
+      bind(e.output, add_node("QAdd", name, {x, y}, {true, act_qparams(m, name)}, {{"relu", a->relu}}));
+    } else if (auto* p = dynamic_cast<const nn::MaxPool2d*>(&m)) {
+      int in = input_value(e.inputs[0], name);
+      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
+      QF_CHECK(!m.post(), "convert: '" + name + "' (MaxPool2d) should not have its own quantization");
+      bind(e.output, add_node("QMaxPool2d", name, {in}, g_.values[in],
+                              {{"kernel", p->args.kernel_h}, {"stride", p->args.stride_h}, {"padding", p->args.pad_h}}));
+    } else if (dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m)) {
+      int in = input_value(e.inputs[0], name);
+      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
+      bind(e.output, add_node("QGlobalAvgPool", name, {in}, {true, act_qparams(m, name)}, {}));
+    } else if (dynamic_cast<const nn::Identity*>(&m) || dynamic_cast<const nn::Flatten*>(&m)) {
+      int in = input_value(e.inputs[0], name);
+      if (!m.post()) {
+        bind(e.output, in);  // a no-op: the output is the input
+      } else {
+        QF_CHECK(!g_.values[in].quantized, "convert: '" + name + "' quantizes a value that is already quantized");
+        bind(e.output, add_node("Quantize", name, {in}, {true, act_qparams(m, name)}, {}));
+      }
+    } else {
+      throw Error("convert: cannot convert module '" + name + "' (" + m.type() +
+                  "): supported are fused Conv/Linear (+BN, ReLU), Add, MaxPool2d, AdaptiveAvgPool2d, Identity, Flatten");
+    }
+  }
+
+  // A linear layer after a Flatten of an (N,C,H,W) value: PyTorch flattens in
+  // C,H,W order, the int8 runtime holds N,H,W,C; permute the weight's columns.
+  Tensor permuted_linear_weight(const Tensor& w, int in) {
+    const Shape& s = shape_of_[in];
+    if (s.size() != 4 || (s[2] == 1 && s[3] == 1)) return w.clone();
+    const int64_t C = s[1], H = s[2], W = s[3], out = w.size(0);
+    Tensor p = Tensor::empty(w.shape());
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t x = 0; x < W; ++x)
+            p.data()[o * C * H * W + (h * W + x) * C + c] = w.data()[o * C * H * W + (c * H + h) * W + x];
+    return p;
+  }
+
+  static const char* act_str(Act a) { return a == Act::kReLU ? "relu" : a == Act::kReLU6 ? "relu6" : "none"; }
+
+  nn::Module& root_;
+  Int8Graph g_;
+  std::map<const nn::Module*, std::string> names_;
+  std::map<const Storage*, int> value_of_;
+  std::map<int, Shape> shape_of_;
+  int last_ = 0;
+};
+
+}  // namespace
+
+Int8Graph convert(nn::Module& prepared, const std::vector<int>& input_shape) {
+  QF_CHECK(input_shape.size() == 3, "convert: input shape must be C,H,W");
+  return Converter(prepared, input_shape).run();
+}
+
+}  // namespace qforge::quant

@@ -1,0 +1,63 @@
+// The int8 graph: what `convert` produces and quant/runtime.h runs.
+//
+// Values are numbered; value 0 is the float NCHW input. A node reads values and
+// writes one. Quantized values are uint8 NHWC with one (scale, zero point);
+// float values are NCHW (or (N, K)). Ops:
+//   Quantize        f32 -> u8                          (the model input)
+//   QConv2d         u8 -> u8   weight I8 (OC,C,KH,KW), bias I32, weight_scale F32; act none|relu|relu6
+//   QLinear         u8 -> u8   weight I8 (N,K), bias I32, weight_scale F32
+//   QAdd            u8, u8 -> u8   relu
+//   QMaxPool2d      u8 -> u8   (output keeps the input's parameters)
+//   QGlobalAvgPool  u8 (N,H,W,C) -> u8 (N,1,1,C)
+//   Dequantize      u8 -> f32
+//   Linear          f32 -> f32  weight F32, bias F32   (a layer kept in float)
+//   DynamicLinear   f32 -> f32  weight I8, weight_scale F32, bias F32 (dynamic quantization)
+// Saved as one safetensors file (.qfm): the tensors under "<node>.<name>",
+// the graph as JSON in the metadata (key "graph", with a format version).
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "nn/safetensors.h"
+#include "quant/qparams.h"
+
+namespace qforge::quant {
+
+struct GraphValue {
+  bool quantized = true;  // u8 NHWC with qp, else f32
+  QParams qp;
+};
+
+struct GraphNode {
+  std::string op, name;  // name: the module it came from
+  std::vector<int> inputs;
+  int output = -1;
+  nlohmann::json attrs = nlohmann::json::object();
+};
+
+struct Int8Graph {
+  static constexpr int kVersion = 1;
+  std::vector<GraphValue> values;
+  std::vector<GraphNode> nodes;
+  int output = -1;
+  std::vector<int> input_shape;       // C, H, W
+  std::vector<std::string> classes;
+  nlohmann::json config;              // the model's config (normalisation, architecture)
+  std::map<std::string, nn::StEntry> tensors;
+
+  const nn::StEntry& tensor(const GraphNode& n, const std::string& what) const;  // "<node>.<what>"
+  nlohmann::json to_json() const;
+};
+
+// Checks the graph: known ops, value ids in range and defined before use,
+// the tensors each op needs with the right dtype and shape. `what` names the
+// file in errors.
+void validate_graph(const Int8Graph& g, const std::string& what);
+
+void save_int8_model(const std::string& path, const Int8Graph& g);
+// Rejects a truncated or corrupted file, a wrong format or version, with the file's name.
+Int8Graph load_int8_model(const std::string& path);
+
+}  // namespace qforge::quant

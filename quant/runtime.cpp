@@ -1,0 +1,210 @@
+#include "quant/runtime.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/blas.h"
+#include "core/error.h"
+
+namespace qforge::quant {
+namespace {
+
+template <class T>
+std::vector<T> as_vector(const nn::StEntry& e) {
+  std::vector<T> v(e.bytes.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), e.bytes.data(), e.bytes.size());
+  return v;
+}
+
+// The clamp of a fused activation, on the output grid.
+void act_clamp(const std::string& act, const QParams& out, int32_t& qmin, int32_t& qmax) {
+  qmin = 0;
+  qmax = 255;
+  if (act == "relu" || act == "relu6") qmin = out.zero_point;
+  if (act == "relu6") qmax = quantize_val(6.f, 1.f / out.scale, out.zero_point, 0, 255);
+}
+
+}  // namespace
+
+Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
+  validate_graph(g_, "int8 runtime");
+  prep_.resize(g_.nodes.size());
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    const GraphNode& n = g_.nodes[i];
+    Prepared& p = prep_[i];
+    const QParams* in_qp = n.inputs.empty() ? nullptr : &g_.values[n.inputs[0]].qp;
+    const QParams& out_qp = g_.values[n.output].qp;
+    if (n.op == "QConv2d" || n.op == "QLinear") {
+      auto w = as_vector<int8_t>(g_.tensor(n, "weight"));
+      auto b = as_vector<int32_t>(g_.tensor(n, "bias"));
+      auto ws = as_vector<float>(g_.tensor(n, "weight_scale"));
+      const Shape& ws_shape = g_.tensor(n, "weight").shape;
+      const int oc = static_cast<int>(ws_shape[0]);
+      auto rq = requant_multipliers(in_qp->scale, ws.data(), oc, out_qp.scale);
+      if (n.op == "QConv2d") {
+        QConvParams& c = p.conv_params;
+        c.OC = oc;
+        c.C = static_cast<int>(ws_shape[1]);
+        c.KH = static_cast<int>(ws_shape[2]);
+        c.KW = static_cast<int>(ws_shape[3]);
+        c.stride_h = c.stride_w = n.attrs.at("stride").get<int>();
+        c.pad_h = c.pad_w = n.attrs.at("padding").get<int>();
+        c.dilation_h = c.dilation_w = n.attrs.at("dilation").get<int>();
+        c.in_zero_point = in_qp->zero_point;
+        c.out_zero_point = out_qp.zero_point;
+        act_clamp(n.attrs.at("act"), out_qp, c.out_qmin, c.out_qmax);
+        c.H = c.W = std::max(c.KH, c.KW);  // packing does not depend on the input size
+        p.conv = pack_conv_weights(c, w.data(), b.data(), rq.data(), isa_);
+      } else {
+        QLinearParams& l = p.linear_params;
+        l.N = oc;
+        l.K = static_cast<int>(ws_shape[1]);
+        l.in_zero_point = in_qp->zero_point;
+        l.out_zero_point = out_qp.zero_point;
+        act_clamp(n.attrs.at("act"), out_qp, l.out_qmin, l.out_qmax);
+        p.conv = pack_linear_weights(l, w.data(), b.data(), rq.data(), isa_);
+      }
+      weight_bytes_ += p.conv.packed.size() + p.conv.weight.size() + 16 * static_cast<size_t>(oc);
+    } else if (n.op == "QAdd") {
+      p.add = make_qadd_params(g_.values[n.inputs[0]].qp, g_.values[n.inputs[1]].qp, out_qp, n.attrs.at("relu").get<bool>());
+    } else if (n.op == "Linear") {
+      p.fweight = as_vector<float>(g_.tensor(n, "weight"));
+      p.fbias = as_vector<float>(g_.tensor(n, "bias"));
+      weight_bytes_ += 4 * (p.fweight.size() + p.fbias.size());
+    } else if (n.op == "DynamicLinear") {
+      const Shape& s = g_.tensor(n, "weight").shape;
+      auto w = as_vector<int8_t>(g_.tensor(n, "weight"));
+      auto ws = as_vector<float>(g_.tensor(n, "weight_scale"));
+      auto b = as_vector<float>(g_.tensor(n, "bias"));
+      p.dynamic = pack_linear_dynamic(static_cast<int>(s[1]), static_cast<int>(s[0]), w.data(), ws.data(), b.data(), isa_);
+      weight_bytes_ += w.size() + 8 * ws.size();
+    }
+  }
+}
+
+void Int8Runtime::make_plan(int n, int h, int w) {
+  Plan& pl = plan_;
+  pl.n = n, pl.h = h, pl.w = w;
+  const size_t V = g_.values.size();
+  pl.dims.assign(V, {});
+  pl.dims[0] = {n, g_.input_shape[0], h, w};
+  std::vector<int> last_use(V, -1);
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    const GraphNode& nd = g_.nodes[i];
+    for (int v : nd.inputs) last_use[v] = static_cast<int>(i);
+    const Dims& in = pl.dims[nd.inputs[0]];
+    Dims out = in;
+    const std::string at = "int8 runtime: node '" + nd.name + "' (" + nd.op + ")";
+    if (nd.op == "QConv2d") {
+      const QConvParams& c = prep_[i].conv_params;
+      QF_CHECK(in.c == c.C, at + ": input has " + std::to_string(in.c) + " channels, the weight " + std::to_string(c.C));
+      QConvParams q = c;
+      q.N = in.n, q.H = in.h, q.W = in.w;
+      QF_CHECK(q.OH() > 0 && q.OW() > 0, at + ": input " + std::to_string(in.h) + "x" + std::to_string(in.w) + " is too small");
+      out = {in.n, c.OC, q.OH(), q.OW()};
+    } else if (nd.op == "QLinear" || nd.op == "Linear" || nd.op == "DynamicLinear") {
+      int K = in.c * in.h * in.w;
+      int expect = nd.attrs.at("in_features");
+      QF_CHECK(K == expect, at + ": input has " + std::to_string(K) + " features, the layer " + std::to_string(expect));
+      out = {in.n, nd.attrs.at("out_features").get<int>(), 1, 1};
+    } else if (nd.op == "QAdd") {
+      const Dims& b = pl.dims[nd.inputs[1]];
+      QF_CHECK(b.n == in.n && b.c == in.c && b.h == in.h && b.w == in.w, at + ": inputs differ in shape");
+    } else if (nd.op == "QMaxPool2d") {
+      int k = nd.attrs.at("kernel"), s = nd.attrs.at("stride"), p = nd.attrs.at("padding");
+      out.h = (in.h + 2 * p - k) / s + 1;
+      out.w = (in.w + 2 * p - k) / s + 1;
+      QF_CHECK(out.h > 0 && out.w > 0, at + ": input too small");
+    } else if (nd.op == "QGlobalAvgPool") {
+      out.h = out.w = 1;
+    }
+    pl.dims[nd.output] = out;
+  }
+  // First-fit placement of each value's bytes, freed after its last reader.
+  pl.offset.assign(V, 0);
+  std::vector<std::pair<size_t, size_t>> live;  // offset, size
+  std::vector<std::vector<int>> frees(g_.nodes.size());
+  for (size_t v = 1; v < V; ++v)
+    if (last_use[v] >= 0) frees[last_use[v]].push_back(static_cast<int>(v));
+  pl.arena = 0;
+  std::map<int, size_t> slot;  // value -> index in live
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    int v = g_.nodes[i].output;
+    size_t sz = (pl.dims[v].bytes(g_.values[v].quantized) + 63) / 64 * 64;
+    std::sort(live.begin(), live.end());
+    size_t off = 0;
+    for (auto& [o, s] : live) {
+      if (off + sz <= o) break;
+      off = std::max(off, o + s);
+    }
+    live.emplace_back(off, sz);
+    pl.offset[v] = off;
+    pl.arena = std::max(pl.arena, off + sz);
+    for (int f : frees[i]) {
+      if (f == g_.output) continue;
+      size_t fo = pl.offset[f];
+      auto it = std::find_if(live.begin(), live.end(), [&](auto& p) { return p.first == fo; });
+      if (it != live.end()) live.erase(it);
+    }
+  }
+  arena_.resize(pl.arena);
+}
+
+Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
+  QF_CHECK(x.dim() == 4 && x.size(1) == g_.input_shape[0],
+           "int8 model: expected input (N," + std::to_string(g_.input_shape[0]) + ",H,W), got " + shape_str(x.shape()));
+  const int n = static_cast<int>(x.size(0)), h = static_cast<int>(x.size(2)), w = static_cast<int>(x.size(3));
+  if (plan_.n != n || plan_.h != h || plan_.w != w) make_plan(n, h, w);
+  auto ptr = [&](int v) -> uint8_t* { return arena_.data() + plan_.offset[v]; };
+  auto fptr = [&](int v) -> float* { return v == 0 ? x.data() : reinterpret_cast<float*>(ptr(v)); };
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    const GraphNode& nd = g_.nodes[i];
+    const Prepared& p = prep_[i];
+    const Dims& in = plan_.dims[nd.inputs[0]];
+    const Dims& out = plan_.dims[nd.output];
+    const QParams& in_qp = g_.values[nd.inputs[0]].qp;
+    const QParams& out_qp = g_.values[nd.output].qp;
+    if (nd.op == "Quantize") {
+      quantize_nchw_to_nhwc(out_qp, in.n, in.c, in.h, in.w, fptr(nd.inputs[0]), ptr(nd.output), isa_);
+    } else if (nd.op == "QConv2d") {
+      QConvParams q = p.conv_params;
+      q.N = in.n, q.H = in.h, q.W = in.w;
+      qconv2d(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
+    } else if (nd.op == "QLinear") {
+      QLinearParams q = p.linear_params;
+      q.M = in.n;
+      qlinear(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
+    } else if (nd.op == "QAdd") {
+      qadd(p.add, static_cast<int64_t>(in.n) * in.c * in.h * in.w, ptr(nd.inputs[0]), ptr(nd.inputs[1]), ptr(nd.output), isa_);
+    } else if (nd.op == "QMaxPool2d") {
+      int k = nd.attrs.at("kernel"), s = nd.attrs.at("stride"), pd = nd.attrs.at("padding");
+      qmaxpool2d(make_pool2d_params(in.n, in.h, in.w, in.c, k, k, s, s, pd, pd), ptr(nd.inputs[0]), ptr(nd.output), isa_);
+    } else if (nd.op == "QGlobalAvgPool") {
+      qglobal_avgpool(make_global_avgpool_params(in.n, in.h, in.w, in.c, in_qp, out_qp), ptr(nd.inputs[0]),
+                      ptr(nd.output), isa_);
+    } else if (nd.op == "Dequantize") {
+      dequantize_nhwc_to_nchw(in_qp, in.n, in.c, in.h, in.w, ptr(nd.inputs[0]), fptr(nd.output), isa_);
+    } else if (nd.op == "Linear") {
+      const int K = in.c * in.h * in.w, N = out.c;
+      float* o = fptr(nd.output);
+      for (int m = 0; m < in.n; ++m) std::memcpy(o + static_cast<int64_t>(m) * N, p.fbias.data(), N * sizeof(float));
+      sgemm(false, true, in.n, N, K, 1.f, fptr(nd.inputs[0]), K, p.fweight.data(), K, 1.f, o, N);
+    } else if (nd.op == "DynamicLinear") {
+      qlinear_dynamic(p.dynamic, in.n, fptr(nd.inputs[0]), fptr(nd.output));
+    }
+    if (taps) {
+      Tensor t = Tensor::empty({out.n, out.c, out.h, out.w});
+      if (g_.values[nd.output].quantized)
+        dequantize_nhwc_to_nchw(out_qp, out.n, out.c, out.h, out.w, ptr(nd.output), t.data(), Isa::scalar);
+      else
+        std::memcpy(t.data(), fptr(nd.output), t.numel() * sizeof(float));
+      (*taps)[nd.name] = t;
+    }
+  }
+  const Dims& od = plan_.dims[g_.output];
+  Tensor y = Tensor::empty({od.n, od.c * od.h * od.w});
+  std::memcpy(y.data(), fptr(g_.output), y.numel() * sizeof(float));
+  return y;
+}
+
+}  // namespace qforge::quant
