@@ -1,0 +1,403 @@
+#include "quant/fake_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <string>
+
+#include "core/autograd.h"
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/threads.h"
+
+#define QF_INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__)
+#define QF_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace qforge::quant {
+namespace {
+
+constexpr int64_t kGrain = 1 << 16;  // elements per parallel chunk, at least
+constexpr int64_t kTile = 2048;      // elements whose mask bytes are packed at once (a multiple of 64)
+constexpr float kEps = std::numeric_limits<float>::epsilon();
+
+// One channel's constants. The clamp bounds are widened by one step on each
+// side, so one rounding gives both the clamped value and whether the clamp
+// was active (the STE mask).
+struct Chan {
+  float scale, inv_scale;
+  int32_t zp, qmin, qmax;
+  float rlo, rhi;  // qmin - 1 - zp, qmax + 1 - zp
+};
+
+Chan make_chan(const char* op, float scale, const QParams& qp) {
+  QF_CHECK(std::isfinite(scale) && scale > 0.0f, std::string(op) + ": scale must be finite and > 0, got " +
+                                                     std::to_string(scale));
+  constexpr int32_t kLim = 1 << 23;  // keeps every bound below exactly representable in float
+  QF_CHECK(qp.qmin < qp.qmax && qp.qmin > -kLim && qp.qmax < kLim && qp.zero_point > -kLim && qp.zero_point < kLim,
+           std::string(op) + ": bad integer range [" + std::to_string(qp.qmin) + ", " + std::to_string(qp.qmax) +
+               "] or zero point " + std::to_string(qp.zero_point));
+  Chan c;
+  c.scale = scale;
+  c.inv_scale = 1.0f / scale;  // in float, once per channel, as quantize_val requires
+  c.zp = qp.zero_point, c.qmin = qp.qmin, c.qmax = qp.qmax;
+  c.rlo = static_cast<float>(qp.qmin - 1 - qp.zero_point);
+  c.rhi = static_cast<float>(qp.qmax + 1 - qp.zero_point);
+  return c;
+}
+
+// quantize_val(x, c.inv_scale, c.zp, c.qmin - 1, c.qmax + 1), term for term:
+// the same std::nearbyint of the same float product, and its fmax / fmin
+// clamps written as compares. For a non-NaN bound fmax(r, lo) and
+// (r > lo ? r : lo) agree for every r, NaN included (both give lo); a -0 / +0
+// difference vanishes in the int conversion. GCC inlines and vectorises the
+// compares, while std::fmax stays a libm call (~10x slower). Tests check the
+// result equals quantize_val on ties, clamps, NaN and infinities.
+QF_INLINE int32_t quantize_wide(float x, const Chan& c) {
+  float r = std::nearbyint(x * c.inv_scale);
+  r = r > c.rlo ? r : c.rlo;
+  r = r < c.rhi ? r : c.rhi;
+  return static_cast<int32_t>(r) + c.zp;
+}
+
+QF_INLINE int32_t clamp_q(int32_t w, const Chan& c) { return w < c.qmin ? c.qmin : (w > c.qmax ? c.qmax : w); }
+
+// x viewed as (outer, channels, inner): the channel of flat element i is (i / inner) % channels.
+struct Layout {
+  int64_t n = 0, channels = 1, inner = 1;
+};
+
+Layout layout_of(const char* op, const Tensor& x, size_t nq, int axis) {
+  QF_CHECK(nq >= 1, std::string(op) + ": needs at least one QParams");
+  Layout L;
+  L.n = x.numel();
+  L.inner = std::max<int64_t>(L.n, 1);
+  if (nq == 1) return L;  // per tensor: axis ignored
+  QF_CHECK(axis >= 0 && axis < x.dim(), std::string(op) + ": channel axis " + std::to_string(axis) +
+                                            " is out of range for shape " + shape_str(x.shape()));
+  QF_CHECK(x.size(axis) == static_cast<int64_t>(nq), std::string(op) + ": " + std::to_string(nq) +
+                                                         " channel qparams for shape " + shape_str(x.shape()) +
+                                                         " along axis " + std::to_string(axis));
+  L.channels = static_cast<int64_t>(nq);
+  L.inner = 1;
+  for (int64_t d = axis + 1; d < x.dim(); ++d) L.inner *= x.size(d);
+  return L;
+}
+
+// Calls f(begin, end, channel) on the runs of equal channel within [b, e).
+template <class F>
+QF_INLINE void for_each_run(const Layout& L, int64_t b, int64_t e, F&& f) {
+  if (L.channels == 1) {
+    if (b < e) f(b, e, 0);
+    return;
+  }
+  for (int64_t i = b; i < e;) {
+    const int64_t blk = i / L.inner;
+    const int64_t re = std::min(e, (blk + 1) * L.inner);
+    f(i, re, blk % L.channels);
+    i = re;
+  }
+}
+
+// Bytes (each 0 or 1) to bits, little-endian within each 64-bit word; n <= kTile,
+// padded with zeros to a whole word.
+QF_INLINE void pack_mask(uint64_t* words, uint8_t* bytes, int64_t n) {
+  const int64_t nw = (n + 63) / 64;
+  for (int64_t i = n; i < nw * 64; ++i) bytes[i] = 0;
+  for (int64_t w = 0; w < nw; ++w) {
+    uint64_t bits = 0;
+    for (int k = 0; k < 8; ++k) {
+      uint64_t u;
+      std::memcpy(&u, bytes + w * 64 + 8 * k, 8);
+      bits |= ((u * 0x0102040810204080ull) >> 56) << (8 * k);  // byte j's low bit -> bit j
+    }
+    words[w] = bits;
+  }
+}
+
+// x, out (n) -> out = (clamp(round(x * inv_scale) + zp) - zp) * scale; mask bit i = not clamped.
+// [b, e) starts on a 64-element boundary, so chunks never share a mask word.
+template <bool kMask>
+QF_INLINE void fq_forward_range(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L,
+                                const Chan* ch) {
+  alignas(64) uint8_t bytes[kTile];
+  for (int64_t t = b; t < e; t += kTile) {
+    const int64_t te = std::min(e, t + kTile);
+    for_each_run(L, t, te, [&](int64_t rb, int64_t re, int64_t c) {
+      const Chan p = ch[c];
+      uint8_t* m = bytes + (rb - t);
+      for (int64_t i = rb; i < re; ++i) {
+        const int32_t w = quantize_wide(x[i], p);
+        const int32_t q = clamp_q(w, p);
+        out[i] = dequantize_val(q, p.scale, p.zp);
+        if constexpr (kMask) m[i - rb] = q == w;
+      }
+    });
+    if constexpr (kMask) pack_mask(mask + t / 64, bytes, te - t);
+  }
+}
+
+// backward of the line above (STE): dx = mask ? dout : 0, over mask words [wb, we).
+template <bool kAssign>
+QF_INLINE void ste_backward_words(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we,
+                                  int64_t n) {
+  for (int64_t w = wb; w < we; ++w) {
+    const int64_t base = w * 64;
+    float* d = dx + base;
+    const float* g = dout + base;
+    if (base + 64 <= n) {
+      const uint32_t lo = static_cast<uint32_t>(mask[w]), hi = static_cast<uint32_t>(mask[w] >> 32);
+      for (int k = 0; k < 32; ++k) {
+        const float v = ((lo >> k) & 1u) ? g[k] : 0.0f;
+        if constexpr (kAssign) d[k] = v; else d[k] += v;
+      }
+      for (int k = 0; k < 32; ++k) {
+        const float v = ((hi >> k) & 1u) ? g[32 + k] : 0.0f;
+        if constexpr (kAssign) d[32 + k] = v; else d[32 + k] += v;
+      }
+    } else {
+      for (int64_t k = 0; base + k < n; ++k) {
+        const float v = ((mask[w] >> k) & 1u) ? g[k] : 0.0f;
+        if constexpr (kAssign) d[k] = v; else d[k] += v;
+      }
+    }
+  }
+}
+
+// LSQ backward, recomputed from the saved x. For v = x * inv_scale (the
+// forward's product) and r = round(v):
+//   dx = dout where qmin - zp <= r <= qmax - zp, else 0 (STE)
+//   ds = dout * (r - v inside; qmin - zp below; qmax - zp above), summed per channel
+//        (the caller multiplies by the LSQ gradient scale).
+template <bool kDx, bool kAssign>
+QF_INLINE void lsq_backward_range(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e,
+                                  const Layout& L, const Chan* ch, bool need_ds) {
+  for_each_run(L, b, e, [&](int64_t rb, int64_t re, int64_t c) {
+    const Chan p = ch[c];
+    const float below = static_cast<float>(p.qmin - p.zp), above = static_cast<float>(p.qmax - p.zp);
+    double sum = 0.0;
+    for (int64_t i = rb; i < re; ++i) {
+      const int32_t w = quantize_wide(x[i], p);
+      const bool inside = w >= p.qmin && w <= p.qmax;
+      if constexpr (kDx) {
+        const float v = inside ? dout[i] : 0.0f;
+        if constexpr (kAssign) dx[i] = v; else dx[i] += v;
+      }
+      if (need_ds) {
+        const float term = inside ? static_cast<float>(w - p.zp) - x[i] * p.inv_scale : (w < p.qmin ? below : above);
+        sum += static_cast<double>(dout[i]) * term;
+      }
+    }
+    if (need_ds) ds[c] += sum;
+  });
+}
+
+// Each kernel twice: generic x86-64 (std::nearbyint is a libm call there) and
+// AVX2 (nearbyint becomes vroundps and the loops vectorise), chosen at run time.
+template <bool kMask>
+void fq_forward_generic(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L,
+                        const Chan* ch) {
+  fq_forward_range<kMask>(out, mask, x, b, e, L, ch);
+}
+template <bool kAssign>
+void ste_backward_generic(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we, int64_t n) {
+  ste_backward_words<kAssign>(dx, dout, mask, wb, we, n);
+}
+template <bool kDx, bool kAssign>
+void lsq_backward_generic(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e,
+                          const Layout& L, const Chan* ch, bool need_ds) {
+  lsq_backward_range<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
+}
+#if defined(QF_AVX2)
+template <bool kMask>
+QF_AVX2 void fq_forward_avx2(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L,
+                             const Chan* ch) {
+  fq_forward_range<kMask>(out, mask, x, b, e, L, ch);
+}
+template <bool kAssign>
+QF_AVX2 void ste_backward_avx2(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we, int64_t n) {
+  ste_backward_words<kAssign>(dx, dout, mask, wb, we, n);
+}
+template <bool kDx, bool kAssign>
+QF_AVX2 void lsq_backward_avx2(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e,
+                               const Layout& L, const Chan* ch, bool need_ds) {
+  lsq_backward_range<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
+}
+#endif
+
+bool use_avx2() {
+#if defined(QF_AVX2)
+  static const bool on = cpu_features().has_avx2();
+  return on;
+#else
+  return false;
+#endif
+}
+
+template <bool kMask>
+void fq_forward(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L, const Chan* ch) {
+#if defined(QF_AVX2)
+  if (use_avx2()) return fq_forward_avx2<kMask>(out, mask, x, b, e, L, ch);
+#endif
+  fq_forward_generic<kMask>(out, mask, x, b, e, L, ch);
+}
+
+template <bool kAssign>
+void ste_backward(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we, int64_t n) {
+#if defined(QF_AVX2)
+  if (use_avx2()) return ste_backward_avx2<kAssign>(dx, dout, mask, wb, we, n);
+#endif
+  ste_backward_generic<kAssign>(dx, dout, mask, wb, we, n);
+}
+
+template <bool kDx, bool kAssign>
+void lsq_backward(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e, const Layout& L,
+                  const Chan* ch, bool need_ds) {
+#if defined(QF_AVX2)
+  if (use_avx2()) return lsq_backward_avx2<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
+#endif
+  lsq_backward_generic<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
+}
+
+// The forward on the pool, in chunks of whole mask words.
+void run_forward(Tensor& out, uint64_t* mask, const Tensor& x, const Layout& L, const std::vector<Chan>& ch) {
+  const int64_t words = (L.n + 63) / 64;
+  float* po = out.data();
+  const float* px = x.data();
+  parallel_for(words, kGrain / 64, [&](int64_t wb, int64_t we) {
+    const int64_t b = wb * 64, e = std::min(L.n, we * 64);
+    if (mask) {
+      fq_forward<true>(po, mask, px, b, e, L, ch.data());
+    } else {
+      fq_forward<false>(po, nullptr, px, b, e, L, ch.data());
+    }
+  });
+}
+
+}  // namespace
+
+Tensor fake_quantize(const Tensor& x, const std::vector<QParams>& qp, int axis) {
+  const Layout L = layout_of("fake_quantize", x, qp.size(), axis);
+  std::vector<Chan> ch;
+  for (const QParams& q : qp) ch.push_back(make_chan("fake_quantize", q.scale, q));
+  Tensor out = Tensor::empty(x.shape());
+  // The STE mask, one bit per element, only when a gradient will be needed.
+  std::shared_ptr<uint64_t[]> mask;
+  if (needs_grad({&x})) mask.reset(new uint64_t[(L.n + 63) / 64]);
+  run_forward(out, mask.get(), x, L, ch);
+  if (!mask) return out;
+  const int64_t n = L.n;
+  record_op(out, {x}, [mask, n](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    bool assign;
+    float* dx = in[0]->grad_for_write(&assign);
+    const float* dout = o.grad->data();
+    parallel_for((n + 63) / 64, kGrain / 64, [&](int64_t wb, int64_t we) {
+      if (assign) {
+        ste_backward<true>(dx, dout, mask.get(), wb, we, n);
+      } else {
+        ste_backward<false>(dx, dout, mask.get(), wb, we, n);
+      }
+    });
+  });
+  return out;
+}
+
+Tensor fake_quantize_lsq(const Tensor& x, const Tensor& scale, const std::vector<QParams>& qp, int axis) {
+  const Layout L = layout_of("fake_quantize_lsq", x, qp.size(), axis);
+  QF_CHECK(scale.numel() == static_cast<int64_t>(qp.size()),
+           "fake_quantize_lsq: scale has shape " + shape_str(scale.shape()) + " but there are " +
+               std::to_string(qp.size()) + " channel qparams");
+  std::vector<Chan> ch;
+  std::vector<float> grad_scale;  // LSQ: 1 / sqrt(values per scale * qmax)
+  for (size_t c = 0; c < qp.size(); ++c) {
+    // A learned scale may step to <= 0; use eps there as PyTorch's learnable fake-quant does.
+    ch.push_back(make_chan("fake_quantize_lsq", std::max(scale.data()[c], kEps), qp[c]));
+    const double per = static_cast<double>(L.n) / static_cast<double>(qp.size());
+    grad_scale.push_back(static_cast<float>(1.0 / std::sqrt(std::max(per, 1.0) * std::max(qp[c].qmax, 1))));
+  }
+  Tensor out = Tensor::empty(x.shape());
+  run_forward(out, nullptr, x, L, ch);
+  record_op(out, {x, scale}, [xs = x.detach(), L, ch, grad_scale](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    const bool need_dx = in[0] != nullptr, need_ds = in[1] != nullptr;
+    bool assign = false;
+    float* dx = need_dx ? in[0]->grad_for_write(&assign) : nullptr;
+    const float* dout = o.grad->data();
+    const float* px = xs.data();
+    std::vector<double> ds(L.channels, 0.0);
+    std::mutex mu;
+    parallel_for(L.n, kGrain, [&](int64_t b, int64_t e) {
+      std::vector<double> part(L.channels, 0.0);
+      if (!need_dx) {
+        lsq_backward<false, false>(dx, part.data(), dout, px, b, e, L, ch.data(), need_ds);
+      } else if (assign) {
+        lsq_backward<true, true>(dx, part.data(), dout, px, b, e, L, ch.data(), need_ds);
+      } else {
+        lsq_backward<true, false>(dx, part.data(), dout, px, b, e, L, ch.data(), need_ds);
+      }
+      std::lock_guard<std::mutex> lk(mu);
+      for (int64_t c = 0; c < L.channels; ++c) ds[c] += part[c];
+    });
+    if (need_ds) {
+      float* gs = in[1]->grad_data();
+      for (int64_t c = 0; c < L.channels; ++c) gs[c] += static_cast<float>(ds[c] * grad_scale[c]);
+    }
+  });
+  return out;
+}
+
+FakeQuantize::FakeQuantize(std::shared_ptr<Observer> observer, bool lsq) : observer_(std::move(observer)), lsq_(lsq) {
+  QF_CHECK(observer_ != nullptr, "FakeQuantize: needs an observer");
+  set_child("activation_post_process", observer_);
+  const QScheme& s = observer_->scheme();
+  const int64_t c = s.per_channel ? s.channels : 1;
+  // PyTorch's initial values: scale 1, zero point 0.
+  scale = lsq ? register_parameter("scale", Tensor::full({c}, 1.0f)) : register_buffer("scale", Tensor::full({c}, 1.0f));
+  zero_point = register_buffer("zero_point", Tensor::zeros({c}));
+}
+
+int FakeQuantize::axis() const { return observer_->scheme().per_channel ? observer_->scheme().axis : -1; }
+
+std::vector<QParams> FakeQuantize::qparams() const {
+  const QScheme& s = observer_->scheme();
+  std::vector<QParams> out;
+  for (int64_t c = 0; c < scale.numel(); ++c) {
+    const float sc = lsq_ ? std::max(scale.data()[c], kEps) : scale.data()[c];
+    out.push_back(QParams{sc, round_to_int(zero_point.data()[c]), s.qmin, s.qmax});
+  }
+  return out;
+}
+
+void FakeQuantize::update_from_observer() {
+  const std::vector<QParams> qp = observer_->calculate_qparams();
+  QF_CHECK(static_cast<int64_t>(qp.size()) == scale.numel(),
+           "FakeQuantize: the observer gave " + std::to_string(qp.size()) + " qparams for a scale of shape " +
+               shape_str(scale.shape()));
+  for (size_t c = 0; c < qp.size(); ++c) {
+    scale.data()[c] = qp[c].scale;
+    zero_point.data()[c] = static_cast<float>(qp[c].zero_point);
+  }
+}
+
+Tensor FakeQuantize::forward(const Tensor& x) {
+  if (observer_enabled && training()) {
+    // Whether the observer had data before this batch comes from its buffers, so
+    // a learned LSQ scale survives a checkpoint round trip.
+    const bool had_data = observer_->has_data();
+    observer_->observe(x);
+    if (observer_->has_data()) {
+      if (!lsq_) {
+        update_from_observer();
+      } else if (!initialised_ && !had_data) {  // LSQ: the observer only initialises the scale
+        update_from_observer();
+        initialised_ = true;
+      }
+    }
+  }
+  if (!fake_quant_enabled) return x;
+  return lsq_ ? fake_quantize_lsq(x, scale, qparams(), axis()) : fake_quantize(x, qparams(), axis());
+}
+
+}  // namespace qforge::quant
