@@ -26,7 +26,6 @@ constexpr KernelTable kScalar = {
     .dequantize = dequantize__ref,
 };
 
-// Levels fall back to the reference for kernels they have no variant of yet.
 constexpr KernelTable kAvx2 = {
     .isa = Isa::avx2,
     .name = "avx2",
@@ -37,11 +36,11 @@ constexpr KernelTable kAvx2 = {
     .conv_chunk_tiles = 24,
     .conv_packed_bytes = pack_conv_bytes__avx2,
     .conv_pack = pack_conv__avx2,
-    .qadd = qadd__ref,
-    .qmaxpool2d = qmaxpool2d__ref,
-    .qglobal_avgpool = qglobal_avgpool__ref,
-    .quantize = quantize__ref,
-    .dequantize = dequantize__ref,
+    .qadd = qadd__avx2,
+    .qmaxpool2d = qmaxpool2d__avx2,
+    .qglobal_avgpool = qglobal_avgpool__avx2,
+    .quantize = quantize__avx2,
+    .dequantize = dequantize__avx2,
 };
 
 constexpr KernelTable kAvx512Vnni = {
@@ -54,11 +53,11 @@ constexpr KernelTable kAvx512Vnni = {
     .conv_chunk_tiles = 16,
     .conv_packed_bytes = pack_conv_bytes__avx512vnni,
     .conv_pack = pack_conv__avx512vnni,
-    .qadd = qadd__ref,
-    .qmaxpool2d = qmaxpool2d__ref,
-    .qglobal_avgpool = qglobal_avgpool__ref,
-    .quantize = quantize__ref,
-    .dequantize = dequantize__ref,
+    .qadd = qadd__avx512vnni,
+    .qmaxpool2d = qmaxpool2d__avx512vnni,
+    .qglobal_avgpool = qglobal_avgpool__avx512vnni,
+    .quantize = quantize__avx512vnni,
+    .dequantize = dequantize__avx512vnni,
 };
 
 }  // namespace

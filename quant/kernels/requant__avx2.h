@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "quant/qparams.h"  // FixedPointMultiplier (the struct only: no inline function is called here)
+
 namespace qforge::quant::avx2 {
 namespace {
 
@@ -36,34 +38,62 @@ inline __m256i rdbpot(__m256i x, __m256i e, __m256i mask, __m256i half) {
   return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, threshold));  // true = -1: adds 1
 }
 
-// Per-channel constants for 8 lanes.
-struct Requant8 {
-  __m256i mult, mult_odd, lshift, rshift, mask, half, lo, hi, zp;
+// multiply_by_quantized_multiplier constants for 8 lanes (per channel or broadcast).
+struct Mul8 {
+  __m256i mult, mult_odd, lshift, rshift, mask, half;
   bool any_lshift;
 };
 
-inline Requant8 load_requant8(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift, int32_t zp,
-                              int32_t qmin, int32_t qmax) {
-  Requant8 r;
-  r.mult = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
-  r.mult_odd = _mm256_srli_epi64(r.mult, 32);
-  r.lshift = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lshift));
-  r.rshift = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rshift));
+inline Mul8 make_mul8(__m256i mult, __m256i lshift, __m256i rshift) {
+  Mul8 m;
+  m.mult = mult;
+  m.mult_odd = _mm256_srli_epi64(mult, 32);
+  m.lshift = lshift;
+  m.rshift = rshift;
   const __m256i one = _mm256_set1_epi32(1);
-  r.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, r.rshift), one);
-  r.half = _mm256_srli_epi32(r.mask, 1);
+  m.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, rshift), one);
+  m.half = _mm256_srli_epi32(m.mask, 1);
+  m.any_lshift = !_mm256_testz_si256(lshift, lshift);
+  return m;
+}
+
+inline Mul8 broadcast_mul8(FixedPointMultiplier f) {
+  return make_mul8(_mm256_set1_epi32(f.multiplier), _mm256_set1_epi32(f.shift > 0 ? f.shift : 0),
+                   _mm256_set1_epi32(f.shift > 0 ? 0 : -f.shift));
+}
+
+// multiply_by_quantized_multiplier(x, m) for 8 lanes.
+inline __m256i mul8(__m256i x, const Mul8& m) {
+  if (m.any_lshift) x = sat_shl(x, m.lshift);
+  return rdbpot(srdhm(x, m.mult, m.mult_odd), m.rshift, m.mask, m.half);
+}
+
+// requantize constants: the multiplier, then the clamp and the zero point.
+struct Requant8 {
+  Mul8 m;
+  __m256i lo, hi, zp;
+};
+
+inline Requant8 make_requant8(const Mul8& m, int32_t zp, int32_t qmin, int32_t qmax) {
+  Requant8 r;
+  r.m = m;
   r.lo = _mm256_set1_epi32(qmin - zp);
   r.hi = _mm256_set1_epi32(qmax - zp);
   r.zp = _mm256_set1_epi32(zp);
-  r.any_lshift = !_mm256_testz_si256(r.lshift, r.lshift);
   return r;
+}
+
+inline Requant8 load_requant8(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift, int32_t zp,
+                              int32_t qmin, int32_t qmax) {
+  return make_requant8(make_mul8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier)),
+                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lshift)),
+                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rshift))),
+                       zp, qmin, qmax);
 }
 
 // requantize(acc) for 8 lanes; the zero point is added after the clamp, so nothing overflows.
 inline __m256i requant8(__m256i acc, const Requant8& r) {
-  if (r.any_lshift) acc = sat_shl(acc, r.lshift);
-  __m256i v = rdbpot(srdhm(acc, r.mult, r.mult_odd), r.rshift, r.mask, r.half);
-  v = _mm256_min_epi32(_mm256_max_epi32(v, r.lo), r.hi);
+  const __m256i v = _mm256_min_epi32(_mm256_max_epi32(mul8(acc, r.m), r.lo), r.hi);
   return _mm256_add_epi32(v, r.zp);
 }
 

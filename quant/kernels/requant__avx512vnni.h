@@ -2,12 +2,15 @@
 // Include only from files compiled with the AVX-512 flags. Everything here has internal linkage
 // (anonymous namespace), so no copy compiled with AVX-512 can stand in for generic code at link time.
 #pragma once
-// GCC 12 warns -Wmaybe-uninitialized inside its own AVX-512 intrinsics (their _mm512_undefined_*
+// GCC 12 warns -W(maybe-)uninitialized inside its own AVX-512 intrinsics (their _mm512_undefined_*
 // self-initialisation, GCC bug 105593): silenced for the files that include this header.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstdint>
+
+#include "quant/qparams.h"  // FixedPointMultiplier (the struct only: no inline function is called here)
 
 namespace qforge::quant::avx512 {
 namespace {
@@ -41,34 +44,61 @@ inline __m512i rdbpot(__m512i x, __m512i e, __m512i mask, __m512i half) {
   return _mm512_mask_sub_epi32(q, up, q, _mm512_set1_epi32(-1));
 }
 
-// Per-channel constants for 16 lanes.
-struct Requant16 {
-  __m512i mult, mult_odd, lshift, rshift, mask, half, lo, hi, zp;
+// multiply_by_quantized_multiplier constants for 16 lanes (per channel or broadcast).
+struct Mul16 {
+  __m512i mult, mult_odd, lshift, rshift, mask, half;
   bool any_lshift;
 };
 
-inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift,
-                                       int32_t zp, int32_t qmin, int32_t qmax) {
-  Requant16 r;
-  r.mult = _mm512_loadu_si512(multiplier);
-  r.mult_odd = _mm512_srli_epi64(r.mult, 32);
-  r.lshift = _mm512_loadu_si512(lshift);
-  r.rshift = _mm512_loadu_si512(rshift);
+inline Mul16 make_mul16(__m512i mult, __m512i lshift, __m512i rshift) {
+  Mul16 m;
+  m.mult = mult;
+  m.mult_odd = _mm512_srli_epi64(mult, 32);
+  m.lshift = lshift;
+  m.rshift = rshift;
   const __m512i one = _mm512_set1_epi32(1);
-  r.mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, r.rshift), one);
-  r.half = _mm512_srli_epi32(r.mask, 1);
+  m.mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, rshift), one);
+  m.half = _mm512_srli_epi32(m.mask, 1);
+  m.any_lshift = _mm512_test_epi32_mask(lshift, lshift) != 0;
+  return m;
+}
+
+inline Mul16 broadcast_mul16(FixedPointMultiplier f) {
+  return make_mul16(_mm512_set1_epi32(f.multiplier), _mm512_set1_epi32(f.shift > 0 ? f.shift : 0),
+                    _mm512_set1_epi32(f.shift > 0 ? 0 : -f.shift));
+}
+
+// multiply_by_quantized_multiplier(x, m) for 16 lanes.
+inline __m512i mul16(__m512i x, const Mul16& m) {
+  if (m.any_lshift) x = sat_shl(x, m.lshift);
+  return rdbpot(srdhm(x, m.mult, m.mult_odd), m.rshift, m.mask, m.half);
+}
+
+// requantize constants: the multiplier, then the clamp and the zero point.
+struct Requant16 {
+  Mul16 m;
+  __m512i lo, hi, zp;
+};
+
+inline Requant16 make_requant16(const Mul16& m, int32_t zp, int32_t qmin, int32_t qmax) {
+  Requant16 r;
+  r.m = m;
   r.lo = _mm512_set1_epi32(qmin - zp);
   r.hi = _mm512_set1_epi32(qmax - zp);
   r.zp = _mm512_set1_epi32(zp);
-  r.any_lshift = _mm512_test_epi32_mask(r.lshift, r.lshift) != 0;
   return r;
+}
+
+inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift,
+                                       int32_t zp, int32_t qmin, int32_t qmax) {
+  return make_requant16(make_mul16(_mm512_loadu_si512(multiplier), _mm512_loadu_si512(lshift),
+                                   _mm512_loadu_si512(rshift)),
+                        zp, qmin, qmax);
 }
 
 // requantize(acc) for 16 lanes; the zero point is added after the clamp, so nothing overflows.
 inline __m512i requant16(__m512i acc, const Requant16& r) {
-  if (r.any_lshift) acc = sat_shl(acc, r.lshift);
-  __m512i v = rdbpot(srdhm(acc, r.mult, r.mult_odd), r.rshift, r.mask, r.half);
-  v = _mm512_min_epi32(_mm512_max_epi32(v, r.lo), r.hi);
+  const __m512i v = _mm512_min_epi32(_mm512_max_epi32(mul16(acc, r.m), r.lo), r.hi);
   return _mm512_add_epi32(v, r.zp);
 }
 
