@@ -1,10 +1,21 @@
-// qforge bench: float32 (and int8) speed on random weights and data.
+// qforge bench: float32 against int8, side by side: latency, throughput,
+// model size, peak memory and (with --data) accuracy and top-1 agreement.
+// On a trained pair (--model F.safetensors --int8 M.qfm) or on random weights
+// calibrated on random data (--arch resnet18 --input CxHxW). --train times a
+// training step instead (float and QAT).
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "apps/checkpoint.h"
 #include "apps/commands.h"
+#include "apps/datasets.h"
+#include "apps/models.h"
 #include "apps/timing.h"
+#include "apps/trainer.h"
 #include "core/autograd.h"
 #include "core/blas.h"
 #include "core/cpu.h"
@@ -13,14 +24,21 @@
 #include "core/threads.h"
 #include "nn/resnet.h"
 #include "optim/sgd.h"
+#include "quant/convert.h"
+#include "quant/fuse.h"
+#include "quant/prepare.h"
+#include "quant/runtime.h"
 
 namespace qforge::apps {
 namespace {
 
+namespace fs = std::filesystem;
+
 struct BenchArgs {
   std::string arch = "resnet18", stem = "imagenet", input = "3x224x224";
+  std::string model, int8, data;
   int batch = 1, threads = 0, runs = 10, warmup = 3, num_classes = 0;
-  bool train = false, json = false;
+  bool train = false, json = false, no_int8 = false;
 };
 
 std::vector<int> parse_input(const std::string& s) {
@@ -28,11 +46,11 @@ std::vector<int> parse_input(const std::string& s) {
   size_t p = 0;
   while (p <= s.size()) {
     size_t q = s.find('x', p);
-    std::string part = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
     try {
-      v.push_back(std::stoi(part));
+      v.push_back(std::stoi(s.substr(p, q == std::string::npos ? std::string::npos : q - p)));
     } catch (...) {
-      throw Error("--input: expected CxHxW such as 3x224x224, got \"" + s + "\"");
+      v.clear();
+      break;
     }
     if (q == std::string::npos) break;
     p = q + 1;
@@ -41,59 +59,247 @@ std::vector<int> parse_input(const std::string& s) {
   return v;
 }
 
-void run_bench(const BenchArgs& a) {
+nn::ResNetConfig resnet_config(const BenchArgs& a, const std::vector<int>& in) {
   QF_CHECK(a.arch == "resnet18", "bench: unknown --arch \"" + a.arch + "\" (resnet18)");
-  set_num_threads(a.threads);
-  auto in = parse_input(a.input);
   int classes = a.num_classes > 0 ? a.num_classes : (a.stem == "small" ? 10 : 1000);
-  auto net = nn::resnet18({in[0], classes, a.stem, 1.0, 0});
+  return {in[0], classes, a.stem, 1.0, 0};
+}
+
+double time_forward(nn::Module& m, const Tensor& x, const BenchArgs& a) {
+  NoGradGuard g;
+  m.eval();
+  return median_seconds([&] { m(x); }, a.runs, a.warmup);
+}
+
+void bench_train(const BenchArgs& a, nlohmann::json& out) {
+  auto in = parse_input(a.input);
+  auto rc = resnet_config(a, in);
   std::mt19937_64 rng(0);
   Tensor x = Tensor::randn({a.batch, in[0], in[1], in[2]}, rng);
-  nlohmann::json out = {{"arch", a.arch},   {"stem", a.stem},         {"input", a.input},
-                        {"batch", a.batch}, {"threads", num_threads()}, {"isa", cpu_summary()},
-                        {"blas_core", blas_core_name()}};
-  if (a.train) {
-    std::vector<int32_t> labels(a.batch);
-    for (int i = 0; i < a.batch; ++i) labels[i] = static_cast<int32_t>(rng() % classes);
-    net->train();
-    optim::SGD opt(net->named_parameters(), {0.01f, 0.9f, 0.f, false, true});
-    double s = median_seconds(
+  std::vector<int32_t> labels(a.batch);
+  for (int i = 0; i < a.batch; ++i) labels[i] = static_cast<int32_t>(rng() % rc.num_classes);
+  auto step_time = [&](nn::Module& net) {
+    net.train();
+    optim::SGD opt(net.named_parameters(), {0.01f, 0.9f, 0.f, false, true});
+    return median_seconds(
         [&] {
           opt.zero_grad();
-          cross_entropy((*net)(x), labels).backward();
+          cross_entropy(net(x), labels).backward();
           opt.step();
         },
         std::max(3, a.runs / 2), a.warmup);
-    out["train_step_ms"] = s * 1e3;
-    out["train_img_per_s"] = a.batch / s;
+  };
+  auto net = nn::resnet18(rc);
+  double s = step_time(*net);
+  out["train_step_ms"] = s * 1e3;
+  out["train_img_per_s"] = a.batch / s;
+  if (a.no_int8) return;
+  auto q = nn::resnet18(rc);
+  q->train();
+  quant::fuse_modules(*q, true);
+  quant::QConfigMapping qc;
+  quant::prepare_qat(*q, qc);
+  double sq = step_time(*q);
+  out["qat_train_step_ms"] = sq * 1e3;
+  out["qat_train_img_per_s"] = a.batch / sq;
+  out["qat_over_fp32_train"] = s / sq;
+}
+
+struct Pair {
+  std::shared_ptr<nn::Module> fp32, int8;
+  std::shared_ptr<quant::Int8Runtime> rt;
+  std::vector<int> input;
+  double fp32_bytes = 0, int8_bytes = 0;  // model files
+  std::optional<Config> cfg;
+  std::vector<std::string> classes;
+};
+
+Pair random_pair(const BenchArgs& a) {
+  Pair p;
+  p.input = parse_input(a.input);
+  auto rc = resnet_config(a, p.input);
+  p.fp32 = nn::resnet18(rc);
+  fs::path tmp = fs::temp_directory_path() / ("qforge_bench_" + std::to_string(::getpid()));
+  fs::create_directories(tmp);
+  Config cfg = make_config(nlohmann::json::object(), "", {}, false);
+  CheckpointInfo info;
+  save_checkpoint((tmp / "f.safetensors").string(), *p.fp32, nullptr, cfg, info);
+  p.fp32_bytes = fs::file_size(tmp / "f.safetensors");
+  if (!a.no_int8) {
+    auto q = nn::resnet18(rc);
+    q->eval();
+    quant::fuse_modules(*q, false);
+    quant::QConfigMapping qc;
+    qc.global.activation.kind = "minmax";
+    quant::prepare(*q, qc);
+    std::mt19937_64 rng(1);
+    int left = 2;
+    quant::calibrate(
+        *q,
+        [&](Tensor& x) {
+          x = Tensor::randn({std::min(a.batch, 8), p.input[0], p.input[1], p.input[2]}, rng);
+          return left-- > 0;
+        },
+        2);
+    quant::Int8Graph g = quant::convert(*q, p.input);
+    g.config = cfg.j;
+    quant::save_int8_model((tmp / "m.qfm").string(), g);
+    p.int8_bytes = fs::file_size(tmp / "m.qfm");
+    p.rt = std::make_shared<quant::Int8Runtime>(std::move(g));
+    p.int8 = std::make_shared<quant::Int8Module>(p.rt);
+  }
+  fs::remove_all(tmp);
+  return p;
+}
+
+Pair trained_pair(const BenchArgs& a) {
+  QF_CHECK(!a.int8.empty(), "bench: --model needs its int8 counterpart too: --int8 M.qfm");
+  Pair p;
+  std::optional<Config> data_cfg;
+  if (!a.data.empty() && !fs::is_directory(a.data)) data_cfg = load_config(a.data);
+  LoadedModel f = load_model_file(a.model, data_cfg ? &*data_cfg : nullptr);
+  LoadedModel q = load_model_file(a.int8, nullptr);
+  QF_CHECK(q.kind == "int8", a.int8 + ": not an int8 model (.qfm)");
+  QF_CHECK(f.kind != "int8", a.model + ": --model takes the float checkpoint");
+  p.fp32 = f.module;
+  p.int8 = q.module;
+  p.rt = std::shared_ptr<quant::Int8Runtime>(q.module, &std::static_pointer_cast<quant::Int8Module>(q.module)->runtime());
+  p.input = q.input;
+  p.fp32_bytes = fs::file_size(a.model);
+  p.int8_bytes = fs::file_size(a.int8);
+  p.cfg = data_cfg ? *data_cfg : q.config;
+  p.classes = q.classes;
+  return p;
+}
+
+void print_table(const nlohmann::json& o) {
+  auto num = [&](const char* k) { return o.contains(k) ? o[k].get<double>() : -1.0; };
+  auto row = [&](const char* label, double f, double q, const char* ratio) {
+    if (f < 0 && q < 0) return;
+    char fs_[32] = "", qs[32] = "";
+    if (f >= 0) std::snprintf(fs_, sizeof fs_, "%.2f", f);
+    if (q >= 0) std::snprintf(qs, sizeof qs, "%.2f", q);
+    std::printf("%-26s %12s %12s %12s\n", label, fs_, qs, ratio);
+  };
+  char r[32];
+  std::printf("\n%-26s %12s %12s %12s\n", "", "float32", "int8", "int8 vs fp32");
+  int b = o["batch"];
+  std::string lat = "latency batch " + std::to_string(b) + " (ms)";
+  std::snprintf(r, sizeof r, "%.2fx faster", num("fp32_ms") / num("int8_ms"));
+  row(lat.c_str(), num("fp32_ms"), num("int8_ms"), o.contains("int8_ms") ? r : "");
+  if (o.contains("fp32_b1_ms")) {
+    std::snprintf(r, sizeof r, "%.2fx faster", num("fp32_b1_ms") / num("int8_b1_ms"));
+    row("latency batch 1 (ms)", num("fp32_b1_ms"), num("int8_b1_ms"), r);
+  }
+  std::snprintf(r, sizeof r, "%.2fx", num("int8_img_per_s") / num("fp32_img_per_s"));
+  row("throughput (img/s)", num("fp32_img_per_s"), num("int8_img_per_s"), o.contains("int8_ms") ? r : "");
+  std::snprintf(r, sizeof r, "%.1f%%", 100 * num("int8_file_mb") / num("fp32_file_mb"));
+  row("model file (MB)", num("fp32_file_mb"), num("int8_file_mb"), o.contains("int8_file_mb") ? r : "");
+  std::snprintf(r, sizeof r, "%.1f%%", 100 * num("int8_peak_mb") / num("fp32_peak_mb"));
+  row("peak memory (MB)", num("fp32_peak_mb"), num("int8_peak_mb"), o.contains("int8_peak_mb") ? r : "");
+  if (o.contains("fp32_top1")) {
+    std::snprintf(r, sizeof r, "%+.2f pts", num("int8_top1") - num("fp32_top1"));
+    row("top-1 accuracy (%)", num("fp32_top1"), num("int8_top1"), r);
+    row("top-1 agreement (%)", -1, num("top1_agreement"), "");
+    row("evaluation time (s)", num("fp32_eval_s"), num("int8_eval_s"), "");
+  }
+}
+
+void run_bench(const BenchArgs& a) {
+  set_num_threads(a.threads);
+  nlohmann::json out = {{"threads", num_threads()}, {"isa", cpu_summary()}, {"blas_core", blas_core_name()},
+                        {"batch", a.batch}};
+  if (a.train) {
+    out["arch"] = a.arch, out["stem"] = a.stem, out["input"] = a.input;
+    bench_train(a, out);
   } else {
-    net->eval();
-    NoGradGuard g;
-    double s = median_seconds([&] { (*net)(x); }, a.runs, a.warmup);
-    out["fp32_ms"] = s * 1e3;
-    out["fp32_img_per_s"] = a.batch / s;
+    Pair p = a.model.empty() ? random_pair(a) : trained_pair(a);
+    out["input"] = p.input;
+    if (!a.model.empty()) out["model"] = a.model, out["int8_model"] = a.int8;
+    else out["arch"] = a.arch, out["stem"] = a.stem;
+    if (p.rt) out["int8_isa"] = quant::isa_name(p.rt->isa());
+    std::mt19937_64 rng(0);
+    Tensor x = Tensor::randn({a.batch, p.input[0], p.input[1], p.input[2]}, rng);
+    Tensor x1 = Tensor::randn({1, p.input[0], p.input[1], p.input[2]}, rng);
+    {
+      NoGradGuard g;
+      p.fp32->eval();
+      (*p.fp32)(x);
+      Storage::reset_peak();
+      (*p.fp32)(x);
+      out["fp32_peak_mb"] = Storage::peak_bytes() / 1e6;
+    }
+    double f = time_forward(*p.fp32, x, a);
+    out["fp32_ms"] = f * 1e3;
+    out["fp32_img_per_s"] = a.batch / f;
+    out["fp32_file_mb"] = p.fp32_bytes / 1e6;
+    if (p.int8) {
+      double q = time_forward(*p.int8, x, a);
+      out["int8_ms"] = q * 1e3;
+      out["int8_img_per_s"] = a.batch / q;
+      out["int8_over_fp32"] = f / q;
+      out["int8_peak_mb"] = (p.rt->peak_bytes() + x.numel() * 4.0) / 1e6;
+      out["int8_file_mb"] = p.int8_bytes / 1e6;
+      out["int8_file_pct_of_fp32"] = 100.0 * p.int8_bytes / p.fp32_bytes;
+      if (a.batch != 1) {
+        out["fp32_b1_ms"] = time_forward(*p.fp32, x1, a) * 1e3;
+        out["int8_b1_ms"] = time_forward(*p.int8, x1, a) * 1e3;
+      }
+    }
+    if (!a.data.empty()) {
+      QF_CHECK(p.cfg && p.int8, "bench: --data needs a trained pair (--model and --int8)");
+      std::shared_ptr<const data::Dataset> ds =
+          fs::is_directory(a.data) ? open_folder(a.data, {p.input[0], p.input[1], p.input[2]}) : open_split(*p.cfg, "test");
+      if (!p.classes.empty()) check_model_classes(p.classes, *ds, a.data);
+      int classes = p.cfg->j["model"]["num_classes"];
+      data::Loader l1 = make_eval_loader(ds, *p.cfg, std::max(64, a.batch));
+      EvalResult ef = evaluate(*p.fp32, l1, classes);
+      EvalResult eq = evaluate(*p.int8, l1, classes);
+      int64_t agree = 0;
+      for (size_t i = 0; i < ef.predictions.size(); ++i) agree += ef.predictions[i] == eq.predictions[i];
+      out["fp32_top1"] = ef.top1();
+      out["int8_top1"] = eq.top1();
+      out["top1_agreement"] = 100.0 * agree / std::max<int64_t>(1, ef.n);
+      out["fp32_eval_s"] = ef.seconds;
+      out["int8_eval_s"] = eq.seconds;
+      out["eval_images"] = ef.n;
+    }
   }
   if (a.json) {
     std::printf("%s\n", out.dump(1).c_str());
-  } else {
-    for (auto& [k, v] : out.items()) std::printf("%-18s %s\n", k.c_str(), v.dump().c_str());
+    return;
   }
+  std::printf("qforge bench: %d threads, CPU %s, BLAS %s%s\n", out["threads"].get<int>(), cpu_summary().c_str(),
+              blas_core_name().c_str(), out.contains("int8_isa") ? (", int8 kernels " + out["int8_isa"].get<std::string>()).c_str() : "");
+  if (a.train) {
+    std::printf("training step, batch %d: float32 %.1f img/s", a.batch, out["train_img_per_s"].get<double>());
+    if (out.contains("qat_train_img_per_s"))
+      std::printf(", QAT %.1f img/s (%.0f%% of float)", out["qat_train_img_per_s"].get<double>(),
+                  100 * out["qat_over_fp32_train"].get<double>());
+    std::printf("\n");
+    return;
+  }
+  print_table(out);
 }
 
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  auto* c = app.add_subcommand("bench", "Benchmark speed on random weights and data");
-  c->add_option("--arch", a->arch, "Architecture")->capture_default_str();
+  auto* c = app.add_subcommand("bench", "Benchmark float32 against int8: speed, size, memory, accuracy");
+  c->add_option("--model", a->model, "Trained float checkpoint (.safetensors); with --int8")->check(CLI::ExistingFile);
+  c->add_option("--int8", a->int8, "Its int8 model (.qfm)")->check(CLI::ExistingFile);
+  c->add_option("--data", a->data, "Dataset directory or config: adds accuracy and top-1 agreement")->check(CLI::ExistingPath);
+  c->add_option("--arch", a->arch, "Architecture, for random weights")->capture_default_str();
   c->add_option("--stem", a->stem, "ResNet stem: imagenet or small")->capture_default_str();
-  c->add_option("--input", a->input, "Input CxHxW")->capture_default_str();
+  c->add_option("--input", a->input, "Input CxHxW, for random weights")->capture_default_str();
   c->add_option("--batch", a->batch, "Batch size")->capture_default_str();
   c->add_option("--classes", a->num_classes, "Number of classes (default 10 for small stem, else 1000)");
   c->add_option("--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
-  c->add_option("--runs", a->runs, "Timed runs (median is reported)")->capture_default_str();
+  c->add_option("--runs", a->runs, "Timed runs (the median is reported)")->capture_default_str();
   c->add_option("--warmup", a->warmup, "Untimed warm-up runs")->capture_default_str();
-  c->add_flag("--train", a->train, "Time a training step (forward, backward, SGD) instead of inference");
+  c->add_flag("--train", a->train, "Time a training step (forward, backward, SGD), float and QAT");
+  c->add_flag("--fp32-only", a->no_int8, "Skip the int8 side");
   c->add_flag("--json", a->json, "Print one JSON object");
   c->callback([a] { run_bench(*a); });
 }

@@ -12,5 +12,8 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_quant_commands(CLI::App& app);  // qat, ptq, convert
+void add_export_command(CLI::App& app);
+void add_debug_command(CLI::App& app);
 
 }  // namespace qforge::apps

@@ -12,9 +12,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "qforge 0.1");
   qforge::apps::add_train_command(app);
+  qforge::apps::add_quant_commands(app);
   qforge::apps::add_eval_command(app);
   qforge::apps::add_info_command(app);
   qforge::apps::add_bench_command(app);
+  qforge::apps::add_export_command(app);
+  qforge::apps::add_debug_command(app);
   qforge::apps::add_data_command(app);
   try {
     app.parse(argc, argv);

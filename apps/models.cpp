@@ -2,6 +2,11 @@
 
 #include "core/error.h"
 #include "nn/resnet.h"
+#include "quant/fuse.h"
+#include "quant/graph.h"
+#include "quant/prepare.h"
+#include "quant/qconfig.h"
+#include "quant/runtime.h"
 
 namespace qforge::apps {
 namespace {
@@ -31,7 +36,42 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
   return model;
 }
 
+std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init) {
+  auto model = load_init ? build_float_model(cfg) : resnet_of(cfg);
+  auto qc = quant::qconfig_from_json(cfg.j["quant"], "quant in " + (cfg.path.empty() ? "the config" : cfg.path));
+  if (kind == "qat") {
+    model->train();
+    quant::fuse_modules(*model, true);
+    quant::prepare_qat(*model, qc);
+  } else {
+    QF_CHECK(kind == "ptq", "unknown model kind " + kind);
+    model->eval();
+    quant::fuse_modules(*model, false);
+    quant::prepare(*model, qc);
+  }
+  return model;
+}
+
+static bool is_int8_file(const nn::SafeTensors& st) {
+  auto it = st.metadata.find("format");
+  return it != st.metadata.end() && it->second == "qforge-int8";
+}
+
 LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
+  {
+    // An int8 graph: run by the int8 runtime.
+    nn::SafeTensors probe = nn::read_safetensors(path);
+    if (is_int8_file(probe)) {
+      quant::Int8Graph g = quant::load_int8_model(path);
+      LoadedModel lm;
+      lm.config = make_config(g.config, path + " (stored config)", {}, false);
+      lm.classes = g.classes;
+      lm.input = g.input_shape;
+      lm.kind = "int8";
+      lm.module = std::make_shared<quant::Int8Module>(std::make_shared<quant::Int8Runtime>(std::move(g)));
+      return lm;
+    }
+  }
   LoadedCheckpoint ck = load_checkpoint(path);
   LoadedModel lm;
   if (ck.is_qforge) {
@@ -44,9 +84,16 @@ LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
     lm.config = *data_cfg;
     lm.kind = "float";
   }
-  QF_CHECK(lm.kind == "float", path + ": " + lm.kind + " checkpoints are evaluated after conversion (qforge convert)");
-  lm.module = resnet_of(lm.config);
-  lm.module->load_state_dict(ck.model_state(), path);
+  if (lm.kind == "float") {
+    lm.module = resnet_of(lm.config);
+    lm.module->load_state_dict(ck.model_state(), path);
+  } else {
+    // The fake-quant simulation: the same prepared structure, then its saved state.
+    lm.module = build_prepared_model(lm.config, lm.kind, false);
+    lm.module->load_state_dict(ck.model_state(), path);
+    quant::set_observers(*lm.module, false);
+    quant::set_fake_quant(*lm.module, true);
+  }
   lm.module->eval();
   return lm;
 }

@@ -16,13 +16,18 @@ namespace qforge::apps {
 // torchvision's names).
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg);
 
+// The float model, fused and prepared as the config's quant section says:
+// kind "qat" (fuse keeping BN, prepare_qat; the model is left in training mode)
+// or "ptq" (BN folded, prepare; observers on for calibration).
+std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init);
+
 // A model file ready for evaluation, with what is needed to feed it.
 struct LoadedModel {
   std::shared_ptr<nn::Module> module;
   Config config;  // the model's (from the file, or the one given for a foreign file)
   std::vector<std::string> classes;
   std::vector<int> input;  // C, H, W (empty when unknown)
-  std::string kind;        // float, qat, ptq
+  std::string kind;        // float, qat, ptq, int8
 };
 
 // data_cfg: needed for a foreign file (gives the architecture), else may be null.

@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,14 +24,28 @@ int64_t numel_of(const Shape& s) {
   return n;
 }
 
+namespace {
+std::atomic<int64_t> g_live{0}, g_peak{0};
+}
+
+int64_t Storage::live_bytes() { return g_live.load(); }
+int64_t Storage::peak_bytes() { return g_peak.load(); }
+void Storage::reset_peak() { g_peak.store(g_live.load()); }
+
 Storage::Storage(int64_t n, bool zero) : n_(n) {
   size_t bytes = ((static_cast<size_t>(n) * sizeof(float) + 63) / 64) * 64;
+  int64_t now = g_live.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+  for (int64_t p = g_peak.load(); now > p && !g_peak.compare_exchange_weak(p, now);) {
+  }
   data_ = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
   if (!data_) throw Error("out of memory allocating " + std::to_string(n) + " floats");
   if (zero) std::memset(data_, 0, bytes);
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() {
+  g_live.fetch_sub(static_cast<int64_t>(((static_cast<size_t>(n_) * sizeof(float) + 63) / 64) * 64));
+  std::free(data_);
+}
 
 float* TensorImpl::grad_data() {
   if (!grad) grad = std::make_shared<Storage>(numel(), true);

@@ -25,6 +25,11 @@ int64_t numel_of(const Shape& s);
 // 64-byte aligned float buffer; contents uninitialised unless zeroed.
 class Storage {
  public:
+  // Bytes held by all live storages, and the most held at once since the last reset.
+  static int64_t live_bytes();
+  static int64_t peak_bytes();
+  static void reset_peak();
+
   explicit Storage(int64_t n, bool zero);
   ~Storage();
   Storage(const Storage&) = delete;

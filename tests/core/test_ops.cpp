@@ -233,3 +233,15 @@ TEST_CASE("channel ops: values and gradients") {
   CHECK(add_channels(x, s, 1).data()[5] == x.data()[5] + s.data()[1]);
   CHECK_THROWS_WITH_AS(scale_channels(x, Tensor::zeros({4}), 1), doctest::Contains("(2,3,2,2)"), Error);
 }
+
+TEST_CASE("thread pool: resizing after parallel work, and every index visited once") {
+  for (int n : {2, 1, 3, 2}) {
+    set_num_threads(n);
+    std::vector<int> hits(1000, 0);
+    parallel_for(1000, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[i]++;
+    });
+    for (int h : hits) REQUIRE(h == 1);
+  }
+  set_num_threads(1);
+}

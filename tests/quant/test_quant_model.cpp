@@ -1,0 +1,272 @@
+// Fusion, prepare, QAT, convert and the int8 runtime on small models.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops/loss.h"
+#include "core/threads.h"
+#include "nn/batchnorm2d.h"
+#include "nn/conv2d.h"
+#include "nn/layers.h"
+#include "nn/linear.h"
+#include "nn/resnet.h"
+#include "optim/sgd.h"
+#include "quant/convert.h"
+#include "quant/dynamic.h"
+#include "quant/fuse.h"
+#include "quant/fused.h"
+#include "quant/prepare.h"
+#include "quant/runtime.h"
+
+using namespace qforge;
+using namespace qforge::quant;
+
+namespace {
+
+std::shared_ptr<nn::ResNet> tiny_resnet(uint64_t seed, double width = 0.125) {
+  return nn::resnet18({1, 10, "small", width, seed});
+}
+
+// Makes BN statistics non-trivial so folding is really tested.
+void randomize_bn(nn::Module& m, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.5f, 1.5f), c(-0.3f, 0.3f);
+  for (auto& [_, mod] : m.named_modules())
+    if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(mod))
+      for (int i = 0; i < bn->channels(); ++i) {
+        bn->weight.data()[i] = u(rng);
+        bn->bias.data()[i] = c(rng);
+        bn->running_mean.data()[i] = c(rng);
+        bn->running_var.data()[i] = u(rng);
+      }
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  double d = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
+  return d;
+}
+
+Tensor forward_eval(nn::Module& m, const Tensor& x) {
+  NoGradGuard g;
+  m.eval();
+  return m(x);
+}
+
+QConfigMapping ptq_qconfig() {
+  QConfigMapping qc;
+  qc.global.activation.kind = "minmax";
+  return qc;
+}
+
+std::function<bool(Tensor&)> random_batches(int n, int batch, uint64_t seed) {
+  auto rng = std::make_shared<std::mt19937_64>(seed);
+  auto left = std::make_shared<int>(n);
+  return [=](Tensor& x) {
+    if ((*left)-- <= 0) return false;
+    x = Tensor::randn({batch, 1, 12, 12}, *rng);
+    return true;
+  };
+}
+
+}  // namespace
+
+TEST_CASE("fusion: folded Conv+BN+ReLU equals conv, then BN, then ReLU in eval mode") {
+  auto ref = tiny_resnet(1);
+  randomize_bn(*ref, 2);
+  auto fused = tiny_resnet(1);
+  randomize_bn(*fused, 2);
+  fused->eval();
+  int n = fuse_modules(*fused, false);
+  CHECK(n == 21);  // 20 convs (incl. 3 downsample) + fc
+  CHECK(fused->child("conv1")->type() == "ConvReLU2d");
+  CHECK(fused->child("bn1")->type() == "Identity");
+  std::mt19937_64 rng(3);
+  Tensor x = Tensor::randn({2, 1, 12, 12}, rng);
+  Tensor a = forward_eval(*ref, x), b = forward_eval(*fused, x);
+  CHECK(max_abs_diff(a, b) < 1e-4 * (1 + std::abs(a.data()[0])));
+  // Fusing for evaluation needs eval mode.
+  auto t = tiny_resnet(1);
+  CHECK_THROWS_WITH_AS(fuse_modules(*t, false), doctest::Contains("eval()"), Error);
+}
+
+TEST_CASE("QAT ConvBn: with fake-quant off, training and eval forwards match the unfused model") {
+  auto ref = tiny_resnet(4);
+  randomize_bn(*ref, 5);
+  auto q = tiny_resnet(4);
+  randomize_bn(*q, 5);
+  q->train();
+  fuse_modules(*q, true);
+  CHECK(q->child("conv1")->type() == "ConvBnReLU2d");
+  prepare_qat(*q, ptq_qconfig());
+  set_fake_quant(*q, false);
+  std::mt19937_64 rng(6);
+  Tensor x = Tensor::randn({4, 1, 12, 12}, rng);
+  ref->train();
+  Tensor a = (*ref)(x), b = (*q)(x);  // batch statistics
+  CHECK(max_abs_diff(a, b) < 1e-3);
+  // The running statistics moved the same way.
+  auto rm_ref = std::dynamic_pointer_cast<nn::BatchNorm2d>(ref->child("bn1"))->running_mean;
+  auto rm_q = std::dynamic_pointer_cast<ConvBnAct>(q->child("conv1"))->bn->running_mean;
+  CHECK(max_abs_diff(rm_ref, rm_q) < 1e-5);
+  CHECK(max_abs_diff(forward_eval(*ref, x), forward_eval(*q, x)) < 1e-3);
+  // prepare_qat needs training mode.
+  auto t = tiny_resnet(4);
+  t->eval();
+  fuse_modules(*t, false);
+  CHECK_THROWS_WITH_AS(prepare_qat(*t, ptq_qconfig()), doctest::Contains("training mode"), Error);
+}
+
+TEST_CASE("evaluation never changes a prepared model") {
+  auto q = tiny_resnet(7);
+  q->train();
+  fuse_modules(*q, true);
+  prepare_qat(*q, ptq_qconfig());
+  std::mt19937_64 rng(8);
+  (*q)(Tensor::randn({4, 1, 12, 12}, rng));  // one training forward: observers initialised
+  std::map<std::string, std::vector<float>> before;
+  for (auto& [n, t] : q->state_dict()) before[n] = std::vector<float>(t.data(), t.data() + t.numel());
+  forward_eval(*q, Tensor::randn({4, 1, 12, 12}, rng, 5.f));
+  for (auto& [n, t] : q->state_dict()) {
+    CAPTURE(n);
+    CHECK(std::equal(before[n].begin(), before[n].end(), t.data()));
+  }
+}
+
+TEST_CASE("a prepared tiny model learns by QAT") {
+  // Class = quadrant of a bright square, as in the float test.
+  std::mt19937_64 rng(9);
+  const int n = 64;
+  Tensor x = Tensor::zeros({n, 1, 8, 8});
+  std::vector<int32_t> y(n);
+  for (int i = 0; i < n; ++i) {
+    y[i] = i % 4;
+    int oy = (y[i] / 2) * 4 + static_cast<int>(rng() % 2), ox = (y[i] % 2) * 4 + static_cast<int>(rng() % 2);
+    for (int a = 0; a < 2; ++a)
+      for (int b = 0; b < 2; ++b) x.data()[i * 64 + (oy + a) * 8 + ox + b] = 1.f;
+  }
+  auto net = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{
+      std::make_shared<nn::Conv2d>(nn::Conv2dOptions{1, 8, 3, 1, 1}, rng), std::make_shared<nn::BatchNorm2d>(8),
+      std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2, 2, 0), std::make_shared<nn::Flatten>(),
+      std::make_shared<nn::Linear>(8 * 16, 4, true, rng)});
+  net->train();
+  fuse_modules(*net, true);
+  QConfigMapping qc;
+  prepare_qat(*net, qc);
+  CHECK(prepare_stats(*net).weight_points == 2);
+  optim::SGD opt(net->named_parameters(), {0.1f, 0.9f, 0.f, false, true});
+  float last = 0;
+  for (int step = 0; step < 80; ++step) {
+    opt.zero_grad();
+    Tensor loss = cross_entropy((*net)(x), y);
+    loss.backward();
+    opt.step();
+    last = loss.item();
+  }
+  CHECK(last < 0.05f);
+  Tensor logits = forward_eval(*net, x);
+  int correct = 0;
+  for (int i = 0; i < n; ++i) {
+    int best = 0;
+    for (int k = 1; k < 4; ++k)
+      if (logits.data()[i * 4 + k] > logits.data()[i * 4 + best]) best = k;
+    correct += best == y[i];
+  }
+  CHECK(correct == n);
+
+  // Converted, the Sequential (with its Flatten of a 4x4 map) gives the simulation's answers.
+  Int8Graph g = convert(*net, {1, 8, 8});
+  Int8Runtime rt(g);
+  Tensor z = rt.run(x);
+  REQUIRE(z.shape() == logits.shape());
+  auto out_fq = std::dynamic_pointer_cast<FakeQuantize>(net->child("5")->post());
+  REQUIRE(out_fq);
+  float step = out_fq->qparams()[0].scale;
+  CHECK(max_abs_diff(z, logits) <= 2 * step + 1e-6);
+}
+
+TEST_CASE("convert: the int8 graph agrees with the fake-quant simulation, for every ISA") {
+  set_num_threads(2);
+  auto q = tiny_resnet(10, 0.25);
+  randomize_bn(*q, 11);
+  q->eval();
+  fuse_modules(*q, false);
+  prepare(*q, ptq_qconfig());
+  CHECK(calibrate(*q, random_batches(4, 8, 12), 4) == 4);
+  std::mt19937_64 rng(13);
+  Tensor x = Tensor::randn({16, 1, 12, 12}, rng);
+  Tensor sim = forward_eval(*q, x);
+  Int8Graph g = convert(*q, {1, 12, 12});
+  g.classes = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  g.config = nlohmann::json::object();
+  auto out_fq = std::dynamic_pointer_cast<FakeQuantize>(std::dynamic_pointer_cast<LinearAct>(q->child("fc"))->post());
+  const float step = out_fq->qparams()[0].scale;
+  for (Isa isa : supported_isas()) {
+    CAPTURE(isa_name(isa));
+    Int8Runtime rt(g, isa);
+    Tensor y = rt.run(x);
+    // Integer requantization may differ from float by one step per layer; at the logits a few steps at most.
+    CHECK(max_abs_diff(y, sim) <= 3 * step + 1e-6);
+    int agree = 0;
+    for (int i = 0; i < 16; ++i) {
+      int a = 0, b = 0;
+      for (int k = 1; k < 10; ++k) {
+        if (y.data()[i * 10 + k] > y.data()[i * 10 + a]) a = k;
+        if (sim.data()[i * 10 + k] > sim.data()[i * 10 + b]) b = k;
+      }
+      agree += a == b;
+    }
+    CHECK(agree >= 15);
+    CHECK(rt.peak_bytes() > rt.weight_bytes());
+  }
+
+  // File round trip: identical outputs; truncated and corrupted files are rejected by name.
+  auto dir = std::filesystem::temp_directory_path() / ("qforge_qfm_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "m.qfm").string();
+  save_int8_model(path, g);
+  Int8Runtime a(g), b(load_int8_model(path));
+  CHECK(max_abs_diff(a.run(x), b.run(x)) == 0);
+  std::string bytes;
+  {
+    std::ifstream f(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  std::ofstream(dir / "trunc.qfm", std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+  CHECK_THROWS_WITH_AS(load_int8_model((dir / "trunc.qfm").string()), doctest::Contains("trunc.qfm"), Error);
+  std::string bad = bytes;
+  auto pos = bad.find("\"QConv2d\"");
+  REQUIRE(pos != std::string::npos);
+  bad.replace(pos, 9, "\"QConvXd\"");
+  std::ofstream(dir / "badop.qfm", std::ios::binary) << bad;
+  CHECK_THROWS_WITH_AS(load_int8_model((dir / "badop.qfm").string()), doctest::Contains("QConvXd"), Error);
+  std::filesystem::remove_all(dir);
+  set_num_threads(1);
+}
+
+TEST_CASE("convert names the module it cannot convert") {
+  auto q = tiny_resnet(14);
+  q->eval();
+  // Not fused / prepared: the first conv is a bare Conv2d.
+  CHECK_THROWS_WITH_AS(convert(*q, {1, 12, 12}), doctest::Contains("conv1"), Error);
+}
+
+TEST_CASE("dynamic quantization of Linear stays close to float") {
+  std::mt19937_64 rng(15);
+  nn::Linear lin(64, 10, true, rng);
+  Tensor x = Tensor::randn({8, 64}, rng);
+  Tensor ref = forward_eval(lin, x);
+  DynamicQuantLinear dq(lin);
+  Tensor y = dq(x);
+  double scale = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) scale = std::max(scale, static_cast<double>(std::abs(ref.data()[i])));
+  CHECK(max_abs_diff(y, ref) < 0.02 * scale);
+  auto net = tiny_resnet(16);
+  CHECK(quantize_dynamic(*net) == 1);
+  CHECK(net->child("fc")->type() == "DynamicQuantLinear");
+}
