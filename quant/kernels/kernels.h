@@ -94,12 +94,17 @@ void pack_conv__avx512vnni(void* dst, const QConvArgs& a);
 
 // Scratch for one call of a SIMD conv kernel working in chunks of chunk_tiles micro-tiles of mr pixels.
 size_t conv_scratch_bytes(const QConvArgs& a, int mr, int chunk_tiles);
-// Fills ind[(tile*taps + t)*mr + i] with the slice of tap t for pixel p0 + tile*mr + i, for the npix
-// pixels from p0 (the last tile is padded with the last pixel's pointers). Every pointer is readable
-// for a.ktp bytes; slices that are not (image borders when row-merged, the end of the input) are
-// assembled in seg. Generic code, shared by the SIMD conv kernels.
-void build_conv_indirection(const uint8_t** ind, uint8_t* seg, const uint8_t* in, const QConvArgs& a,
-                            int64_t p0, int npix, int mr);
+// off[t]: where tap t's slice starts, relative to the window's first slice (taps entries).
+void conv_tap_offsets(int64_t* off, const QConvArgs& a);
+// For the npix pixels from p0, in micro-tiles of mr pixels: a full tile whose pixels lie in one
+// output row with every window inside the image is "direct": tile_base[tile] is its first pixel's
+// first slice, pixel i's tap t slice is tile_base + i * stride_w * C + off[t]. Any other tile gets
+// tile_base[tile] = null and its slice pointers in ind[(tile*taps + t)*mr + i] (the last tile padded
+// with its last pixel). Every slice is readable for a.ktp bytes: slices that are not (image borders
+// when row-merged, the end of the input) are assembled in seg. Generic code, shared by the SIMD
+// conv kernels.
+void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint8_t* seg, const uint8_t* in,
+                            const QConvArgs& a, int64_t p0, int npix, int mr);
 
 // ---------------------------------------------------------------------------
 // Add (TFLite's integer scheme): both inputs are brought to a common scale

@@ -24,9 +24,12 @@ inline __m256i bcast4(const uint8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// ind [taps][kMR] slice pointers; w the panel's packed weights [taps][kg][4][16] int16.
-void ukernel(const uint8_t* const* ind, int taps, int kg, const int16_t* w, const QConvArgs& a, int oc0,
-             int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid) {
+// Slices: DIRECT: pixel i, tap t at base + i * pstride + tapoff[t]; else ind [taps][kMR] pointers.
+// w: the panel's packed weights [taps][kg][4][16] int16.
+template <bool DIRECT>
+void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps,
+             int kg, const int16_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32,
+             int mr_valid) {
   __m256i acc[kMR][2];
   const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bias_packed + oc0));
   const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bias_packed + oc0 + 8));
@@ -35,8 +38,14 @@ void ukernel(const uint8_t* const* ind, int taps, int kg, const int16_t* w, cons
   const __m256i low_bytes = _mm256_set1_epi16(0x00FF);
   for (int t = 0; t < taps; ++t, ind += kMR) {
     const uint8_t* p[kMR];
+    if constexpr (DIRECT) {
+      const uint8_t* b = base + tapoff[t];
 #pragma GCC unroll 8
-    for (int i = 0; i < kMR; ++i) p[i] = ind[i];
+      for (int i = 0; i < kMR; ++i) p[i] = b + i * pstride;
+    } else {
+#pragma GCC unroll 8
+      for (int i = 0; i < kMR; ++i) p[i] = ind[i];
+    }
     for (int g = 0; g < kg; ++g, w += 64) {
       const __m256i w00 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w));
       const __m256i w01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 16));
@@ -100,8 +109,12 @@ void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QCon
   const int taps = a.taps, kg = a.ktp / 4;
   const int64_t K = int64_t(taps) * a.ktp;
   const int16_t* packed = static_cast<const int16_t*>(a.packed);
-  const uint8_t** ind = static_cast<const uint8_t**>(scratch);
-  uint8_t* seg = reinterpret_cast<uint8_t*>(ind + size_t(kChunkTiles) * kMR * taps);
+  const uint8_t** ind = static_cast<const uint8_t**>(scratch);  // see conv_scratch_bytes
+  const uint8_t** tile_base = ind + size_t(kChunkTiles) * kMR * taps;
+  int64_t* tapoff = reinterpret_cast<int64_t*>(tile_base + kChunkTiles);
+  uint8_t* seg = reinterpret_cast<uint8_t*>(tapoff + taps);
+  conv_tap_offsets(tapoff, a);
+  const int64_t pstride = int64_t(a.stride_w) * a.C;
 
   const int64_t tiles = (pix_end - pix_begin + kMR - 1) / kMR;
   const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
@@ -110,15 +123,20 @@ void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QCon
     const int64_t p0 = pix_begin + t0 * kMR;
     const int64_t p1 = pix_begin + t1 * kMR < pix_end ? pix_begin + t1 * kMR : pix_end;
     const int npix = static_cast<int>(p1 - p0);
-    build_conv_indirection(ind, seg, in, a, p0, npix, kMR);
+    build_conv_indirection(ind, tile_base, seg, in, a, p0, npix, kMR);
     for (int oc0 = oc_begin; oc0 < oc_end; oc0 += kPanel) {
       const int oc_valid = oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel;
       const int16_t* w = packed + int64_t(oc0) * K;
       for (int tile = 0; tile < static_cast<int>(t1 - t0); ++tile) {
         const int mr_valid = npix - tile * kMR < kMR ? npix - tile * kMR : kMR;
         const int64_t p = p0 + int64_t(tile) * kMR;
-        ukernel(ind + size_t(tile) * taps * kMR, taps, kg, w, a, oc0, oc_valid, out ? out + p * a.OC + oc0 : nullptr,
-                out_i32 ? out_i32 + p * a.OC + oc0 : nullptr, mr_valid);
+        const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
+        uint8_t* o = out ? out + p * a.OC + oc0 : nullptr;
+        int32_t* o32 = out_i32 ? out_i32 + p * a.OC + oc0 : nullptr;
+        if (tile_base[tile])
+          ukernel<true>(ti, tile_base[tile], pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid);
+        else
+          ukernel<false>(ti, nullptr, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid);
       }
     }
   }

@@ -24,11 +24,13 @@ inline __m512i bcast4(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// ind [taps][kMR] slice pointers; w the panel's packed weights [taps][kg][NB*16][4];
+// Slices: DIRECT: pixel i, tap t at base + i * pstride + tapoff[t]; else ind [taps][kMR] pointers.
+// w: the panel's packed weights [taps][kg][NB*16][4];
 // out / out_i32 point at (first pixel, first channel of the panel), row stride OC.
-template <int NB>
-void ukernel(const uint8_t* const* ind, int taps, int kg, const int8_t* w, const QConvArgs& a, int oc0,
-             int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid) {
+template <int NB, bool DIRECT>
+void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps,
+             int kg, const int8_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32,
+             int mr_valid) {
   __m512i acc[kMR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
@@ -38,8 +40,14 @@ void ukernel(const uint8_t* const* ind, int taps, int kg, const int8_t* w, const
   }
   for (int t = 0; t < taps; ++t, ind += kMR) {
     const uint8_t* p[kMR];
+    if constexpr (DIRECT) {
+      const uint8_t* b = base + tapoff[t];
 #pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) p[i] = ind[i];
+      for (int i = 0; i < kMR; ++i) p[i] = b + i * pstride;
+    } else {
+#pragma GCC unroll 6
+      for (int i = 0; i < kMR; ++i) p[i] = ind[i];
+    }
     for (int g = 0; g < kg; ++g, w += NB * 64) {
       __m512i wv[NB];
 #pragma GCC unroll 4
@@ -83,8 +91,12 @@ void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, cons
   const int taps = a.taps, kg = a.ktp / 4;
   const int64_t K = int64_t(taps) * a.ktp;
   const int8_t* packed = static_cast<const int8_t*>(a.packed);
-  const uint8_t** ind = static_cast<const uint8_t**>(scratch);
-  uint8_t* seg = reinterpret_cast<uint8_t*>(ind + size_t(kChunkTiles) * kMR * taps);
+  const uint8_t** ind = static_cast<const uint8_t**>(scratch);  // see conv_scratch_bytes
+  const uint8_t** tile_base = ind + size_t(kChunkTiles) * kMR * taps;
+  int64_t* tapoff = reinterpret_cast<int64_t*>(tile_base + kChunkTiles);
+  uint8_t* seg = reinterpret_cast<uint8_t*>(tapoff + taps);
+  conv_tap_offsets(tapoff, a);
+  const int64_t pstride = int64_t(a.stride_w) * a.C;
 
   // Balanced chunks of at most kChunkTiles micro-tiles.
   const int64_t tiles = (pix_end - pix_begin + kMR - 1) / kMR;
@@ -94,7 +106,7 @@ void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, cons
     const int64_t p0 = pix_begin + t0 * kMR;
     const int64_t p1 = pix_begin + t1 * kMR < pix_end ? pix_begin + t1 * kMR : pix_end;
     const int npix = static_cast<int>(p1 - p0);
-    build_conv_indirection(ind, seg, in, a, p0, npix, kMR);
+    build_conv_indirection(ind, tile_base, seg, in, a, p0, npix, kMR);
     for (int oc0 = oc_begin; oc0 < oc_end; oc0 += kPanel) {
       const int width = a.OCp - oc0 < kPanel ? a.OCp - oc0 : kPanel;  // the panel's packed width
       const int oc_valid = (oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel);
@@ -105,12 +117,17 @@ void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, cons
         uint8_t* o = out ? out + p * a.OC + oc0 : nullptr;
         int32_t* o32 = out_i32 ? out_i32 + p * a.OC + oc0 : nullptr;
         const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
+        const uint8_t* tb = tile_base[tile];
+#define QF_UK(NB)                                                                                              \
+  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid)            \
+      : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid))
         switch (width / 16) {
-          case 4: ukernel<4>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
-          case 3: ukernel<3>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
-          case 2: ukernel<2>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
-          default: ukernel<1>(ti, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid); break;
+          case 4: QF_UK(4); break;
+          case 3: QF_UK(3); break;
+          case 2: QF_UK(2); break;
+          default: QF_UK(1); break;
         }
+#undef QF_UK
       }
     }
   }

@@ -164,6 +164,15 @@ std::vector<ConvCase> sweep_cases() {
   add(1, 4, 256, 512, 3, 2, 1);
   add(1, 3, 512, 512, 3, 1, 1);
   add(3, 4, 128, 256, 1, 1, 0);
+  // Wider images: micro-tiles whose windows are all inside ("direct" tiles), next to border tiles.
+  add(1, 19, 17, 33, 3, 1, 1);
+  add(2, 16, 3, 16, 3, 1, 0);  // row-merged, no padding: direct tiles up to the end of the input
+  add(2, 13, 1, 8, 3, 1, 0);
+  add(1, 30, 5, 20, 5, 2, 2);
+  add(1, 17, 6, 70, 1, 1, 0);  // C % 4 != 0 per-tap slices up to the end of the input
+  ConvCase d;
+  d.N = 2, d.H = 21, d.W = 18, d.C = 9, d.OC = 24, d.dh = d.dw = 2, d.ph = d.pw = 2, d.zx = 77, d.zy = 200;
+  v.push_back(d);
   return v;
 }
 
