@@ -184,6 +184,7 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
     w.packed.resize(k.conv_packed_bytes(a));
     a.packed = w.packed.data();
     k.conv_pack(w.packed.data(), a);
+    w.weight = std::vector<int8_t>();  // only the scalar kernel reads it
   }
   return w;
 }

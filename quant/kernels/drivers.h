@@ -67,7 +67,7 @@ struct QConvParams {
 struct PackedConvWeights {
   QConvParams params;  // as packed; N, H, W are not used (any input size may run)
   Isa isa = Isa::scalar;
-  std::vector<int8_t> weight;                 // (OC, KH, KW, C), for the reference kernel
+  std::vector<int8_t> weight;                 // (OC, KH, KW, C), kept only when packed for scalar
   std::vector<int32_t> bias;                  // (OC) as given
   std::vector<FixedPointMultiplier> requant;  // (OC)
   std::vector<int32_t> weight_sum;            // (OC) sum of each channel's weights
