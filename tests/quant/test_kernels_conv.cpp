@@ -349,7 +349,10 @@ static void linear_matches_ref(Isa isa) {
       run_linear(M, K, N, zx, 7, i % 2 == 1, isa, 1000 + i);
       ++i;
     }
-  MESSAGE(iname(isa) << ": " << i << " linear shapes exact");
+  // Large enough to be split over the threads: by rows, and (M = 1) by channel panels.
+  run_linear(1, 2048, 1100, 128, 7, false, isa, 7);
+  run_linear(40, 700, 130, 3, 250, true, isa, 8);
+  MESSAGE(iname(isa) << ": " << i + 2 << " linear shapes exact");
 }
 QTEST_PER_ISA("qlinear / qlinear_i32: SIMD == definition", linear_matches_ref)
 
