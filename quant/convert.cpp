@@ -69,9 +69,11 @@ class Converter {
     return id;
   }
 
+  // Records that tensor t holds value v (a new value, or an alias such as a
+  // Flatten's view, which keeps the shape the value was made with).
   void bind(const Tensor& t, int v) {
     value_of_[t.impl()->storage.get()] = v;
-    shape_of_[v] = t.shape();
+    shape_of_.emplace(v, t.shape());
     last_ = v;
   }
 

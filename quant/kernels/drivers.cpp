@@ -352,7 +352,10 @@ QGlobalAvgPoolParams make_global_avgpool_params(int N, int H, int W, int C, cons
   QGlobalAvgPoolParams p{};
   p.N = N, p.H = H, p.W = W, p.C = C;
   p.in_zp = in.zero_point;
-  p.multiplier = quantize_multiplier(double(in.scale) / (double(out.scale) * H * W));
+  // As many bits as the int32 sum leaves free, at most 16.
+  p.pre_shift = 0;
+  while (p.pre_shift < 16 && (int64_t(H) * W * 255) << (p.pre_shift + 1) < (int64_t{1} << 31)) ++p.pre_shift;
+  p.multiplier = quantize_multiplier(double(in.scale) / (double(out.scale) * H * W) / double(int64_t{1} << p.pre_shift));
   p.out_zp = out.zero_point, p.out_qmin = out.qmin, p.out_qmax = out.qmax;
   return p;
 }

@@ -146,6 +146,9 @@ void qmaxpool2d__avx512vnni(uint8_t* out, const uint8_t* in, const QPool2dParams
 struct QGlobalAvgPoolParams {
   int N, H, W, C;
   int32_t in_zp;
+  // acc = (sum - H*W*in_zp) << pre_shift, then requantized: the shift keeps the fixed-point
+  // multiply from rounding twice on small sums (a 2x2 map sums 4 values).
+  int32_t pre_shift;
   FixedPointMultiplier multiplier;
   int32_t out_zp, out_qmin, out_qmax;
 };

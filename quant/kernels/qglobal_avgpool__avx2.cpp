@@ -13,6 +13,8 @@ void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPool
   const int64_t hw = int64_t(p.H) * p.W;
   const avx2::Requant8 r = avx2::make_requant8(avx2::broadcast_mul8(p.multiplier), p.out_zp, p.out_qmin, p.out_qmax);
   const __m256i correction = _mm256_set1_epi32(static_cast<int32_t>(hw) * p.in_zp);
+  const __m128i shift = _mm_cvtsi32_si128(p.pre_shift);
+  auto acc = [&](__m256i sum) { return _mm256_sll_epi32(_mm256_sub_epi32(sum, correction), shift); };
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* x = in + n * hw * C;
     for (int c = 0; c < C; c += 32) {
@@ -37,11 +39,11 @@ void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPool
       }
       alignas(32) uint8_t t[32];
       _mm_store_si128(reinterpret_cast<__m128i*>(t),
-                      avx2::pack16(avx2::requant8(_mm256_sub_epi32(s[0], correction), r),
-                                   avx2::requant8(_mm256_sub_epi32(s[1], correction), r)));
+                      avx2::pack16(avx2::requant8(acc(s[0]), r),
+                                   avx2::requant8(acc(s[1]), r)));
       _mm_store_si128(reinterpret_cast<__m128i*>(t + 16),
-                      avx2::pack16(avx2::requant8(_mm256_sub_epi32(s[2], correction), r),
-                                   avx2::requant8(_mm256_sub_epi32(s[3], correction), r)));
+                      avx2::pack16(avx2::requant8(acc(s[2]), r),
+                                   avx2::requant8(acc(s[3]), r)));
       std::memcpy(out + n * C + c, t, nc);
     }
   }

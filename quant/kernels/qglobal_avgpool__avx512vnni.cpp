@@ -12,6 +12,7 @@ void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalA
   const avx512::Requant16 r =
       avx512::make_requant16(avx512::broadcast_mul16(p.multiplier), p.out_zp, p.out_qmin, p.out_qmax);
   const __m512i correction = _mm512_set1_epi32(static_cast<int32_t>(hw) * p.in_zp);
+  const __m128i shift = _mm_cvtsi32_si128(p.pre_shift);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* x = in + n * hw * C;
     for (int c = 0; c < C; c += 64) {
@@ -32,7 +33,7 @@ void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalA
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j)
         _mm_mask_storeu_epi8(out + n * C + c + 16 * j, m[j],
-                             _mm512_cvtepi32_epi8(avx512::requant16(_mm512_sub_epi32(s[j], correction), r)));
+                             _mm512_cvtepi32_epi8(avx512::requant16(_mm512_sll_epi32(_mm512_sub_epi32(s[j], correction), shift), r)));
     }
   }
 }

@@ -12,7 +12,7 @@ void qglobal_avgpool__ref(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolP
       int32_t sum = 0;  // H*W*255 < 2^31: the driver checks H*W < 2^23
       const uint8_t* x = in + n * hw * p.C + c;
       for (int64_t i = 0; i < hw; ++i) sum += x[i * p.C];
-      const int32_t acc = sum - static_cast<int32_t>(hw) * p.in_zp;
+      const int32_t acc = (sum - static_cast<int32_t>(hw) * p.in_zp) * (int32_t{1} << p.pre_shift);
       out[n * p.C + c] = static_cast<uint8_t>(requantize(acc, p.multiplier, p.out_zp, p.out_qmin, p.out_qmax));
     }
   }

@@ -207,3 +207,26 @@ static void quantize_matches_ref(Isa isa) {
     }
 }
 QTEST_PER_ISA("quantize / dequantize: SIMD == reference", quantize_matches_ref)
+
+TEST_CASE("qglobal_avgpool rounds once: within half a step of the exact mean, even on a 2x2 map") {
+  // Small sums used to be rounded twice (fixed-point multiply, then shift), up to 0.9 step off.
+  std::mt19937 rng(5);
+  for (int hw : {1, 2, 4, 7}) {
+    const int N = 3, C = 37;
+    std::vector<uint8_t> in(static_cast<size_t>(N) * hw * hw * C), out(N * C);
+    for (auto& v : in) v = static_cast<uint8_t>(rng() % 256);
+    qforge::quant::QParams iq{0.0146643f, 3, 0, 255}, oq{0.00907642f, 7, 0, 255};
+    auto p = qforge::quant::make_global_avgpool_params(N, hw, hw, C, iq, oq);
+    for (auto isa : qforge::quant::supported_isas()) {
+      qforge::quant::qglobal_avgpool(p, in.data(), out.data(), isa);
+      for (int n = 0; n < N; ++n)
+        for (int c = 0; c < C; ++c) {
+          double sum = 0;
+          for (int i = 0; i < hw * hw; ++i) sum += in[(static_cast<size_t>(n) * hw * hw + i) * C + c] - iq.zero_point;
+          double exact = sum / (hw * hw) * iq.scale / oq.scale + oq.zero_point;
+          exact = std::clamp(exact, 0.0, 255.0);
+          REQUIRE(std::abs(out[n * C + c] - exact) <= 0.5 + 1e-3);
+        }
+    }
+  }
+}
