@@ -21,7 +21,7 @@ void run_export(const std::string& model, const std::string& out) {
     // Weights are symmetric: write their (zero) zero points beside the scales, so readers need no convention.
     if (name.size() > 13 && name.compare(name.size() - 13, 13, ".weight_scale") == 0) {
       std::vector<int32_t> zp(numel_of(e.shape), 0);
-      tensors.emplace_back(name.substr(0, name.size() - 6) + "zero_point", nn::raw_entry("I32", e.shape, zp.data()));
+      tensors.emplace_back(name.substr(0, name.size() - 5) + "zero_point", nn::raw_entry("I32", e.shape, zp.data()));
     }
   }
   nn::write_safetensors(out + "/weights.safetensors", tensors, {{"format", "qforge-int8-weights"}, {"source", model}});
