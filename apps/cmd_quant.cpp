@@ -128,6 +128,7 @@ void run_ptq(const QuantArgs& a) {
         return true;
       },
       cfg.j["quant"]["calibration_batches"]);
+  QF_CHECK(n > 0, cfg.where("data.train") + ": no training images to calibrate on");
   std::printf("calibrated on %d batches (%d images) in %.1f s\n", n, n * lo.batch_size, now_seconds() - t0);
   EvalResult sim = evaluate(*model, test_loader, classes);
   std::printf("static PTQ simulation: top-1 %.2f%% (float %.2f%%, %+.2f points)\n", sim.top1(), fl.top1(),

@@ -87,9 +87,11 @@ void merge(json& dst, const json& src, const json& schema, const std::string& pr
     if (want.is_object() && !free_form(key)) {
       merge(dst[k], v, want, key, file);
     } else if (want.is_array()) {
+      // Lists hold the type of the default's elements; an empty default (quant.skip) holds strings.
+      const json elem = want.empty() ? json("") : want[0];
       for (auto& e : v)
-        if (!want.empty() && !same_kind(want[0], e))
-          throw Error("key '" + key + "' in " + file + " must hold " + type_name(want[0]) + "s, got " + e.dump());
+        if (!same_kind(elem, e))
+          throw Error("key '" + key + "' in " + file + " must hold " + type_name(elem) + "s, got " + e.dump());
       dst[k] = v;
     } else {
       dst[k] = v;
@@ -153,10 +155,23 @@ void validate(const Config& c, bool check_files) {
     check_dataset(c, "train");
     check_dataset(c, "test");
   }
-  // Catches impossible normalisation and crops now rather than in a loader thread.
+  QF_CHECK(q["calibration_batches"].get<int>() >= 1, c.where("quant.calibration_batches") + ": must be at least 1");
+  const json& o = c.j["optim"];
+  const json& s = o["schedule"];
+  QF_CHECK(o["momentum"].get<double>() >= 0 && o["momentum"].get<double>() < 1, c.where("optim.momentum") + ": must be in [0, 1)");
+  QF_CHECK(o["weight_decay"].get<double>() >= 0, c.where("optim.weight_decay") + ": must be >= 0");
+  QF_CHECK(s["kind"] == "constant" || s["kind"] == "step" || s["kind"] == "cosine" || s["kind"] == "one_cycle",
+           c.where("optim.schedule.kind") + ": unknown schedule " + s["kind"].dump() + " (constant, step, cosine, one_cycle)");
+  QF_CHECK(s["pct_start"].get<double>() > 0 && s["pct_start"].get<double>() < 1, c.where("optim.schedule.pct_start") + ": must be in (0, 1)");
+  QF_CHECK(s["div_factor"].get<double>() > 0 && s["final_div_factor"].get<double>() > 0,
+           c.where("optim.schedule.div_factor") + ": div_factor and final_div_factor must be positive");
+  QF_CHECK(s["warmup_steps"].get<int64_t>() >= 0 && s["gamma"].get<double>() > 0 && s["step_epochs"].get<int>() >= 1,
+           c.where("optim.schedule") + ": warmup_steps >= 0, gamma > 0 and step_epochs >= 1 are required");
+  // Catches impossible normalisation and crops now rather than in a loader thread. Folder images are
+  // decoded to image_size; IDX images keep their size (28 for the MNIST family).
   try {
-    int ch = m["in_channels"];
-    data::output_spec(transform_config(c), {ch, 28, 28});
+    int ch = m["in_channels"], size = c.j["data"]["image_size"].get<int>() > 0 ? c.j["data"]["image_size"].get<int>() : 28;
+    data::output_spec(transform_config(c), {ch, size, size});
   } catch (const Error& e) {
     throw Error(c.where("data") + ": " + e.what());
   }
@@ -176,16 +191,17 @@ Config make_config(const json& user, const std::string& path, const std::vector<
     auto eq = o.find('=');
     QF_CHECK(eq != std::string::npos && eq > 0, "--set " + o + ": expected key.path=value");
     std::string key = o.substr(0, eq);
+    std::vector<std::string> parts;
+    for (size_t b = 0;;) {
+      size_t dot = key.find('.', b);
+      parts.push_back(key.substr(b, dot == std::string::npos ? std::string::npos : dot - b));
+      QF_CHECK(!parts.back().empty(), "--set " + o + ": empty key component in '" + key + "'");
+      if (dot == std::string::npos) break;
+      b = dot + 1;
+    }
     // Build {"a": {"b": value}} and merge it like file content.
     json patch = parse_value(o.substr(eq + 1));
-    size_t end = key.size();
-    while (true) {
-      size_t dot = key.rfind('.', end - 1);
-      std::string part = key.substr(dot == std::string::npos ? 0 : dot + 1, end - (dot == std::string::npos ? 0 : dot + 1));
-      patch = json{{part, patch}};
-      if (dot == std::string::npos) break;
-      end = dot;
-    }
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) patch = json{{*it, patch}};
     merge(c.j, patch, config_schema(), "", "--set " + o);
   }
   validate(c, check_files);

@@ -120,14 +120,24 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
                 static_cast<long long>(info.batch));
   }
 
-  auto save = [&](const std::string& path) { save_checkpoint(path, model, &opt, cfg, info); };
+  // Never write non-finite weights over a good checkpoint: a step can diverge with a finite loss.
+  auto save = [&](const std::string& path) {
+    for (auto& [name, t] : model.state_dict())
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(t.data()[i]))
+          throw Error("training diverged: '" + name + "' is not finite after step " + std::to_string(info.step) +
+                      "; not saving it. The last good checkpoint, if any, is kept: " + last_path(cfg) +
+                      ". Try a lower optim.lr.");
+    save_checkpoint(path, model, &opt, cfg, info);
+  };
   FitResult res;
   res.best_acc = info.best_acc;
   int64_t steps_this_run = 0;
   const int64_t per_epoch = static_cast<int64_t>(train_loader.num_batches());
   const int64_t ckpt_every = t["checkpoint_every"];
   const float smoothing = t["label_smoothing"].get<float>();
-  std::ofstream metrics(out_dir + "/metrics.jsonl", std::ios::app);
+  // A fresh run starts a fresh log; a resumed one appends to it.
+  std::ofstream metrics(out_dir + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
 
   for (int epoch = info.epoch; epoch < epochs; ++epoch) {
     if (o.on_epoch_start) o.on_epoch_start(epoch);
@@ -197,10 +207,11 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
                         {"test_acc", ev.top1()},
                         {"train_seconds", train_s},
                         {"train_img_per_s", seen / std::max(train_s, 1e-9)},
+                        {"partial_epoch", done_here < per_epoch},  // resumed mid-epoch: loss and accuracy cover the rest
                         {"lr", sched.lr(info.step - 1)}};
-    metrics << m.dump() << "\n" << std::flush;
     save(last_path(cfg));
     if (best) save(best_path(cfg));
+    metrics << m.dump() << "\n" << std::flush;
     res.final_acc = ev.top1();
     res.best_acc = info.best_acc;
   }

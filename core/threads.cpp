@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -41,12 +42,22 @@ class Pool {
     ++generation_;
     lk.unlock();
     cv_.notify_all();
+    std::exception_ptr mine;
     in_parallel_ = true;
-    fn(0, n / chunks);
+    try {
+      fn(0, n / chunks);
+    } catch (...) {
+      mine = std::current_exception();
+    }
     in_parallel_ = false;
+    // Always wait: the workers still use fn, which lives in the caller's frame.
     lk.lock();
     done_cv_.wait(lk, [this] { return pending_ == 0; });
     fn_ = nullptr;
+    std::exception_ptr err = mine ? mine : worker_error_;
+    worker_error_ = nullptr;
+    lk.unlock();
+    if (err) std::rethrow_exception(err);
   }
 
  private:
@@ -60,10 +71,16 @@ class Pool {
       const auto* fn = fn_;
       int64_t b = n_ * idx / chunks_, e = n_ * (idx + 1) / chunks_;
       lk.unlock();
+      std::exception_ptr err;
       in_parallel_ = true;
-      (*fn)(b, e);
+      try {
+        (*fn)(b, e);
+      } catch (...) {
+        err = std::current_exception();
+      }
       in_parallel_ = false;
       lk.lock();
+      if (err && !worker_error_) worker_error_ = err;
       if (--pending_ == 0) done_cv_.notify_one();
     }
   }
@@ -85,6 +102,7 @@ class Pool {
   int64_t n_ = 0, chunks_ = 0;
   int pending_ = 0;
   uint64_t generation_ = 0;
+  std::exception_ptr worker_error_;  // the first exception a worker threw in the current job
   bool stopping_ = false;
   static thread_local bool in_parallel_;
 };

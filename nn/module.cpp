@@ -82,9 +82,11 @@ std::vector<Tensor> Module::parameters() const {
 }
 
 void Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source, bool strict) {
+  // Everything is checked before anything is copied: a failed load leaves the model as it was.
   std::set<std::string> used;
   std::vector<std::string> missing;
-  for (auto& [name, t] : state_dict()) {
+  NamedTensors mine = state_dict();
+  for (auto& [name, t] : mine) {
     auto it = sd.find(name);
     if (it == sd.end()) {
       missing.push_back(name);
@@ -93,18 +95,22 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std:
     QF_CHECK(it->second.numel() == t.numel() && (it->second.shape() == t.shape() || it->second.dim() == 0 || t.dim() == 0),
              source + ": tensor '" + name + "' has shape " + shape_str(it->second.shape()) + ", the model expects " +
                  shape_str(t.shape()));
-    t.copy_from(it->second);
     used.insert(name);
   }
-  if (!strict) return;
-  if (!missing.empty()) {
-    std::string list;
-    for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
-    throw Error(source + ": missing " + std::to_string(missing.size()) + " tensor(s) the model needs: " + list +
-                (missing.size() > 5 ? ", ..." : ""));
+  if (strict) {
+    if (!missing.empty()) {
+      std::string list;
+      for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
+      throw Error(source + ": missing " + std::to_string(missing.size()) + " tensor(s) the model needs: " + list +
+                  (missing.size() > 5 ? ", ..." : ""));
+    }
+    for (auto& [name, _] : sd)
+      QF_CHECK(used.count(name), source + ": unexpected tensor '" + name + "' (not in the model)");
   }
-  for (auto& [name, _] : sd)
-    QF_CHECK(used.count(name), source + ": unexpected tensor '" + name + "' (not in the model)");
+  for (auto& [name, t] : mine) {
+    auto it = sd.find(name);
+    if (it != sd.end()) t.copy_from(it->second);
+  }
 }
 
 ModulePtr Module::find_child(const std::string& name) const {

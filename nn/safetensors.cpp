@@ -94,8 +94,12 @@ SafeTensors read_safetensors(const std::string& path) {
     e.dtype = v["dtype"].get<std::string>();
     int ds = dtype_size(e.dtype);
     QF_CHECK(ds > 0, path + ": tensor '" + name + "' has unknown dtype " + e.dtype);
+    uint64_t elems = 1;
     for (auto& d : v["shape"]) {
-      QF_CHECK(d.is_number_unsigned(), path + ": tensor '" + name + "' has a bad shape");
+      QF_CHECK(d.is_number_unsigned() && d.get<uint64_t>() < (uint64_t{1} << 31),
+               path + ": tensor '" + name + "' has a bad shape " + v["shape"].dump());
+      elems *= std::max<uint64_t>(1, d.get<uint64_t>());
+      QF_CHECK(elems < (uint64_t{1} << 40), path + ": tensor '" + name + "' is impossibly large " + v["shape"].dump());
       e.shape.push_back(d.get<int64_t>());
     }
     uint64_t b = v["data_offsets"][0].get<uint64_t>(), en = v["data_offsets"][1].get<uint64_t>();

@@ -21,6 +21,8 @@ bool is_container(const nn::Module& m) {
 QParams act_qparams(const nn::Module& m, const std::string& name) {
   auto fq = std::dynamic_pointer_cast<FakeQuantize>(m.post());
   QF_CHECK(fq, "convert: '" + name + "' (" + m.type() + ") has no output quantization; prepare the model first");
+  QF_CHECK(fq->observer()->has_data() || fq->lsq(),
+           "convert: '" + name + "' output quantizer never saw data; calibrate (ptq) or train (qat) the prepared model first");
   auto qp = fq->qparams();
   QF_CHECK(qp.size() == 1, "convert: '" + name + "' output is quantized per channel; activations must be per tensor");
   return qp[0];
@@ -79,6 +81,8 @@ class Converter {
 
   // Weight, bias and scales of a quantized conv or linear, as the simulation computes them.
   void add_weights(const std::string& name, const Tensor& w, const Tensor& b, const FakeQuantize& wfq, float s_in) {
+    QF_CHECK(wfq.observer()->has_data() || wfq.lsq(),
+             "convert: '" + name + "' weight quantizer never saw the weights; run the prepared model forward in training mode or calibrate first");
     auto qps = wfq.qparams();
     const int oc = static_cast<int>(w.size(0));
     const int64_t per = w.numel() / oc;
@@ -129,8 +133,9 @@ class Converter {
     } else if (auto* l = dynamic_cast<const LinearAct*>(&m)) {
       int in = input_value(e.inputs[0], name);
       const nn::Linear& lin = *l->linear;
-      Tensor w = permuted_linear_weight(lin.weight, in);
       if (!l->weight_fake_quant) {
+        // Float: its input is dequantized to NCHW, the order the weight already has.
+        const Tensor& w = lin.weight;
         QF_CHECK(l->act == Act::kNone, "convert: float '" + name + "' with a fused activation is not supported");
         if (g_.values[in].quantized) in = add_node("Dequantize", name + ".dequant", {in}, {false, {}}, {});
         g_.tensors[name + ".weight"] = nn::f32_entry(w);
@@ -140,7 +145,7 @@ class Converter {
         return;
       }
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      add_weights(name, w, lin.bias, *l->weight_fake_quant, g_.values[in].qp.scale);
+      add_weights(name, permuted_linear_weight(lin.weight, in), lin.bias, *l->weight_fake_quant, g_.values[in].qp.scale);
       bind(e.output, add_node("QLinear", name, {in}, {true, act_qparams(m, name)},
                               {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}, {"act", act_str(l->act)}}));
     } else if (auto* d = dynamic_cast<const DynamicQuantLinear*>(&m)) {

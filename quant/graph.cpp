@@ -53,6 +53,42 @@ const std::map<std::string, OpSpec>& op_specs() {
   return specs;
 }
 
+// Each op's attributes: integers within bounds, known activation names.
+void check_attrs(const GraphNode& n, const std::string& at) {
+  auto integer = [&](const char* k, int64_t lo, int64_t hi) {
+    QF_CHECK(n.attrs.contains(k) && n.attrs[k].is_number_integer(), at + ": attribute '" + k + "' missing or not an integer");
+    int64_t v = n.attrs[k].get<int64_t>();
+    QF_CHECK(v >= lo && v <= hi, at + ": attribute '" + k + "' = " + std::to_string(v) + " is out of range [" +
+                                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return v;
+  };
+  auto act = [&] {
+    QF_CHECK(n.attrs.contains("act") && n.attrs["act"].is_string(), at + ": attribute 'act' missing");
+    std::string a = n.attrs["act"];
+    QF_CHECK(a == "none" || a == "relu" || a == "relu6", at + ": unknown activation '" + a + "'");
+  };
+  constexpr int64_t kBig = int64_t{1} << 24;
+  if (n.op == "QConv2d") {
+    int64_t k = integer("kernel", 1, 64);
+    integer("stride", 1, 64);
+    integer("dilation", 1, 64);
+    integer("padding", 0, k * 64);
+    integer("in_channels", 1, kBig);
+    integer("out_channels", 1, kBig);
+    act();
+  } else if (n.op == "QLinear" || n.op == "Linear" || n.op == "DynamicLinear") {
+    integer("in_features", 1, kBig);
+    integer("out_features", 1, kBig);
+    if (n.op == "QLinear") act();
+  } else if (n.op == "QMaxPool2d") {
+    int64_t k = integer("kernel", 1, 64);
+    integer("stride", 1, 64);
+    integer("padding", 0, k / 2);
+  } else if (n.op == "QAdd") {
+    QF_CHECK(n.attrs.contains("relu") && n.attrs["relu"].is_boolean(), at + ": attribute 'relu' missing or not a boolean");
+  }
+}
+
 }  // namespace
 
 void validate_graph(const Int8Graph& g, const std::string& what) {
@@ -84,6 +120,7 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
       QF_CHECK(t != g.tensors.end(), at + ": missing tensor '" + n.name + "." + tn + "'");
       QF_CHECK(t->second.dtype == dt, at + ": tensor '" + tn + "' is " + t->second.dtype + ", expected " + dt);
     }
+    check_attrs(n, at);
     if (!s.tensors.empty()) {
       const auto& w = g.tensors.at(n.name + ".weight");
       int64_t oc = w.shape.empty() ? 0 : w.shape[0];
@@ -91,7 +128,12 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
         if (tn != "weight")
           QF_CHECK(numel_of(g.tensors.at(n.name + "." + tn).shape) == oc,
                    at + ": tensor '" + tn + "' does not match the weight's " + std::to_string(oc) + " output channels");
-      QF_CHECK(w.shape.size() == (n.op == "QConv2d" ? 4u : 2u), at + ": weight has shape " + shape_str(w.shape));
+      // The weight's shape must be the one the attributes describe: the runtime sizes buffers from both.
+      Shape want = n.op == "QConv2d"
+                       ? Shape{n.attrs["out_channels"].get<int64_t>(), n.attrs["in_channels"].get<int64_t>(),
+                               n.attrs["kernel"].get<int64_t>(), n.attrs["kernel"].get<int64_t>()}
+                       : Shape{n.attrs["out_features"].get<int64_t>(), n.attrs["in_features"].get<int64_t>()};
+      QF_CHECK(w.shape == want, at + ": weight has shape " + shape_str(w.shape) + ", the attributes say " + shape_str(want));
     }
   }
   QF_CHECK(g.output >= 0 && g.output < static_cast<int>(g.values.size()) && defined[g.output] && !g.values[g.output].quantized,
@@ -119,6 +161,7 @@ Int8Graph load_int8_model(const std::string& path) {
                                                  std::to_string(Int8Graph::kVersion) + ")");
     for (auto& v : j.at("values")) {
       GraphValue gv;
+      QF_CHECK(v.at("dtype") == "u8" || v.at("dtype") == "f32", path + ": value of unknown dtype " + v.at("dtype").dump());
       gv.quantized = v.at("dtype") == "u8";
       if (gv.quantized) gv.qp = {v.at("scale").get<float>(), v.at("zero_point").get<int32_t>(), 0, 255};
       g.values.push_back(gv);

@@ -1,5 +1,7 @@
 #include "quant/prepare.h"
 
+#include <set>
+
 #include "core/autograd.h"
 #include "core/error.h"
 #include "nn/layers.h"
@@ -17,7 +19,20 @@ std::shared_ptr<FakeQuantize> weight_fq(const QConfig& q, int oc) {
   return std::make_shared<FakeQuantize>(make_observer(q.weight, s), q.lsq);
 }
 
+// Every name in skip and overrides must be a module of the model: a typo would silently quantize it.
+void check_names(const nn::Module& root, const QConfigMapping& qc) {
+  std::set<std::string> names{"quant"};
+  for (auto& [n, _] : root.named_modules()) names.insert(n);
+  auto check = [&](const std::string& n, const char* what) {
+    QF_CHECK(names.count(n), std::string("quant.") + what + ": the model has no module '" + n +
+                                 "' (names look like conv1, layer1.0.conv1, layer2.0.downsample.0, fc)");
+  };
+  for (auto& n : qc.skip) check(n, "skip");
+  for (auto& [n, _] : qc.overrides) check(n, "overrides");
+}
+
 void insert(nn::Module& root, const QConfigMapping& qc) {
+  check_names(root, qc);
   // The model input: a leading Identity child named "quant" (ResNet has one; else it is added).
   if (!root.find_child("quant")) root.insert_child_front("quant", std::make_shared<nn::Identity>());
   QF_CHECK(qc.for_module("quant"), "the model input ('quant') cannot be skipped");

@@ -50,7 +50,17 @@ void read_qconfig(QConfig& q, const nlohmann::json& j, const std::string& where)
 
 }  // namespace
 
+QConfigMapping qconfig_from_json_unchecked(const nlohmann::json& quant, const std::string& where);
+
 QConfigMapping qconfig_from_json(const nlohmann::json& quant, const std::string& where) {
+  try {
+    return qconfig_from_json_unchecked(quant, where);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": a value has the wrong type (" + e.what() + ")");
+  }
+}
+
+QConfigMapping qconfig_from_json_unchecked(const nlohmann::json& quant, const std::string& where) {
   QConfigMapping m;
   read_qconfig(m.global, quant, where);
   if (quant.contains("skip"))

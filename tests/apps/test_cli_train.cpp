@@ -85,6 +85,9 @@ TEST_CASE("bad inputs give errors that name the problem, and keep what was writt
   std::ofstream(d / "broken.json") << R"({"train": )";
   expect_error("train " + (d / "broken.json"), {"broken.json", "not valid JSON"});
   expect_error("train " + cfg + " --set train.batch_size=0", {"train.batch_size", "at least 1"});
+  expect_error("train " + cfg + " --set .train.epochs=3", {"empty key component"});
+  expect_error("train " + cfg + " --set quant.skip=[1]", {"quant.skip", "strings"});
+  expect_error("train " + cfg + " --set optim.schedule.kind=linear", {"optim.schedule.kind", "linear"});
   expect_error("train " + cfg + " --set data.train.images=/nonexistent/x.gz", {"data.train.images", "/nonexistent/x.gz"});
   expect_error("train " + cfg + " --set model.init_from=" + (d / "missing.safetensors"), {"model.init_from", "missing.safetensors"});
 

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
+
 #include "core/error.h"
 #include "core/ops/batchnorm.h"
 #include "core/ops/channel.h"
@@ -243,5 +245,20 @@ TEST_CASE("thread pool: resizing after parallel work, and every index visited on
     });
     for (int h : hits) REQUIRE(h == 1);
   }
+  set_num_threads(1);
+}
+
+TEST_CASE("thread pool: an exception in any chunk reaches the caller, and the pool keeps working") {
+  set_num_threads(2);
+  for (int64_t bad : {0, 999}) {  // first chunk (caller) and last chunk (a worker)
+    CHECK_THROWS_WITH_AS(parallel_for(1000, 1,
+                                      [&](int64_t b, int64_t e) {
+                                        if (bad >= b && bad < e) throw Error("chunk failed");
+                                      }),
+                         "chunk failed", Error);
+  }
+  std::atomic<int64_t> total{0};
+  parallel_for(1000, 1, [&](int64_t b, int64_t e) { total += e - b; });
+  CHECK(total == 1000);
   set_num_threads(1);
 }

@@ -253,6 +253,13 @@ TEST_CASE("convert: the int8 graph agrees with the fake-quant simulation, for ev
   bad.replace(pos, 7, "QConvXd");
   std::ofstream(dir / "badop.qfm", std::ios::binary) << bad;
   CHECK_THROWS_WITH_AS(load_int8_model((dir / "badop.qfm").string()), doctest::Contains("QConvXd"), Error);
+  // Attributes that disagree with the weights (the runtime sizes buffers from both) are rejected.
+  std::string badk = bytes;
+  auto kpos = badk.find("kernel\\\":3");
+  REQUIRE(kpos != std::string::npos);
+  badk[kpos + 9] = '5';  // the 3 of kernel\":3
+  std::ofstream(dir / "badk.qfm", std::ios::binary) << badk;
+  CHECK_THROWS_WITH_AS(load_int8_model((dir / "badk.qfm").string()), doctest::Contains("the attributes say"), Error);
   std::filesystem::remove_all(dir);
   set_num_threads(1);
 }
@@ -304,6 +311,15 @@ TEST_CASE("convert: one layer of each kind matches the simulation within one qua
     }
   }
   set_num_threads(1);
+}
+
+TEST_CASE("prepare rejects skip and override names that are not modules of the model") {
+  auto q = tiny_resnet(17);
+  q->eval();
+  fuse_modules(*q, false);
+  QConfigMapping qc;
+  qc.skip.insert("layer1.0.conv");
+  CHECK_THROWS_WITH_AS(prepare(*q, qc), doctest::Contains("'layer1.0.conv'"), Error);
 }
 
 TEST_CASE("convert names the module it cannot convert") {
