@@ -30,7 +30,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   auto it = c.file.metadata.find("format");
   c.is_qforge = it != c.file.metadata.end() && it->second == "qforge-checkpoint";
   if (!c.is_qforge) return c;
-  QF_CHECK(c.file.meta("version") == "1", path + ": checkpoint version " + c.file.meta("version") + " is not supported (1)");
+  QF_CHECK(c.file.meta("version") == "1",
+           path + ": checkpoint version " + c.file.meta("version") + " is not supported (1)");
   try {
     c.info.kind = c.file.meta("kind");
     c.info.epoch = std::stoi(c.file.meta("epoch"));

@@ -32,7 +32,7 @@ struct LoadedCheckpoint {
   nn::SafeTensors file;
   bool is_qforge = false;  // false: a foreign file (torchvision names, no metadata)
   CheckpointInfo info;
-  nlohmann::json config;   // null for a foreign file
+  nlohmann::json config;                              // null for a foreign file
   std::map<std::string, Tensor> model_state() const;  // without "optim." and num_batches_tracked
   std::map<std::string, Tensor> optim_state() const;
 };

@@ -55,7 +55,8 @@ std::vector<int> parse_input(const std::string& s) {
     if (q == std::string::npos) break;
     p = q + 1;
   }
-  QF_CHECK(v.size() == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0, "--input: expected CxHxW such as 3x224x224, got \"" + s + "\"");
+  QF_CHECK(v.size() == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0,
+           "--input: expected CxHxW such as 3x224x224, got \"" + s + "\"");
   return v;
 }
 
@@ -163,7 +164,8 @@ Pair trained_pair(const BenchArgs& a) {
   QF_CHECK(f.kind != "int8", a.model + ": --model takes the float checkpoint");
   p.fp32 = f.module;
   p.int8 = q.module;
-  p.rt = std::shared_ptr<quant::Int8Runtime>(q.module, &std::static_pointer_cast<quant::Int8Module>(q.module)->runtime());
+  p.rt =
+      std::shared_ptr<quant::Int8Runtime>(q.module, &std::static_pointer_cast<quant::Int8Module>(q.module)->runtime());
   p.input = q.input;
   p.fp32_bytes = fs::file_size(a.model);
   p.int8_bytes = fs::file_size(a.int8);
@@ -207,16 +209,18 @@ void print_table(const nlohmann::json& o) {
 
 void run_bench(const BenchArgs& a) {
   set_num_threads(a.threads);
-  nlohmann::json out = {{"threads", num_threads()}, {"isa", cpu_summary()}, {"blas_core", blas_core_name()},
-                        {"batch", a.batch}};
+  nlohmann::json out = {
+      {"threads", num_threads()}, {"isa", cpu_summary()}, {"blas_core", blas_core_name()}, {"batch", a.batch}};
   if (a.train) {
     out["arch"] = a.arch, out["stem"] = a.stem, out["input"] = a.input;
     bench_train(a, out);
   } else {
     Pair p = a.model.empty() ? random_pair(a) : trained_pair(a);
     out["input"] = p.input;
-    if (!a.model.empty()) out["model"] = a.model, out["int8_model"] = a.int8;
-    else out["arch"] = a.arch, out["stem"] = a.stem;
+    if (!a.model.empty())
+      out["model"] = a.model, out["int8_model"] = a.int8;
+    else
+      out["arch"] = a.arch, out["stem"] = a.stem;
     if (p.rt) out["int8_isa"] = quant::isa_name(p.rt->isa());
     std::mt19937_64 rng(0);
     Tensor x = Tensor::randn({a.batch, p.input[0], p.input[1], p.input[2]}, rng);
@@ -248,8 +252,9 @@ void run_bench(const BenchArgs& a) {
     }
     if (!a.data.empty()) {
       QF_CHECK(p.cfg && p.int8, "bench: --data needs a trained pair (--model and --int8)");
-      std::shared_ptr<const data::Dataset> ds =
-          fs::is_directory(a.data) ? open_folder(a.data, {p.input[0], p.input[1], p.input[2]}) : open_split(*p.cfg, "test");
+      std::shared_ptr<const data::Dataset> ds = fs::is_directory(a.data)
+                                                    ? open_folder(a.data, {p.input[0], p.input[1], p.input[2]})
+                                                    : open_split(*p.cfg, "test");
       if (!p.classes.empty()) check_model_classes(p.classes, *ds, a.data);
       int classes = p.cfg->j["model"]["num_classes"];
       data::Loader l1 = make_eval_loader(ds, *p.cfg, std::max(64, a.batch));
@@ -270,7 +275,8 @@ void run_bench(const BenchArgs& a) {
     return;
   }
   std::printf("qforge bench: %d threads, CPU %s, BLAS %s%s\n", out["threads"].get<int>(), cpu_summary().c_str(),
-              blas_core_name().c_str(), out.contains("int8_isa") ? (", int8 kernels " + out["int8_isa"].get<std::string>()).c_str() : "");
+              blas_core_name().c_str(),
+              out.contains("int8_isa") ? (", int8 kernels " + out["int8_isa"].get<std::string>()).c_str() : "");
   if (a.train) {
     std::printf("training step, batch %d: float32 %.1f img/s", a.batch, out["train_img_per_s"].get<double>());
     if (out.contains("qat_train_img_per_s"))
@@ -289,7 +295,8 @@ void add_bench_command(CLI::App& app) {
   auto* c = app.add_subcommand("bench", "Benchmark float32 against int8: speed, size, memory, accuracy");
   c->add_option("--model", a->model, "Trained float checkpoint (.safetensors); with --int8")->check(CLI::ExistingFile);
   c->add_option("--int8", a->int8, "Its int8 model (.qfm)")->check(CLI::ExistingFile);
-  c->add_option("--data", a->data, "Dataset directory or config: adds accuracy and top-1 agreement")->check(CLI::ExistingPath);
+  c->add_option("--data", a->data, "Dataset directory or config: adds accuracy and top-1 agreement")
+      ->check(CLI::ExistingPath);
   c->add_option("--arch", a->arch, "Architecture, for random weights")->capture_default_str();
   c->add_option("--stem", a->stem, "ResNet stem: imagenet or small")->capture_default_str();
   c->add_option("--input", a->input, "Input CxHxW, for random weights")->capture_default_str();

@@ -45,8 +45,8 @@ void run_debug(const DebugArgs& a) {
   }
   f.module->eval();
   auto& rt = std::static_pointer_cast<quant::Int8Module>(q.module)->runtime();
-  std::shared_ptr<const data::Dataset> ds = data_cfg ? open_split(*data_cfg, "test")
-                                                     : open_folder(a.data, {q.input[0], q.input[1], q.input[2]});
+  std::shared_ptr<const data::Dataset> ds =
+      data_cfg ? open_split(*data_cfg, "test") : open_folder(a.data, {q.input[0], q.input[1], q.input[2]});
   data::Loader loader = make_eval_loader(ds, data_cfg ? *data_cfg : q.config, a.batch);
   loader.start_epoch(0);
   std::map<std::string, std::pair<double, double>> acc;  // name -> (signal, noise) energy
@@ -79,8 +79,8 @@ void run_debug(const DebugArgs& a) {
   std::vector<std::pair<double, std::string>> rows;
   for (auto& [n, sn] : acc) rows.emplace_back(sn.second > 0 ? 10 * std::log10(sn.first / sn.second) : 999.0, n);
   std::sort(rows.begin(), rows.end());
-  std::printf("per-layer SQNR, float (%s) against int8 (%s), %d batches; worst first\n", a.model.c_str(), a.int8.c_str(),
-              a.batches);
+  std::printf("per-layer SQNR, float (%s) against int8 (%s), %d batches; worst first\n", a.model.c_str(),
+              a.int8.c_str(), a.batches);
   std::printf("%-28s %10s %6s\n", "layer", "SQNR (dB)", "depth");
   for (auto& [db, n] : rows) std::printf("%-28s %10.2f %6d\n", n.c_str(), db, order[n]);
 }

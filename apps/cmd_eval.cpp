@@ -55,8 +55,12 @@ void run_eval(const EvalArgs& a) {
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   auto* c = app.add_subcommand("eval", "Evaluate a model on a dataset directory or a config's test set");
-  c->add_option("--model", a->model, "Model file (.safetensors checkpoint or .qfm)")->required()->check(CLI::ExistingFile);
-  c->add_option("--data", a->data, "Dataset directory (root/<class>/<image>) or JSON config")->required()->check(CLI::ExistingPath);
+  c->add_option("--model", a->model, "Model file (.safetensors checkpoint or .qfm)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("--data", a->data, "Dataset directory (root/<class>/<image>) or JSON config")
+      ->required()
+      ->check(CLI::ExistingPath);
   c->add_option("--set", a->sets, "Override a key of the data config");
   c->add_option("--batch", a->batch, "Batch size")->capture_default_str();
   c->add_option("--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();

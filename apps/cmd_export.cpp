@@ -32,14 +32,15 @@ void run_export(const std::string& model, const std::string& out) {
                         {"std", g.config.value("/data/std"_json_pointer, nlohmann::json::array())}};
   m["scheme"] = {
       {"activations", "uint8, per tensor, affine: real = scale * (q - zero_point); layout NHWC"},
-      {"weights", "int8, per output channel, symmetric (zero point 0): real = weight_scale[c] * q; layout (OC, C, KH, KW)"},
+      {"weights",
+       "int8, per output channel, symmetric (zero point 0): real = weight_scale[c] * q; layout (OC, C, KH, KW)"},
       {"bias", "int32 at scale input_scale * weight_scale[c]"},
       {"requantization",
        "acc (int32) = bias + sum (x - x_zero_point) * w; out = clamp(round(acc * input_scale * weight_scale[c] / "
        "output_scale) + output_zero_point), the multiplier as a gemmlowp fixed-point int32 and shift"}};
   std::ofstream(out + "/manifest.json") << m.dump(2) << "\n";
-  std::printf("wrote %s/weights.safetensors (%zu tensors) and %s/manifest.json (%zu nodes)\n", out.c_str(), tensors.size(),
-              out.c_str(), g.nodes.size());
+  std::printf("wrote %s/weights.safetensors (%zu tensors) and %s/manifest.json (%zu nodes)\n", out.c_str(),
+              tensors.size(), out.c_str(), g.nodes.size());
 }
 
 }  // namespace

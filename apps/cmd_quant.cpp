@@ -33,7 +33,8 @@ std::string out_file(const Config& cfg, const std::string& name) {
 Config load_quant_config(const QuantArgs& a, const char* cmd) {
   Config cfg = load_config(a.config, a.sets);
   QF_CHECK(!cfg.j["model"]["init_from"].get<std::string>().empty(),
-           cfg.where("model.init_from") + ": " + cmd + " starts from a float checkpoint; set it (e.g. runs/x/best.safetensors)");
+           cfg.where("model.init_from") + ": " + cmd +
+               " starts from a float checkpoint; set it (e.g. runs/x/best.safetensors)");
   set_num_threads(cfg.j["train"]["threads"]);
   std::filesystem::create_directories(cfg.j["output"]["dir"].get<std::string>());
   std::ofstream(out_file(cfg, "config.json")) << cfg.j.dump(2) << "\n";
@@ -69,8 +70,9 @@ void run_qat(const QuantArgs& a) {
   Config cfg = load_quant_config(a, "qat");
   auto model = build_prepared_model(cfg, "qat", true);
   auto st = quant::prepare_stats(*model);
-  std::printf("qforge qat: %s, %d quantized layers, %d activation quantizers, %d threads, output %s\n", a.config.c_str(),
-              st.weight_points, st.activation_points, num_threads(), cfg.j["output"]["dir"].get<std::string>().c_str());
+  std::printf("qforge qat: %s, %d quantized layers, %d activation quantizers, %d threads, output %s\n",
+              a.config.c_str(), st.weight_points, st.activation_points, num_threads(),
+              cfg.j["output"]["dir"].get<std::string>().c_str());
   const int freeze_bn_at = cfg.j["quant"]["freeze_bn_epoch"], freeze_obs_at = cfg.j["quant"]["freeze_observer_epoch"];
   FitOptions fo;
   fo.kind = "qat";

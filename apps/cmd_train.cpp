@@ -56,7 +56,8 @@ void add_train_command(CLI::App& app) {
   auto* c = app.add_subcommand("train", "Train a float model from a JSON config");
   add_config_options(c, a->config, a->sets);
   c->add_flag("--resume", a->resume, "Continue from output.dir/last.safetensors");
-  c->add_option("--max-steps", a->max_steps, "Stop after this many steps, saving last.safetensors (as an interruption)");
+  c->add_option("--max-steps", a->max_steps,
+                "Stop after this many steps, saving last.safetensors (as an interruption)");
   c->callback([a] { run_train(*a); });
 }
 

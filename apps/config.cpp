@@ -108,8 +108,7 @@ json parse_value(const std::string& s) {
 }
 
 void check_file(const Config& c, const std::string& key, const std::string& file) {
-  if (!file.empty() && !std::filesystem::exists(file))
-    throw Error(c.where(key) + ": file not found: " + file);
+  if (!file.empty() && !std::filesystem::exists(file)) throw Error(c.where(key) + ": file not found: " + file);
 }
 
 void check_dataset(const Config& c, const std::string& split) {
@@ -134,7 +133,8 @@ void check_dataset(const Config& c, const std::string& split) {
 
 void validate(const Config& c, bool check_files) {
   const json& m = c.j["model"];
-  QF_CHECK(m["arch"] == "resnet18", c.where("model.arch") + ": unknown architecture " + m["arch"].dump() + " (resnet18)");
+  QF_CHECK(m["arch"] == "resnet18",
+           c.where("model.arch") + ": unknown architecture " + m["arch"].dump() + " (resnet18)");
   QF_CHECK(m["stem"] == "small" || m["stem"] == "imagenet",
            c.where("model.stem") + ": must be \"small\" or \"imagenet\", got " + m["stem"].dump());
   QF_CHECK(m["in_channels"] == 1 || m["in_channels"] == 3, c.where("model.in_channels") + ": must be 1 or 3");
@@ -150,7 +150,8 @@ void validate(const Config& c, bool check_files) {
   QF_CHECK(c.j["optim"]["lr"].get<double>() > 0, c.where("optim.lr") + ": must be positive");
   QF_CHECK(c.j["data"]["workers"].get<int>() >= 1, c.where("data.workers") + ": must be at least 1");
   const json& q = c.j["quant"];
-  QF_CHECK(q["mode"] == "static" || q["mode"] == "dynamic", c.where("quant.mode") + ": must be \"static\" or \"dynamic\"");
+  QF_CHECK(q["mode"] == "static" || q["mode"] == "dynamic",
+           c.where("quant.mode") + ": must be \"static\" or \"dynamic\"");
   if (check_files) {
     check_dataset(c, "train");
     check_dataset(c, "test");
@@ -158,11 +159,14 @@ void validate(const Config& c, bool check_files) {
   QF_CHECK(q["calibration_batches"].get<int>() >= 1, c.where("quant.calibration_batches") + ": must be at least 1");
   const json& o = c.j["optim"];
   const json& s = o["schedule"];
-  QF_CHECK(o["momentum"].get<double>() >= 0 && o["momentum"].get<double>() < 1, c.where("optim.momentum") + ": must be in [0, 1)");
+  QF_CHECK(o["momentum"].get<double>() >= 0 && o["momentum"].get<double>() < 1,
+           c.where("optim.momentum") + ": must be in [0, 1)");
   QF_CHECK(o["weight_decay"].get<double>() >= 0, c.where("optim.weight_decay") + ": must be >= 0");
   QF_CHECK(s["kind"] == "constant" || s["kind"] == "step" || s["kind"] == "cosine" || s["kind"] == "one_cycle",
-           c.where("optim.schedule.kind") + ": unknown schedule " + s["kind"].dump() + " (constant, step, cosine, one_cycle)");
-  QF_CHECK(s["pct_start"].get<double>() > 0 && s["pct_start"].get<double>() < 1, c.where("optim.schedule.pct_start") + ": must be in (0, 1)");
+           c.where("optim.schedule.kind") + ": unknown schedule " + s["kind"].dump() +
+               " (constant, step, cosine, one_cycle)");
+  QF_CHECK(s["pct_start"].get<double>() > 0 && s["pct_start"].get<double>() < 1,
+           c.where("optim.schedule.pct_start") + ": must be in (0, 1)");
   QF_CHECK(s["div_factor"].get<double>() > 0 && s["final_div_factor"].get<double>() > 0,
            c.where("optim.schedule.div_factor") + ": div_factor and final_div_factor must be positive");
   QF_CHECK(s["warmup_steps"].get<int64_t>() >= 0 && s["gamma"].get<double>() > 0 && s["step_epochs"].get<int>() >= 1,
@@ -170,7 +174,8 @@ void validate(const Config& c, bool check_files) {
   // Catches impossible normalisation and crops now rather than in a loader thread. Folder images are
   // decoded to image_size; IDX images keep their size (28 for the MNIST family).
   try {
-    int ch = m["in_channels"], size = c.j["data"]["image_size"].get<int>() > 0 ? c.j["data"]["image_size"].get<int>() : 28;
+    int ch = m["in_channels"],
+        size = c.j["data"]["image_size"].get<int>() > 0 ? c.j["data"]["image_size"].get<int>() : 28;
     data::output_spec(transform_config(c), {ch, size, size});
   } catch (const Error& e) {
     throw Error(c.where("data") + ": " + e.what());

@@ -17,8 +17,8 @@
 namespace qforge::apps {
 
 struct Config {
-  std::string path;   // the file it came from ("" for defaults)
-  nlohmann::json j;   // complete: defaults filled in, validated
+  std::string path;                                 // the file it came from ("" for defaults)
+  nlohmann::json j;                                 // complete: defaults filled in, validated
   std::string where(const std::string& key) const;  // "key 'a.b' in file.json"
 };
 

@@ -40,21 +40,22 @@ std::shared_ptr<const data::Dataset> open_split(const Config& c, const std::stri
     std::vector<std::string> names;
     if (classes == 10) names = data::fashion_mnist_classes();
     ds = data::load_idx(d["images"], d["labels"], names);
-    QF_CHECK(c.j["model"]["in_channels"] == 1,
-             c.where("model.in_channels") + ": IDX images have 1 channel, the model expects " +
-                 c.j["model"]["in_channels"].dump());
+    QF_CHECK(c.j["model"]["in_channels"] == 1, c.where("model.in_channels") +
+                                                   ": IDX images have 1 channel, the model expects " +
+                                                   c.j["model"]["in_channels"].dump());
   } else {
     throw Error(c.where("data." + split) + ": no dataset given (images+labels or dir)");
   }
-  QF_CHECK(static_cast<int>(ds->classes().size()) <= classes,
-           c.where("model.num_classes") + ": the " + split + " data has " + std::to_string(ds->classes().size()) +
-               " classes, the model " + std::to_string(classes));
+  QF_CHECK(static_cast<int>(ds->classes().size()) <= classes, c.where("model.num_classes") + ": the " + split +
+                                                                  " data has " + std::to_string(ds->classes().size()) +
+                                                                  " classes, the model " + std::to_string(classes));
   size_t limit = c.j["data"]["limit_" + split].get<size_t>();
   if (limit > 0) ds = std::make_shared<Subset>(ds, limit);
   return ds;
 }
 
-void check_model_classes(const std::vector<std::string>& model_classes, const data::Dataset& ds, const std::string& what) {
+void check_model_classes(const std::vector<std::string>& model_classes, const data::Dataset& ds,
+                         const std::string& what) {
   const auto& got = ds.classes();
   bool ok = got.size() == model_classes.size();
   for (size_t i = 0; ok && i < got.size(); ++i) {

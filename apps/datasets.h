@@ -20,7 +20,8 @@ std::shared_ptr<const data::Dataset> open_folder(const std::string& dir, data::I
 
 // The model's classes must match the directory's, in order. A directory written
 // by `qforge data export-images` ("03_Dress" for class 3 "Dress") matches too.
-void check_model_classes(const std::vector<std::string>& model_classes, const data::Dataset& ds, const std::string& what);
+void check_model_classes(const std::vector<std::string>& model_classes, const data::Dataset& ds,
+                         const std::string& what);
 
 data::Loader make_eval_loader(std::shared_ptr<const data::Dataset> ds, const Config& c, int batch_size);
 

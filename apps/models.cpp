@@ -29,8 +29,8 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
   std::string init = cfg.j["model"]["init_from"];
   if (!init.empty()) {
     LoadedCheckpoint ck = load_checkpoint(init);
-    QF_CHECK(!ck.is_qforge || ck.info.kind == "float",
-             init + " (" + cfg.where("model.init_from") + "): a " + ck.info.kind + " checkpoint; a float one is needed");
+    QF_CHECK(!ck.is_qforge || ck.info.kind == "float", init + " (" + cfg.where("model.init_from") + "): a " +
+                                                           ck.info.kind + " checkpoint; a float one is needed");
     model->load_state_dict(ck.model_state(), init);
   }
   return model;
@@ -80,7 +80,9 @@ LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
     lm.input = ck.info.input;
     lm.kind = ck.info.kind;
   } else {
-    QF_CHECK(data_cfg, path + ": not a qforge checkpoint; give a config (--data CONFIG) whose model section names the architecture");
+    QF_CHECK(
+        data_cfg,
+        path + ": not a qforge checkpoint; give a config (--data CONFIG) whose model section names the architecture");
     lm.config = *data_cfg;
     lm.kind = "float";
   }

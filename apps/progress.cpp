@@ -21,8 +21,11 @@ std::string format_duration(double s) {
 }
 
 Progress::Progress(std::string title, int64_t total, int64_t log_every)
-    : title_(std::move(title)), total_(total), log_every_(log_every > 0 ? log_every : 50),
-      tty_(isatty(fileno(stdout))), start_(now_seconds()) {}
+    : title_(std::move(title)),
+      total_(total),
+      log_every_(log_every > 0 ? log_every : 50),
+      tty_(isatty(fileno(stdout))),
+      start_(now_seconds()) {}
 
 void Progress::update(int64_t done, const std::string& status, double items_per_s) {
   if (!tty_ && done % log_every_ != 0 && done != total_) return;

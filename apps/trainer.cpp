@@ -36,8 +36,8 @@ EvalResult evaluate(nn::Module& model, data::Loader& loader, int num_classes, bo
   while (loader.next(b)) {
     Tensor x = Tensor::from({b.n, b.c, b.h, b.w}, b.images);
     Tensor y = model(x);
-    QF_CHECK(y.dim() == 2 && y.size(1) == num_classes,
-             "evaluate: the model gives " + shape_str(y.shape()) + ", expected (N," + std::to_string(num_classes) + ")");
+    QF_CHECK(y.dim() == 2 && y.size(1) == num_classes, "evaluate: the model gives " + shape_str(y.shape()) +
+                                                           ", expected (N," + std::to_string(num_classes) + ")");
     for (int i = 0; i < b.n; ++i) {
       const float* row = y.data() + static_cast<int64_t>(i) * num_classes;
       int best = 0;
@@ -69,9 +69,10 @@ void print_eval(const EvalResult& r, const std::vector<std::string>& classes) {
 
 nlohmann::json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
   nlohmann::json per = nlohmann::json::object();
-  for (size_t k = 0; k < r.confusion.size(); ++k) per[k < classes.size() ? classes[k] : std::to_string(k)] = r.class_acc(k);
-  return {{"top1", r.top1()}, {"n", r.n},        {"correct", r.correct},
-          {"per_class", per}, {"classes", classes}, {"confusion", r.confusion},
+  for (size_t k = 0; k < r.confusion.size(); ++k)
+    per[k < classes.size() ? classes[k] : std::to_string(k)] = r.class_acc(k);
+  return {{"top1", r.top1()},    {"n", r.n},           {"correct", r.correct},
+          {"per_class", per},    {"classes", classes}, {"confusion", r.confusion},
           {"seconds", r.seconds}};
 }
 
@@ -199,16 +200,17 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
                   seen ? loss_sum / seen : 0.0, seen ? 100.0 * correct / seen : 0.0, ev.top1(),
                   seen / std::max(train_s, 1e-9));
     prog.finish(status);
-    nlohmann::json m = {{"kind", o.kind},
-                        {"epoch", epoch + 1},
-                        {"step", info.step},
-                        {"train_loss", seen ? loss_sum / seen : 0.0},
-                        {"train_acc", seen ? 100.0 * correct / seen : 0.0},
-                        {"test_acc", ev.top1()},
-                        {"train_seconds", train_s},
-                        {"train_img_per_s", seen / std::max(train_s, 1e-9)},
-                        {"partial_epoch", done_here < per_epoch},  // resumed mid-epoch: loss and accuracy cover the rest
-                        {"lr", sched.lr(info.step - 1)}};
+    nlohmann::json m = {
+        {"kind", o.kind},
+        {"epoch", epoch + 1},
+        {"step", info.step},
+        {"train_loss", seen ? loss_sum / seen : 0.0},
+        {"train_acc", seen ? 100.0 * correct / seen : 0.0},
+        {"test_acc", ev.top1()},
+        {"train_seconds", train_s},
+        {"train_img_per_s", seen / std::max(train_s, 1e-9)},
+        {"partial_epoch", done_here < per_epoch},  // resumed mid-epoch: loss and accuracy cover the rest
+        {"lr", sched.lr(info.step - 1)}};
     save(last_path(cfg));
     if (best) save(best_path(cfg));
     metrics << m.dump() << "\n" << std::flush;

@@ -5,8 +5,8 @@
 namespace qforge {
 
 // C(m,n) = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or X^T.
-void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
-           const float* b, int ldb, float beta, float* c, int ldc);
+void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+           int ldb, float beta, float* c, int ldc);
 
 // What OpenBLAS runs on ("SkylakeX", "Haswell", ...).
 std::string blas_core_name();

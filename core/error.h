@@ -11,9 +11,9 @@ struct Error : std::runtime_error {
 };
 
 // QF_CHECK(cond, msg): throw Error(msg) unless cond. msg may be any std::string expression.
-#define QF_CHECK(cond, msg)                          \
-  do {                                               \
-    if (!(cond)) throw ::qforge::Error(msg);         \
+#define QF_CHECK(cond, msg)                  \
+  do {                                       \
+    if (!(cond)) throw ::qforge::Error(msg); \
   } while (0)
 
 }  // namespace qforge

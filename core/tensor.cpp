@@ -36,7 +36,7 @@ const bool g_heap_tuned = [] {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return true;
 }();
-}
+}  // namespace
 
 int64_t Storage::live_bytes() { return g_live.load(); }
 int64_t Storage::peak_bytes() { return g_peak.load(); }
@@ -87,9 +87,9 @@ Tensor Tensor::full(const Shape& shape, float v) {
 }
 
 Tensor Tensor::from(const Shape& shape, const std::vector<float>& values) {
-  QF_CHECK(numel_of(shape) == static_cast<int64_t>(values.size()),
-           "Tensor::from: shape " + shape_str(shape) + " needs " + std::to_string(numel_of(shape)) +
-               " values, got " + std::to_string(values.size()));
+  QF_CHECK(numel_of(shape) == static_cast<int64_t>(values.size()), "Tensor::from: shape " + shape_str(shape) +
+                                                                       " needs " + std::to_string(numel_of(shape)) +
+                                                                       " values, got " + std::to_string(values.size()));
   Tensor t = empty(shape);
   std::memcpy(t.data(), values.data(), values.size() * sizeof(float));
   return t;
@@ -148,7 +148,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
     }
   }
   if (infer >= 0 && known > 0) s[infer] = numel() / known;
-  QF_CHECK(numel_of(s) == numel(), "reshape: cannot view shape " + shape_str(this->shape()) + " as " + shape_str(shape));
+  QF_CHECK(numel_of(s) == numel(),
+           "reshape: cannot view shape " + shape_str(this->shape()) + " as " + shape_str(shape));
   auto t = std::make_shared<TensorImpl>();
   t->shape = s;
   t->storage = impl_->storage;
@@ -186,8 +187,8 @@ void Tensor::copy_from(const Tensor& src) {
 void Tensor::backward() const { run_backward(*this); }
 
 void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
-  QF_CHECK(a.shape() == b.shape(), std::string(op) + ": shapes differ, " + shape_str(a.shape()) + " and " +
-                                       shape_str(b.shape()));
+  QF_CHECK(a.shape() == b.shape(),
+           std::string(op) + ": shapes differ, " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
 }
 
 }  // namespace qforge

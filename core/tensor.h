@@ -90,8 +90,8 @@ class Tensor {
   // A view with another shape (same numel); -1 infers one dimension.
   // Records autograd history when this tensor needs a gradient.
   Tensor reshape(const Shape& shape) const;
-  Tensor detach() const;  // shares data, no history
-  Tensor clone() const;   // copies data, no history
+  Tensor detach() const;              // shares data, no history
+  Tensor clone() const;               // copies data, no history
   void copy_from(const Tensor& src);  // same numel; raw copy, no history
 
   // Runs backward from this scalar (see core/autograd.h).

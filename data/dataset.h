@@ -20,14 +20,12 @@ struct ImageSpec {
 };
 
 inline size_t image_bytes(ImageSpec s) {
-  return static_cast<size_t>(s.channels) * static_cast<size_t>(s.height) *
-         static_cast<size_t>(s.width);
+  return static_cast<size_t>(s.channels) * static_cast<size_t>(s.height) * static_cast<size_t>(s.width);
 }
 
 // "CxHxW", for error messages.
 inline std::string to_string(ImageSpec s) {
-  return std::to_string(s.channels) + "x" + std::to_string(s.height) + "x" +
-         std::to_string(s.width);
+  return std::to_string(s.channels) + "x" + std::to_string(s.height) + "x" + std::to_string(s.width);
 }
 
 class Dataset {

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <vector>
 
-#include "core/error.h"
 #include "core/atomic_file.h"
+#include "core/error.h"
 
 namespace qforge::data {
 namespace fs = std::filesystem;
@@ -41,9 +41,8 @@ std::string export_class_dir(int label, int num_classes, const std::string& name
 
 void export_images(const Dataset& ds, const std::string& out_dir) {
   const ImageSpec s = ds.spec();
-  QF_CHECK(s.channels >= 1 && s.channels <= 4, out_dir + ": export_images: cannot write " +
-                                                   std::to_string(s.channels) +
-                                                   "-channel images as PNG");
+  QF_CHECK(s.channels >= 1 && s.channels <= 4,
+           out_dir + ": export_images: cannot write " + std::to_string(s.channels) + "-channel images as PNG");
   const std::vector<std::string>& classes = ds.classes();
   const int num_classes = static_cast<int>(classes.size());
 
@@ -60,18 +59,16 @@ void export_images(const Dataset& ds, const std::string& out_dir) {
   std::vector<uint8_t> chw(image_bytes(s)), hwc(image_bytes(s));
   for (size_t i = 0; i < ds.size(); ++i) {
     int label = ds.label(i);
-    QF_CHECK(label >= 0 && label < num_classes,
-             out_dir + ": export_images: image " + std::to_string(i) + " has label " +
-                 std::to_string(label) + " but the dataset has " + std::to_string(num_classes) +
-                 " classes");
+    QF_CHECK(label >= 0 && label < num_classes, out_dir + ": export_images: image " + std::to_string(i) +
+                                                    " has label " + std::to_string(label) + " but the dataset has " +
+                                                    std::to_string(num_classes) + " classes");
     ds.get(i, chw.data());
     for (size_t k = 0; k < plane; ++k)
       for (int c = 0; c < s.channels; ++c) hwc[k * s.channels + c] = chw[c * plane + k];
 
     std::string path = (fs::path(dirs[label]) / (zero_pad(i, width) + ".png")).string();
     std::string tmp = temp_path_for(path);
-    if (!stbi_write_png(tmp.c_str(), s.width, s.height, s.channels, hwc.data(),
-                        s.width * s.channels)) {
+    if (!stbi_write_png(tmp.c_str(), s.width, s.height, s.channels, hwc.data(), s.width * s.channels)) {
       std::remove(tmp.c_str());
       throw Error(path + ": cannot write PNG");
     }

@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/error.h"
 #include "core/atomic_file.h"
+#include "core/error.h"
 
 namespace qforge::data {
 namespace {
@@ -64,8 +64,7 @@ class Reader {
       size_t got;
       if (file_) {
         got = std::fread(p + total, 1, want, file_);
-        if (got < want && std::ferror(file_))
-          throw Error(path_ + ": read error: " + std::strerror(errno));
+        if (got < want && std::ferror(file_)) throw Error(path_ + ": read error: " + std::strerror(errno));
       } else {
         int r = gzread(gz_, p + total, static_cast<unsigned>(want));
         if (r < 0) throw Error(path_ + ": cannot decompress: " + gz_message());
@@ -97,8 +96,7 @@ class Reader {
 
 uint32_t read_be32(Reader& r, const std::string& path, const char* what) {
   unsigned char b[4];
-  if (r.read(b, 4) != 4)
-    throw Error(path + ": truncated IDX header (cannot read the " + std::string(what) + ")");
+  if (r.read(b, 4) != 4) throw Error(path + ": truncated IDX header (cannot read the " + std::string(what) + ")");
   return uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | uint32_t{b[3]};
 }
 
@@ -108,13 +106,11 @@ void check_magic(uint32_t got, uint32_t want, const std::string& path) {
   if (got == kLabelsMagic) hint = " (this is an IDX labels file)";
   if (got == kImagesMagic) hint = " (this is an IDX images file)";
   throw Error(path + ": bad magic number " + hex32(got) + ", expected " + hex32(want) +
-              (want == kImagesMagic ? " (IDX uint8 images, 3 dims)" : " (IDX uint8 labels)") +
-              hint);
+              (want == kImagesMagic ? " (IDX uint8 images, 3 dims)" : " (IDX uint8 labels)") + hint);
 }
 
 // Reads exactly `bytes` payload bytes and insists the file ends there.
-std::vector<uint8_t> read_payload(Reader& r, const std::string& path, uint64_t bytes,
-                                  const std::string& what) {
+std::vector<uint8_t> read_payload(Reader& r, const std::string& path, uint64_t bytes, const std::string& what) {
   if (bytes > kMaxBytes)
     throw Error(path + ": header promises " + what + " (" + std::to_string(bytes) +
                 " bytes): implausibly large, corrupt header?");
@@ -129,25 +125,19 @@ std::vector<uint8_t> read_payload(Reader& r, const std::string& path, uint64_t b
       // zlib may drop the count of a partial read, so only a raw file gets a byte count.
       std::string why = r.gzipped() ? "the gzip stream ends early: " + r.gz_message()
                                     : "only " + std::to_string(old + got) + " bytes follow";
-      throw Error(path + ": truncated IDX file: header promises " + what + " (" +
-                  std::to_string(bytes) + " bytes) but " + why);
+      throw Error(path + ": truncated IDX file: header promises " + what + " (" + std::to_string(bytes) +
+                  " bytes) but " + why);
     }
   }
   unsigned char extra;
-  if (r.read(&extra, 1) != 0)
-    throw Error(path + ": trailing bytes after " + what + ": header and file size disagree");
+  if (r.read(&extra, 1) != 0) throw Error(path + ": trailing bytes after " + what + ": header and file size disagree");
   return data;
 }
 
 class IdxDataset final : public Dataset {
  public:
-  IdxDataset(std::vector<uint8_t> pixels, std::vector<uint8_t> labels, int h, int w,
-             std::vector<std::string> classes)
-      : pixels_(std::move(pixels)),
-        labels_(std::move(labels)),
-        h_(h),
-        w_(w),
-        classes_(std::move(classes)) {}
+  IdxDataset(std::vector<uint8_t> pixels, std::vector<uint8_t> labels, int h, int w, std::vector<std::string> classes)
+      : pixels_(std::move(pixels)), labels_(std::move(labels)), h_(h), w_(w), classes_(std::move(classes)) {}
 
   size_t size() const override { return labels_.size(); }
   ImageSpec spec() const override { return {1, h_, w_}; }
@@ -232,9 +222,8 @@ class Writer {
 }  // namespace
 
 const std::vector<std::string>& fashion_mnist_classes() {
-  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
-                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
-                                                 "Bag",         "Ankle boot"};
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   return names;
 }
 
@@ -253,43 +242,39 @@ std::unique_ptr<Dataset> load_idx(const std::string& images_path, const std::str
   // Both factors are below 2^32; the product with n is guarded against overflow.
   uint64_t hw = uint64_t{h} * w;
   uint64_t bytes = n > kMaxBytes / hw ? kMaxBytes + 1 : n * hw;
-  std::vector<uint8_t> pixels =
-      read_payload(ir, images_path, bytes,
-                   std::to_string(n) + " images of " + std::to_string(h) + "x" + std::to_string(w));
+  std::vector<uint8_t> pixels = read_payload(
+      ir, images_path, bytes, std::to_string(n) + " images of " + std::to_string(h) + "x" + std::to_string(w));
 
   Reader lr(labels_path);
   check_magic(read_be32(lr, labels_path, "magic number"), kLabelsMagic, labels_path);
   uint32_t nl = read_be32(lr, labels_path, "label count");
   if (nl != n)
-    throw Error(labels_path + ": has " + std::to_string(nl) + " labels but " + images_path +
-                " has " + std::to_string(n) + " images");
+    throw Error(labels_path + ": has " + std::to_string(nl) + " labels but " + images_path + " has " +
+                std::to_string(n) + " images");
   std::vector<uint8_t> labels = read_payload(lr, labels_path, nl, std::to_string(nl) + " labels");
   for (size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] >= class_names.size())
-      throw Error(labels_path + ": label " + std::to_string(labels[i]) + " at index " +
-                  std::to_string(i) + " is outside [0, " + std::to_string(class_names.size()) +
+      throw Error(labels_path + ": label " + std::to_string(labels[i]) + " at index " + std::to_string(i) +
+                  " is outside [0, " + std::to_string(class_names.size()) +
                   ") (pass class names for a dataset with more classes)");
   }
-  return std::make_unique<IdxDataset>(std::move(pixels), std::move(labels), static_cast<int>(h),
-                                      static_cast<int>(w), std::move(class_names));
+  return std::make_unique<IdxDataset>(std::move(pixels), std::move(labels), static_cast<int>(h), static_cast<int>(w),
+                                      std::move(class_names));
 }
 
-void write_idx(const std::string& images_path, const std::string& labels_path,
-               std::span<const uint8_t> images, std::span<const int> labels, int height, int width,
-               bool gzip) {
-  QF_CHECK(height > 0 && width > 0, images_path + ": write_idx: bad image size " +
-                                        std::to_string(height) + "x" + std::to_string(width));
+void write_idx(const std::string& images_path, const std::string& labels_path, std::span<const uint8_t> images,
+               std::span<const int> labels, int height, int width, bool gzip) {
+  QF_CHECK(height > 0 && width > 0,
+           images_path + ": write_idx: bad image size " + std::to_string(height) + "x" + std::to_string(width));
   size_t n = labels.size();
   QF_CHECK(images.size() == n * static_cast<size_t>(height) * static_cast<size_t>(width),
-           images_path + ": write_idx: " + std::to_string(images.size()) + " pixel bytes for " +
-               std::to_string(n) + " images of " + std::to_string(height) + "x" +
-               std::to_string(width));
+           images_path + ": write_idx: " + std::to_string(images.size()) + " pixel bytes for " + std::to_string(n) +
+               " images of " + std::to_string(height) + "x" + std::to_string(width));
   QF_CHECK(n <= UINT32_MAX, images_path + ": write_idx: too many images for IDX");
   std::vector<uint8_t> label_bytes(n);
   for (size_t i = 0; i < n; ++i) {
-    QF_CHECK(labels[i] >= 0 && labels[i] <= 255, labels_path + ": write_idx: label " +
-                                                     std::to_string(labels[i]) + " at index " +
-                                                     std::to_string(i) + " does not fit in uint8");
+    QF_CHECK(labels[i] >= 0 && labels[i] <= 255, labels_path + ": write_idx: label " + std::to_string(labels[i]) +
+                                                     " at index " + std::to_string(i) + " does not fit in uint8");
     label_bytes[i] = static_cast<uint8_t>(labels[i]);
   }
 

@@ -29,8 +29,7 @@ std::unique_ptr<Dataset> load_idx(const std::string& images_path, const std::str
 // Writes n = labels.size() images (images holds n*height*width bytes, row major)
 // and their labels (0..255) as IDX files, gzipped when gzip is set. Each file is
 // written to a temporary name and renamed into place.
-void write_idx(const std::string& images_path, const std::string& labels_path,
-               std::span<const uint8_t> images, std::span<const int> labels, int height, int width,
-               bool gzip);
+void write_idx(const std::string& images_path, const std::string& labels_path, std::span<const uint8_t> images,
+               std::span<const int> labels, int height, int width, bool gzip);
 
 }  // namespace qforge::data

@@ -36,8 +36,7 @@ bool is_hidden(const fs::path& p) {
 std::vector<std::string> list_images(const fs::path& class_dir) {
   std::vector<std::pair<std::string, std::string>> found;  // (directory, file name)
   std::error_code ec;
-  auto it = fs::recursive_directory_iterator(class_dir,
-                                             fs::directory_options::follow_directory_symlink, ec);
+  auto it = fs::recursive_directory_iterator(class_dir, fs::directory_options::follow_directory_symlink, ec);
   if (ec) throw Error(class_dir.string() + ": cannot list directory: " + ec.message());
   for (auto end = fs::recursive_directory_iterator(); it != end; it.increment(ec)) {
     if (ec) throw Error(class_dir.string() + ": cannot list directory: " + ec.message());
@@ -61,8 +60,7 @@ std::vector<std::string> list_images(const fs::path& class_dir) {
 void read_file(const std::string& path, std::vector<unsigned char>& buf) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) throw Error(path + ": cannot open image: " + std::strerror(errno));
-  if (std::fseek(f.get(), 0, SEEK_END) != 0)
-    throw Error(path + ": cannot read image: " + std::strerror(errno));
+  if (std::fseek(f.get(), 0, SEEK_END) != 0) throw Error(path + ": cannot read image: " + std::strerror(errno));
   long size = std::ftell(f.get());
   if (size < 0) throw Error(path + ": cannot read image: " + std::strerror(errno));
   if (size > INT32_MAX) throw Error(path + ": image file too large (over 2 GiB)");
@@ -75,8 +73,7 @@ void read_file(const std::string& path, std::vector<unsigned char>& buf) {
 std::string join_names(const std::vector<std::string>& names) {
   constexpr size_t kMaxShown = 20;
   std::string s = "[";
-  for (size_t i = 0; i < names.size() && i < kMaxShown; ++i)
-    s += (i ? ", '" : "'") + names[i] + "'";
+  for (size_t i = 0; i < names.size() && i < kMaxShown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
   if (names.size() > kMaxShown) s += ", ... (" + std::to_string(names.size()) + " in all)";
   return s + "]";
 }
@@ -85,10 +82,8 @@ std::string join_names(const std::vector<std::string>& names) {
 
 ImageFolder::ImageFolder(const std::string& root, ImageSpec target) : target_(target) {
   QF_CHECK(target.channels == 1 || target.channels == 3,
-           root + ": ImageFolder: target channels must be 1 or 3, got " +
-               std::to_string(target.channels));
-  QF_CHECK(target.height > 0 && target.width > 0,
-           root + ": ImageFolder: bad target size " + to_string(target));
+           root + ": ImageFolder: target channels must be 1 or 3, got " + std::to_string(target.channels));
+  QF_CHECK(target.height > 0 && target.width > 0, root + ": ImageFolder: bad target size " + to_string(target));
   std::error_code ec;
   if (!fs::exists(root, ec)) throw Error(root + ": image folder does not exist");
   if (!fs::is_directory(root, ec)) throw Error(root + ": image folder is not a directory");
@@ -97,20 +92,16 @@ ImageFolder::ImageFolder(const std::string& root, ImageSpec target) : target_(ta
   if (ec) throw Error(root + ": cannot list directory: " + ec.message());
   for (auto end = fs::directory_iterator(); it != end; it.increment(ec)) {
     if (ec) throw Error(root + ": cannot list directory: " + ec.message());
-    if (!is_hidden(it->path()) && it->is_directory(ec))
-      classes_.push_back(it->path().filename().string());
+    if (!is_hidden(it->path()) && it->is_directory(ec)) classes_.push_back(it->path().filename().string());
   }
   if (ec) throw Error(root + ": cannot list directory: " + ec.message());
-  if (classes_.empty())
-    throw Error(root + ": image folder has no class directories (expected root/<class>/<image>)");
+  if (classes_.empty()) throw Error(root + ": image folder has no class directories (expected root/<class>/<image>)");
   std::sort(classes_.begin(), classes_.end());
 
   for (size_t c = 0; c < classes_.size(); ++c) {
     fs::path dir = fs::path(root) / classes_[c];
     std::vector<std::string> files = list_images(dir);
-    if (files.empty())
-      throw Error(dir.string() + ": class '" + classes_[c] +
-                  "' has no images (.png .jpg .jpeg .bmp)");
+    if (files.empty()) throw Error(dir.string() + ": class '" + classes_[c] + "' has no images (.png .jpg .jpeg .bmp)");
     for (auto& f : files) {
       paths_.push_back(std::move(f));
       labels_.push_back(static_cast<int>(c));
@@ -119,8 +110,8 @@ ImageFolder::ImageFolder(const std::string& root, ImageSpec target) : target_(ta
 }
 
 const std::string& ImageFolder::path(size_t i) const {
-  QF_CHECK(i < paths_.size(), "ImageFolder: index " + std::to_string(i) + " out of range (" +
-                                  std::to_string(paths_.size()) + " images)");
+  QF_CHECK(i < paths_.size(),
+           "ImageFolder: index " + std::to_string(i) + " out of range (" + std::to_string(paths_.size()) + " images)");
   return paths_[i];
 }
 
@@ -139,8 +130,7 @@ void ImageFolder::get(size_t i, uint8_t* out) const {
   const int C = target_.channels, H = target_.height, W = target_.width;
   int w = 0, h = 0, comp = 0;
   std::unique_ptr<unsigned char, void (*)(void*)> px(
-      stbi_load_from_memory(file.data(), static_cast<int>(file.size()), &w, &h, &comp, C),
-      &stbi_image_free);
+      stbi_load_from_memory(file.data(), static_cast<int>(file.size()), &w, &h, &comp, C), &stbi_image_free);
   if (!px) {
     const char* why = stbi_failure_reason();
     throw Error(p + ": cannot decode image: " + (why ? why : "unknown error"));
@@ -150,8 +140,8 @@ void ImageFolder::get(size_t i, uint8_t* out) const {
   if (w != W || h != H) {
     resized.resize(static_cast<size_t>(C) * H * W);
     if (!stbir_resize_uint8(px.get(), w, h, 0, resized.data(), W, H, 0, C))
-      throw Error(p + ": cannot resize image from " + std::to_string(w) + "x" + std::to_string(h) +
-                  " to " + std::to_string(W) + "x" + std::to_string(H));
+      throw Error(p + ": cannot resize image from " + std::to_string(w) + "x" + std::to_string(h) + " to " +
+                  std::to_string(W) + "x" + std::to_string(H));
     hwc = resized.data();
   }
   // stb works in interleaved HWC; datasets hand out planar CHW.
@@ -164,8 +154,7 @@ void ImageFolder::get(size_t i, uint8_t* out) const {
   }
 }
 
-void check_classes(const std::vector<std::string>& expected, const Dataset& ds,
-                   const std::string& what) {
+void check_classes(const std::vector<std::string>& expected, const Dataset& ds, const std::string& what) {
   const std::vector<std::string>& got = ds.classes();
   if (got == expected) return;
   auto absent_from = [](const std::vector<std::string>& a, const std::vector<std::string>& b) {
@@ -176,16 +165,14 @@ void check_classes(const std::vector<std::string>& expected, const Dataset& ds,
   };
   std::vector<std::string> missing = absent_from(expected, got);
   std::vector<std::string> unexpected = absent_from(got, expected);
-  std::string msg = what + ": classes do not match: expected " + std::to_string(expected.size()) +
-                    " " + join_names(expected) + ", found " + std::to_string(got.size()) + " " +
-                    join_names(got);
+  std::string msg = what + ": classes do not match: expected " + std::to_string(expected.size()) + " " +
+                    join_names(expected) + ", found " + std::to_string(got.size()) + " " + join_names(got);
   if (!missing.empty()) msg += "; missing " + join_names(missing);
   if (!unexpected.empty()) msg += "; unexpected " + join_names(unexpected);
   if (missing.empty() && unexpected.empty()) {
     size_t k = 0;
     while (k < got.size() && k < expected.size() && got[k] == expected[k]) ++k;
-    msg +=
-        "; same names in a different order (first difference at label " + std::to_string(k) + ")";
+    msg += "; same names in a different order (first difference at label " + std::to_string(k) + ")";
   }
   throw Error(msg);
 }

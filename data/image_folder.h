@@ -45,7 +45,6 @@ class ImageFolder final : public Dataset {
 
 // Throws Error unless ds.classes() equals expected, in order. The message names
 // `what` (a path or config key) and lists the missing, unexpected and misplaced names.
-void check_classes(const std::vector<std::string>& expected, const Dataset& ds,
-                   const std::string& what);
+void check_classes(const std::vector<std::string>& expected, const Dataset& ds, const std::string& what);
 
 }  // namespace qforge::data

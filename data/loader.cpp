@@ -38,12 +38,10 @@ uint32_t sample_seed(uint64_t seed, int epoch, size_t index) {
   return static_cast<uint32_t>(h >> 32);
 }
 
-Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformConfig transform,
-               LoaderOptions options)
+Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformConfig transform, LoaderOptions options)
     : ds_(std::move(dataset)), tf_(std::move(transform)), opt_(options) {
   QF_CHECK(ds_ != nullptr, "Loader: dataset is null");
-  QF_CHECK(opt_.batch_size > 0,
-           "Loader: batch_size must be > 0, got " + std::to_string(opt_.batch_size));
+  QF_CHECK(opt_.batch_size > 0, "Loader: batch_size must be > 0, got " + std::to_string(opt_.batch_size));
   QF_CHECK(opt_.workers > 0, "Loader: workers must be > 0, got " + std::to_string(opt_.workers));
   QF_CHECK(opt_.prefetch > 0, "Loader: prefetch must be > 0, got " + std::to_string(opt_.prefetch));
   in_spec_ = ds_->spec();
@@ -66,9 +64,8 @@ void Loader::stop_workers() {
 }
 
 void Loader::start_epoch(int epoch, size_t first_batch) {
-  QF_CHECK(first_batch <= num_batches_, "Loader::start_epoch: first batch " +
-                                            std::to_string(first_batch) + " is past the epoch's " +
-                                            std::to_string(num_batches_) + " batches");
+  QF_CHECK(first_batch <= num_batches_, "Loader::start_epoch: first batch " + std::to_string(first_batch) +
+                                            " is past the epoch's " + std::to_string(num_batches_) + " batches");
   stop_workers();
   epoch_ = epoch;
   if (opt_.shuffle) {
@@ -98,9 +95,7 @@ void Loader::worker() {
     {
       std::unique_lock<std::mutex> lk(mu_);
       // Batch b reuses slot b % P, free once the consumer has taken batch b - P.
-      work_cv_.wait(lk, [&] {
-        return stop_ || next_claim_ >= num_batches_ || next_claim_ < next_consume_ + P;
-      });
+      work_cv_.wait(lk, [&] { return stop_ || next_claim_ >= num_batches_ || next_claim_ < next_consume_ + P; });
       if (stop_ || next_claim_ >= num_batches_) return;
       b = next_claim_++;
     }
@@ -135,8 +130,7 @@ void Loader::build(size_t b, Batch& batch, std::vector<uint8_t>& scratch) {
     const size_t idx = order_[begin + k];
     ds_->get(idx, scratch.data());
     if (opt_.train) rng.seed(sample_seed(opt_.seed, epoch_, idx));
-    apply_transform(tf_, scratch.data(), in_spec_, batch.images.data() + k * per, out_spec_, rng,
-                    opt_.train);
+    apply_transform(tf_, scratch.data(), in_spec_, batch.images.data() + k * per, out_spec_, rng, opt_.train);
     batch.labels[k] = ds_->label(idx);
     batch.indices[k] = static_cast<int64_t>(idx);
   }

@@ -68,17 +68,15 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
 }
 
 ImageSpec output_spec(const TransformConfig& cfg, ImageSpec in) {
-  QF_CHECK(in.channels > 0 && in.height > 0 && in.width > 0,
-           "transform: bad input image shape " + to_string(in));
+  QF_CHECK(in.channels > 0 && in.height > 0 && in.width > 0, "transform: bad input image shape " + to_string(in));
   QF_CHECK(cfg.resize >= 0, "transform: resize must be >= 0, got " + std::to_string(cfg.resize));
-  QF_CHECK(cfg.center_crop >= 0,
-           "transform: center_crop must be >= 0, got " + std::to_string(cfg.center_crop));
-  QF_CHECK(cfg.random_crop_padding >= 0, "transform: random_crop_padding must be >= 0, got " +
-                                             std::to_string(cfg.random_crop_padding));
+  QF_CHECK(cfg.center_crop >= 0, "transform: center_crop must be >= 0, got " + std::to_string(cfg.center_crop));
+  QF_CHECK(cfg.random_crop_padding >= 0,
+           "transform: random_crop_padding must be >= 0, got " + std::to_string(cfg.random_crop_padding));
   auto check_len = [&](const std::vector<float>& v, const char* name) {
     QF_CHECK(v.empty() || v.size() == 1 || v.size() == static_cast<size_t>(in.channels),
-             std::string("transform: ") + name + " has " + std::to_string(v.size()) +
-                 " values but the image has " + std::to_string(in.channels) + " channels");
+             std::string("transform: ") + name + " has " + std::to_string(v.size()) + " values but the image has " +
+                 std::to_string(in.channels) + " channels");
   };
   check_len(cfg.mean, "mean");
   check_len(cfg.std, "std");
@@ -86,21 +84,20 @@ ImageSpec output_spec(const TransformConfig& cfg, ImageSpec in) {
     QF_CHECK(std::isfinite(s) && s != 0.0f,
              "transform: std values must be finite and nonzero, got " + std::to_string(s));
   Geometry g = geometry(cfg, in);
-  QF_CHECK(g.rh > 0 && g.rw > 0, "transform: resize " + std::to_string(cfg.resize) + " of " +
-                                     to_string(in) + " gives an empty image");
+  QF_CHECK(g.rh > 0 && g.rw > 0,
+           "transform: resize " + std::to_string(cfg.resize) + " of " + to_string(in) + " gives an empty image");
   const int p = cfg.random_crop_padding;
   QF_CHECK(g.oh <= g.rh + 2 * p && g.ow <= g.rw + 2 * p,
-           "transform: crop " + std::to_string(g.oh) + "x" + std::to_string(g.ow) +
-               " is larger than the " + std::to_string(g.rh) + "x" + std::to_string(g.rw) +
-               " image plus padding " + std::to_string(p));
+           "transform: crop " + std::to_string(g.oh) + "x" + std::to_string(g.ow) + " is larger than the " +
+               std::to_string(g.rh) + "x" + std::to_string(g.rw) + " image plus padding " + std::to_string(p));
   return {in.channels, g.oh, g.ow};
 }
 
-void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec in, float* out,
-                     ImageSpec out_spec, std::mt19937& rng, bool train) {
+void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec in, float* out, ImageSpec out_spec,
+                     std::mt19937& rng, bool train) {
   ImageSpec want = output_spec(cfg, in);
-  QF_CHECK(out_spec == want, "transform: output shape " + to_string(out_spec) +
-                                 " does not match the config's " + to_string(want));
+  QF_CHECK(out_spec == want,
+           "transform: output shape " + to_string(out_spec) + " does not match the config's " + to_string(want));
   const Geometry g = geometry(cfg, in);
   const int C = in.channels;
 
@@ -111,9 +108,8 @@ void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec i
     resized.resize(static_cast<size_t>(C) * g.rh * g.rw);
     for (int c = 0; c < C; ++c) {
       // CHW planes are single-channel images to stb.
-      int ok = stbir_resize_uint8(
-          chw + static_cast<size_t>(c) * in.height * in.width, in.width, in.height, 0,
-          resized.data() + static_cast<size_t>(c) * g.rh * g.rw, g.rw, g.rh, 0, 1);
+      int ok = stbir_resize_uint8(chw + static_cast<size_t>(c) * in.height * in.width, in.width, in.height, 0,
+                                  resized.data() + static_cast<size_t>(c) * g.rh * g.rw, g.rw, g.rh, 0, 1);
       QF_CHECK(ok, "transform: resize from " + to_string(in) + " failed");
     }
     src = resized.data();
@@ -152,8 +148,7 @@ void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec i
       } else {
         // Output column x shows cropped column ow - 1 - x.
         std::fill(o, o + (ow - hi), pad);
-        for (int x = ow - hi; x < ow - lo; ++x)
-          o[x] = (static_cast<float>(row[ow - 1 - x + dx]) / 255.0f - m) / s;
+        for (int x = ow - hi; x < ow - lo; ++x) o[x] = (static_cast<float>(row[ow - 1 - x + dx]) / 255.0f - m) / s;
         std::fill(o + (ow - lo), o + ow, pad);
       }
     }

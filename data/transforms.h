@@ -41,8 +41,8 @@ struct TransformConfig {
 ImageSpec output_spec(const TransformConfig& cfg, ImageSpec in);
 
 // chw: image of shape `in`; out: output_spec(cfg, in) floats (out_spec must equal it).
-void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec in, float* out,
-                     ImageSpec out_spec, std::mt19937& rng, bool train);
+void apply_transform(const TransformConfig& cfg, const uint8_t* chw, ImageSpec in, float* out, ImageSpec out_spec,
+                     std::mt19937& rng, bool train);
 
 // Uniform integer in [0, n), n > 0, by rejection: unlike std::uniform_int_distribution
 // its output is the same with every standard library.

@@ -6,8 +6,8 @@
 namespace qforge::nn {
 
 Conv2d::Conv2d(const Conv2dOptions& o, std::mt19937_64& rng) : opt_(o) {
-  QF_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel > 0 && o.groups > 0 &&
-               o.in_channels % o.groups == 0 && o.out_channels % o.groups == 0,
+  QF_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel > 0 && o.groups > 0 && o.in_channels % o.groups == 0 &&
+               o.out_channels % o.groups == 0,
            "Conv2d: invalid channels " + std::to_string(o.in_channels) + "->" + std::to_string(o.out_channels) +
                " with groups=" + std::to_string(o.groups));
   weight = register_parameter("weight", Tensor::empty({o.out_channels, o.in_channels / o.groups, o.kernel, o.kernel}));

@@ -92,9 +92,10 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std:
       missing.push_back(name);
       continue;
     }
-    QF_CHECK(it->second.numel() == t.numel() && (it->second.shape() == t.shape() || it->second.dim() == 0 || t.dim() == 0),
-             source + ": tensor '" + name + "' has shape " + shape_str(it->second.shape()) + ", the model expects " +
-                 shape_str(t.shape()));
+    QF_CHECK(
+        it->second.numel() == t.numel() && (it->second.shape() == t.shape() || it->second.dim() == 0 || t.dim() == 0),
+        source + ": tensor '" + name + "' has shape " + shape_str(it->second.shape()) + ", the model expects " +
+            shape_str(t.shape()));
     used.insert(name);
   }
   if (strict) {

@@ -48,8 +48,8 @@ class Module {
   void load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source, bool strict = true);
 
   const std::vector<std::pair<std::string, ModulePtr>>& children() const { return children_; }
-  ModulePtr child(const std::string& name) const;  // throws if absent
-  ModulePtr find_child(const std::string& name) const;  // null if absent
+  ModulePtr child(const std::string& name) const;        // throws if absent
+  ModulePtr find_child(const std::string& name) const;   // null if absent
   void set_child(const std::string& name, ModulePtr m);  // replaces in place, or appends
   void insert_child_front(const std::string& name, ModulePtr m);
   void remove_child(const std::string& name);  // no-op when absent

@@ -17,10 +17,9 @@ BasicBlock::BasicBlock(int in, int out, int stride, std::mt19937_64& rng) {
   register_module("conv2", std::make_shared<Conv2d>(Conv2dOptions{out, out, 3, 1, 1}, rng));
   register_module("bn2", std::make_shared<BatchNorm2d>(out));
   if (stride != 1 || in != out) {
-    register_module("downsample",
-                    std::make_shared<Sequential>(std::vector<ModulePtr>{
-                        std::make_shared<Conv2d>(Conv2dOptions{in, out, 1, stride, 0}, rng),
-                        std::make_shared<BatchNorm2d>(out)}));
+    register_module("downsample", std::make_shared<Sequential>(std::vector<ModulePtr>{
+                                      std::make_shared<Conv2d>(Conv2dOptions{in, out, 1, stride, 0}, rng),
+                                      std::make_shared<BatchNorm2d>(out)}));
   }
   register_module("add_relu", std::make_shared<Add>(true));
 }
@@ -76,6 +75,8 @@ Tensor ResNet::forward(const Tensor& x) {
   return (*child("fc"))(y.reshape({y.size(0), -1}));
 }
 
-std::shared_ptr<ResNet> resnet18(const ResNetConfig& cfg) { return std::make_shared<ResNet>(cfg, std::vector<int>{2, 2, 2, 2}); }
+std::shared_ptr<ResNet> resnet18(const ResNetConfig& cfg) {
+  return std::make_shared<ResNet>(cfg, std::vector<int>{2, 2, 2, 2});
+}
 
 }  // namespace qforge::nn

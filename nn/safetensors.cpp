@@ -103,12 +103,12 @@ SafeTensors read_safetensors(const std::string& path) {
       e.shape.push_back(d.get<int64_t>());
     }
     uint64_t b = v["data_offsets"][0].get<uint64_t>(), en = v["data_offsets"][1].get<uint64_t>();
-    QF_CHECK(b <= en && en <= data_size,
-             path + ": tensor '" + name + "' lies outside the file (offsets " + std::to_string(b) + ".." +
-                 std::to_string(en) + ", data is " + std::to_string(data_size) + " bytes; truncated file?)");
-    QF_CHECK(en - b == static_cast<uint64_t>(numel_of(e.shape)) * ds,
-             path + ": tensor '" + name + "' has " + std::to_string(en - b) + " bytes for shape " + shape_str(e.shape) +
-                 " of " + e.dtype);
+    QF_CHECK(b <= en && en <= data_size, path + ": tensor '" + name + "' lies outside the file (offsets " +
+                                             std::to_string(b) + ".." + std::to_string(en) + ", data is " +
+                                             std::to_string(data_size) + " bytes; truncated file?)");
+    QF_CHECK(en - b == static_cast<uint64_t>(numel_of(e.shape)) * ds, path + ": tensor '" + name + "' has " +
+                                                                          std::to_string(en - b) + " bytes for shape " +
+                                                                          shape_str(e.shape) + " of " + e.dtype);
     e.bytes.resize(en - b);
     f.seekg(static_cast<std::streamoff>(8 + hlen + b));
     f.read(reinterpret_cast<char*>(e.bytes.data()), static_cast<std::streamsize>(en - b));
@@ -122,7 +122,8 @@ SafeTensors read_safetensors(const std::string& path) {
     QF_CHECK(b == pos, path + ": tensor data has a gap or an overlap at byte " + std::to_string(b) + " (corrupt file)");
     pos = e;
   }
-  QF_CHECK(pos == data_size, path + ": " + std::to_string(data_size - pos) + " bytes after the last tensor (corrupt file)");
+  QF_CHECK(pos == data_size,
+           path + ": " + std::to_string(data_size - pos) + " bytes after the last tensor (corrupt file)");
   return st;
 }
 

@@ -42,8 +42,8 @@ struct SafeTensors {
 
   bool has(const std::string& name) const { return tensors.count(name) > 0; }
   const StEntry& at(const std::string& name) const;  // throws naming the file
-  Tensor f32(const std::string& name) const;          // F32 (or F64, converted)
-  std::string meta(const std::string& key) const;     // throws when absent
+  Tensor f32(const std::string& name) const;         // F32 (or F64, converted)
+  std::string meta(const std::string& key) const;    // throws when absent
 };
 
 // Validates the header length, the JSON, dtypes, shapes and that every tensor's

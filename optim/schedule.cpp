@@ -43,7 +43,8 @@ double Schedule::momentum(int64_t step, double configured) const {
   if (o_.kind != "one_cycle" || !o_.cycle_momentum) return configured;
   double up_end = o_.pct_start * total_ - 1, down_end = total_ - 1;
   if (step <= up_end) return cos_anneal(o_.max_momentum, o_.base_momentum, up_end > 0 ? step / up_end : 1.0);
-  return cos_anneal(o_.base_momentum, o_.max_momentum, std::min(1.0, (step - up_end) / std::max(1.0, down_end - up_end)));
+  return cos_anneal(o_.base_momentum, o_.max_momentum,
+                    std::min(1.0, (step - up_end) / std::max(1.0, down_end - up_end)));
 }
 
 }  // namespace qforge::optim

@@ -22,7 +22,8 @@ QParams act_qparams(const nn::Module& m, const std::string& name) {
   auto fq = std::dynamic_pointer_cast<FakeQuantize>(m.post());
   QF_CHECK(fq, "convert: '" + name + "' (" + m.type() + ") has no output quantization; prepare the model first");
   QF_CHECK(fq->observer()->has_data() || fq->lsq(),
-           "convert: '" + name + "' output quantizer never saw data; calibrate (ptq) or train (qat) the prepared model first");
+           "convert: '" + name +
+               "' output quantizer never saw data; calibrate (ptq) or train (qat) the prepared model first");
   auto qp = fq->qparams();
   QF_CHECK(qp.size() == 1, "convert: '" + name + "' output is quantized per channel; activations must be per tensor");
   return qp[0];
@@ -58,8 +59,8 @@ class Converter {
  private:
   int input_value(const Tensor& t, const std::string& name) {
     auto it = value_of_.find(t.impl()->storage.get());
-    QF_CHECK(it != value_of_.end(), "convert: the input of '" + name +
-                                        "' comes from an operation outside the modules the converter knows");
+    QF_CHECK(it != value_of_.end(),
+             "convert: the input of '" + name + "' comes from an operation outside the modules the converter knows");
     return it->second;
   }
 
@@ -81,23 +82,27 @@ class Converter {
 
   // Weight, bias and scales of a quantized conv or linear, as the simulation computes them.
   void add_weights(const std::string& name, const Tensor& w, const Tensor& b, const FakeQuantize& wfq, float s_in) {
-    QF_CHECK(wfq.observer()->has_data() || wfq.lsq(),
-             "convert: '" + name + "' weight quantizer never saw the weights; run the prepared model forward in training mode or calibrate first");
+    QF_CHECK(wfq.observer()->has_data() || wfq.lsq(), "convert: '" + name +
+                                                          "' weight quantizer never saw the weights; run the prepared "
+                                                          "model forward in training mode or calibrate first");
     auto qps = wfq.qparams();
     const int oc = static_cast<int>(w.size(0));
     const int64_t per = w.numel() / oc;
-    QF_CHECK(static_cast<int>(qps.size()) == oc || qps.size() == 1, "convert: '" + name + "' weight quantization does not match its channels");
+    QF_CHECK(static_cast<int>(qps.size()) == oc || qps.size() == 1,
+             "convert: '" + name + "' weight quantization does not match its channels");
     std::vector<int8_t> wq(w.numel());
     std::vector<int32_t> bq(oc);
     std::vector<float> ws(oc);
     for (int c = 0; c < oc; ++c) {
       const QParams& qp = qps.size() == 1 ? qps[0] : qps[c];
-      QF_CHECK(qp.zero_point == 0 && qp.qmin >= -128 && qp.qmax <= 127, "convert: '" + name + "' weights must be symmetric int8");
+      QF_CHECK(qp.zero_point == 0 && qp.qmin >= -128 && qp.qmax <= 127,
+               "convert: '" + name + "' weights must be symmetric int8");
       const float inv = 1.f / qp.scale;
       for (int64_t i = 0; i < per; ++i)
         wq[c * per + i] = static_cast<int8_t>(quantize_val(w.data()[c * per + i], inv, 0, qp.qmin, qp.qmax));
       ws[c] = qp.scale;
-      double bv = b.defined() ? std::nearbyint(static_cast<double>(b.data()[c]) / (static_cast<double>(s_in) * qp.scale)) : 0.0;
+      double bv =
+          b.defined() ? std::nearbyint(static_cast<double>(b.data()[c]) / (static_cast<double>(s_in) * qp.scale)) : 0.0;
       bq[c] = static_cast<int32_t>(std::clamp(bv, -2147483647.0, 2147483647.0));
     }
     g_.tensors[name + ".weight"] = nn::raw_entry("I8", w.shape(), wq.data());
@@ -109,8 +114,9 @@ class Converter {
     const nn::Module& m = *e.module;
     const std::string name = names_.count(&m) ? names_[&m] : m.type();
     if (auto* c = dynamic_cast<const ConvBnAct*>(&m)) {
-      QF_CHECK(c->weight_fake_quant, "convert: '" + name + "' (" + m.type() +
-                                         ") is kept in float; only a final linear layer can stay float in the int8 graph");
+      QF_CHECK(c->weight_fake_quant,
+               "convert: '" + name + "' (" + m.type() +
+                   ") is kept in float; only a final linear layer can stay float in the int8 graph");
       int in = input_value(e.inputs[0], name);
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
       // The weight the simulation fake-quantizes: conv.weight * (gamma * (1 / sqrt(var + eps))).
@@ -127,8 +133,9 @@ class Converter {
       auto o = c->conv->options();
       QF_CHECK(o.groups == 1, "convert: '" + name + "' is a grouped convolution (groups=" + std::to_string(o.groups) +
                                   "); the int8 kernels support groups=1");
-      nlohmann::json a = {{"kernel", o.kernel}, {"stride", o.stride}, {"padding", o.padding}, {"dilation", o.dilation},
-                          {"in_channels", o.in_channels}, {"out_channels", o.out_channels}, {"act", act_str(c->act)}};
+      nlohmann::json a = {{"kernel", o.kernel},     {"stride", o.stride},           {"padding", o.padding},
+                          {"dilation", o.dilation}, {"in_channels", o.in_channels}, {"out_channels", o.out_channels},
+                          {"act", act_str(c->act)}};
       bind(e.output, add_node("QConv2d", name, {in}, {true, act_qparams(m, name)}, a));
     } else if (auto* l = dynamic_cast<const LinearAct*>(&m)) {
       int in = input_value(e.inputs[0], name);
@@ -141,30 +148,37 @@ class Converter {
         g_.tensors[name + ".weight"] = nn::f32_entry(w);
         Tensor b = lin.bias.defined() ? lin.bias : Tensor::zeros({lin.out_features()});
         g_.tensors[name + ".bias"] = nn::f32_entry(b);
-        bind(e.output, add_node("Linear", name, {in}, {false, {}}, {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}}));
+        bind(e.output, add_node("Linear", name, {in}, {false, {}},
+                                {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}}));
         return;
       }
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      add_weights(name, permuted_linear_weight(lin.weight, in), lin.bias, *l->weight_fake_quant, g_.values[in].qp.scale);
-      bind(e.output, add_node("QLinear", name, {in}, {true, act_qparams(m, name)},
-                              {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}, {"act", act_str(l->act)}}));
+      add_weights(name, permuted_linear_weight(lin.weight, in), lin.bias, *l->weight_fake_quant,
+                  g_.values[in].qp.scale);
+      bind(e.output,
+           add_node(
+               "QLinear", name, {in}, {true, act_qparams(m, name)},
+               {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}, {"act", act_str(l->act)}}));
     } else if (auto* d = dynamic_cast<const DynamicQuantLinear*>(&m)) {
       int in = input_value(e.inputs[0], name);
       if (g_.values[in].quantized) in = add_node("Dequantize", name + ".dequant", {in}, {false, {}}, {});
       g_.tensors[name + ".weight"] = nn::raw_entry("I8", {d->out_features, d->in_features}, d->weight.data());
       g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {d->out_features}, d->weight_scale.data());
       g_.tensors[name + ".bias"] = nn::raw_entry("F32", {d->out_features}, d->bias.data());
-      bind(e.output, add_node("DynamicLinear", name, {in}, {false, {}}, {{"in_features", d->in_features}, {"out_features", d->out_features}}));
+      bind(e.output, add_node("DynamicLinear", name, {in}, {false, {}},
+                              {{"in_features", d->in_features}, {"out_features", d->out_features}}));
     } else if (auto* a = dynamic_cast<const nn::Add*>(&m)) {
       int x = input_value(e.inputs[0], name), y = input_value(e.inputs[1], name);
-      QF_CHECK(g_.values[x].quantized && g_.values[y].quantized, "convert: the inputs of '" + name + "' are not both quantized");
+      QF_CHECK(g_.values[x].quantized && g_.values[y].quantized,
+               "convert: the inputs of '" + name + "' are not both quantized");
       bind(e.output, add_node("QAdd", name, {x, y}, {true, act_qparams(m, name)}, {{"relu", a->relu}}));
     } else if (auto* p = dynamic_cast<const nn::MaxPool2d*>(&m)) {
       int in = input_value(e.inputs[0], name);
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
       QF_CHECK(!m.post(), "convert: '" + name + "' (MaxPool2d) should not have its own quantization");
-      bind(e.output, add_node("QMaxPool2d", name, {in}, g_.values[in],
-                              {{"kernel", p->args.kernel_h}, {"stride", p->args.stride_h}, {"padding", p->args.pad_h}}));
+      bind(e.output,
+           add_node("QMaxPool2d", name, {in}, g_.values[in],
+                    {{"kernel", p->args.kernel_h}, {"stride", p->args.stride_h}, {"padding", p->args.pad_h}}));
     } else if (dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m)) {
       int in = input_value(e.inputs[0], name);
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
@@ -178,8 +192,9 @@ class Converter {
         bind(e.output, add_node("Quantize", name, {in}, {true, act_qparams(m, name)}, {}));
       }
     } else {
-      throw Error("convert: cannot convert module '" + name + "' (" + m.type() +
-                  "): supported are fused Conv/Linear (+BN, ReLU), Add, MaxPool2d, AdaptiveAvgPool2d, Identity, Flatten");
+      throw Error(
+          "convert: cannot convert module '" + name + "' (" + m.type() +
+          "): supported are fused Conv/Linear (+BN, ReLU), Add, MaxPool2d, AdaptiveAvgPool2d, Identity, Flatten");
     }
   }
 

@@ -34,8 +34,8 @@ struct Chan {
 };
 
 Chan make_chan(const char* op, float scale, const QParams& qp) {
-  QF_CHECK(std::isfinite(scale) && scale > 0.0f, std::string(op) + ": scale must be finite and > 0, got " +
-                                                     std::to_string(scale));
+  QF_CHECK(std::isfinite(scale) && scale > 0.0f,
+           std::string(op) + ": scale must be finite and > 0, got " + std::to_string(scale));
   constexpr int32_t kLim = 1 << 23;  // keeps every bound below exactly representable in float
   QF_CHECK(qp.qmin < qp.qmax && qp.qmin > -kLim && qp.qmax < kLim && qp.zero_point > -kLim && qp.zero_point < kLim,
            std::string(op) + ": bad integer range [" + std::to_string(qp.qmin) + ", " + std::to_string(qp.qmax) +
@@ -152,16 +152,25 @@ QF_INLINE void ste_backward_words(float* dx, const float* dout, const uint64_t* 
       const uint32_t lo = static_cast<uint32_t>(mask[w]), hi = static_cast<uint32_t>(mask[w] >> 32);
       for (int k = 0; k < 32; ++k) {
         const float v = ((lo >> k) & 1u) ? g[k] : 0.0f;
-        if constexpr (kAssign) d[k] = v; else d[k] += v;
+        if constexpr (kAssign)
+          d[k] = v;
+        else
+          d[k] += v;
       }
       for (int k = 0; k < 32; ++k) {
         const float v = ((hi >> k) & 1u) ? g[32 + k] : 0.0f;
-        if constexpr (kAssign) d[32 + k] = v; else d[32 + k] += v;
+        if constexpr (kAssign)
+          d[32 + k] = v;
+        else
+          d[32 + k] += v;
       }
     } else {
       for (int64_t k = 0; base + k < n; ++k) {
         const float v = ((mask[w] >> k) & 1u) ? g[k] : 0.0f;
-        if constexpr (kAssign) d[k] = v; else d[k] += v;
+        if constexpr (kAssign)
+          d[k] = v;
+        else
+          d[k] += v;
       }
     }
   }
@@ -184,7 +193,10 @@ QF_INLINE void lsq_backward_range(float* dx, double* ds, const float* dout, cons
       const bool inside = w >= p.qmin && w <= p.qmax;
       if constexpr (kDx) {
         const float v = inside ? dout[i] : 0.0f;
-        if constexpr (kAssign) dx[i] = v; else dx[i] += v;
+        if constexpr (kAssign)
+          dx[i] = v;
+        else
+          dx[i] += v;
       }
       if (need_ds) {
         const float term = inside ? static_cast<float>(w - p.zp) - x[i] * p.inv_scale : (w < p.qmin ? below : above);
@@ -307,9 +319,9 @@ Tensor fake_quantize(const Tensor& x, const std::vector<QParams>& qp, int axis) 
 
 Tensor fake_quantize_lsq(const Tensor& x, const Tensor& scale, const std::vector<QParams>& qp, int axis) {
   const Layout L = layout_of("fake_quantize_lsq", x, qp.size(), axis);
-  QF_CHECK(scale.numel() == static_cast<int64_t>(qp.size()),
-           "fake_quantize_lsq: scale has shape " + shape_str(scale.shape()) + " but there are " +
-               std::to_string(qp.size()) + " channel qparams");
+  QF_CHECK(scale.numel() == static_cast<int64_t>(qp.size()), "fake_quantize_lsq: scale has shape " +
+                                                                 shape_str(scale.shape()) + " but there are " +
+                                                                 std::to_string(qp.size()) + " channel qparams");
   std::vector<Chan> ch;
   std::vector<float> grad_scale;  // LSQ: 1 / sqrt(values per scale * qmax)
   for (size_t c = 0; c < qp.size(); ++c) {
@@ -354,7 +366,8 @@ FakeQuantize::FakeQuantize(std::shared_ptr<Observer> observer, bool lsq) : obser
   const QScheme& s = observer_->scheme();
   const int64_t c = s.per_channel ? s.channels : 1;
   // PyTorch's initial values: scale 1, zero point 0.
-  scale = lsq ? register_parameter("scale", Tensor::full({c}, 1.0f)) : register_buffer("scale", Tensor::full({c}, 1.0f));
+  scale =
+      lsq ? register_parameter("scale", Tensor::full({c}, 1.0f)) : register_buffer("scale", Tensor::full({c}, 1.0f));
   zero_point = register_buffer("zero_point", Tensor::zeros({c}));
 }
 

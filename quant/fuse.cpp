@@ -21,7 +21,8 @@ Act act_of(const nn::ModulePtr& m) {
 }  // namespace
 
 int fuse_modules(nn::Module& root, bool qat) {
-  QF_CHECK(qat || !root.training(), "fuse_modules for evaluation or PTQ folds BatchNorm: call eval() on the model first");
+  QF_CHECK(qat || !root.training(),
+           "fuse_modules for evaluation or PTQ folds BatchNorm: call eval() on the model first");
   int fused = 0;
   // Copy: the loop replaces children.
   auto kids = root.children();

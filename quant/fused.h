@@ -37,7 +37,7 @@ class ConvBnAct : public nn::Module {
   std::pair<Tensor, Tensor> folded_weight_bias() const;
 
   std::shared_ptr<nn::Conv2d> conv;
-  std::shared_ptr<nn::BatchNorm2d> bn;  // null once folded
+  std::shared_ptr<nn::BatchNorm2d> bn;              // null once folded
   std::shared_ptr<FakeQuantize> weight_fake_quant;  // null until prepare
   Act act;
   bool freeze_bn = false;

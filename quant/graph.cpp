@@ -25,7 +25,7 @@ json Int8Graph::to_json() const {
   json nodes_j = json::array();
   for (auto& n : nodes)
     nodes_j.push_back({{"op", n.op}, {"name", n.name}, {"inputs", n.inputs}, {"output", n.output}, {"attrs", n.attrs}});
-  return {{"format", "qforge-int8"}, {"version", kVersion}, {"values", vals}, {"nodes", nodes_j},
+  return {{"format", "qforge-int8"}, {"version", kVersion},        {"values", vals},    {"nodes", nodes_j},
           {"output", output},        {"input_shape", input_shape}, {"classes", classes}};
 }
 
@@ -56,7 +56,8 @@ const std::map<std::string, OpSpec>& op_specs() {
 // Each op's attributes: integers within bounds, known activation names.
 void check_attrs(const GraphNode& n, const std::string& at) {
   auto integer = [&](const char* k, int64_t lo, int64_t hi) {
-    QF_CHECK(n.attrs.contains(k) && n.attrs[k].is_number_integer(), at + ": attribute '" + k + "' missing or not an integer");
+    QF_CHECK(n.attrs.contains(k) && n.attrs[k].is_number_integer(),
+             at + ": attribute '" + k + "' missing or not an integer");
     int64_t v = n.attrs[k].get<int64_t>();
     QF_CHECK(v >= lo && v <= hi, at + ": attribute '" + k + "' = " + std::to_string(v) + " is out of range [" +
                                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -85,7 +86,8 @@ void check_attrs(const GraphNode& n, const std::string& at) {
     integer("stride", 1, 64);
     integer("padding", 0, k / 2);
   } else if (n.op == "QAdd") {
-    QF_CHECK(n.attrs.contains("relu") && n.attrs["relu"].is_boolean(), at + ": attribute 'relu' missing or not a boolean");
+    QF_CHECK(n.attrs.contains("relu") && n.attrs["relu"].is_boolean(),
+             at + ": attribute 'relu' missing or not a boolean");
   }
 }
 
@@ -98,8 +100,9 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
   std::vector<bool> defined(g.values.size(), false);
   defined[0] = true;
   for (auto& v : g.values)
-    QF_CHECK(!v.quantized || (v.qp.scale > 0 && std::isfinite(v.qp.scale) && v.qp.zero_point >= 0 && v.qp.zero_point <= 255),
-             what + ": a value has invalid quantization parameters");
+    QF_CHECK(
+        !v.quantized || (v.qp.scale > 0 && std::isfinite(v.qp.scale) && v.qp.zero_point >= 0 && v.qp.zero_point <= 255),
+        what + ": a value has invalid quantization parameters");
   for (auto& n : g.nodes) {
     std::string at = what + ": node '" + n.name + "' (" + n.op + ")";
     auto it = op_specs().find(n.op);
@@ -108,8 +111,10 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
     QF_CHECK(static_cast<int>(n.inputs.size()) == s.inputs, at + ": expected " + std::to_string(s.inputs) + " inputs");
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       int v = n.inputs[i];
-      QF_CHECK(v >= 0 && v < static_cast<int>(g.values.size()) && defined[v], at + ": input value " + std::to_string(v) + " is not defined before it");
-      QF_CHECK(g.values[v].quantized == (s.in_types[i] == "u8"), at + ": input " + std::to_string(i) + " must be " + s.in_types[i]);
+      QF_CHECK(v >= 0 && v < static_cast<int>(g.values.size()) && defined[v],
+               at + ": input value " + std::to_string(v) + " is not defined before it");
+      QF_CHECK(g.values[v].quantized == (s.in_types[i] == "u8"),
+               at + ": input " + std::to_string(i) + " must be " + s.in_types[i]);
     }
     QF_CHECK(n.output > 0 && n.output < static_cast<int>(g.values.size()) && !defined[n.output],
              at + ": output value " + std::to_string(n.output) + " is invalid or written twice");
@@ -133,10 +138,12 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
                        ? Shape{n.attrs["out_channels"].get<int64_t>(), n.attrs["in_channels"].get<int64_t>(),
                                n.attrs["kernel"].get<int64_t>(), n.attrs["kernel"].get<int64_t>()}
                        : Shape{n.attrs["out_features"].get<int64_t>(), n.attrs["in_features"].get<int64_t>()};
-      QF_CHECK(w.shape == want, at + ": weight has shape " + shape_str(w.shape) + ", the attributes say " + shape_str(want));
+      QF_CHECK(w.shape == want,
+               at + ": weight has shape " + shape_str(w.shape) + ", the attributes say " + shape_str(want));
     }
   }
-  QF_CHECK(g.output >= 0 && g.output < static_cast<int>(g.values.size()) && defined[g.output] && !g.values[g.output].quantized,
+  QF_CHECK(g.output >= 0 && g.output < static_cast<int>(g.values.size()) && defined[g.output] &&
+               !g.values[g.output].quantized,
            what + ": the graph output must be a float value computed by the graph");
 }
 
@@ -161,7 +168,8 @@ Int8Graph load_int8_model(const std::string& path) {
                                                  std::to_string(Int8Graph::kVersion) + ")");
     for (auto& v : j.at("values")) {
       GraphValue gv;
-      QF_CHECK(v.at("dtype") == "u8" || v.at("dtype") == "f32", path + ": value of unknown dtype " + v.at("dtype").dump());
+      QF_CHECK(v.at("dtype") == "u8" || v.at("dtype") == "f32",
+               path + ": value of unknown dtype " + v.at("dtype").dump());
       gv.quantized = v.at("dtype") == "u8";
       if (gv.quantized) gv.qp = {v.at("scale").get<float>(), v.at("zero_point").get<int32_t>(), 0, 255};
       g.values.push_back(gv);

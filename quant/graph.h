@@ -42,9 +42,9 @@ struct Int8Graph {
   std::vector<GraphValue> values;
   std::vector<GraphNode> nodes;
   int output = -1;
-  std::vector<int> input_shape;       // C, H, W
+  std::vector<int> input_shape;  // C, H, W
   std::vector<std::string> classes;
-  nlohmann::json config;              // the model's config (normalisation, architecture)
+  nlohmann::json config;  // the model's config (normalisation, architecture)
   std::map<std::string, nn::StEntry> tensors;
 
   const nn::StEntry& tensor(const GraphNode& n, const std::string& what) const;  // "<node>.<what>"

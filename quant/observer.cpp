@@ -19,7 +19,8 @@ namespace qforge::quant {
 QScheme activation_scheme() { return QScheme{.qmin = 0, .qmax = 255, .symmetric = false, .per_channel = false}; }
 
 QScheme weight_scheme(int out_channels) {
-  return QScheme{.qmin = -127, .qmax = 127, .symmetric = true, .per_channel = true, .axis = 0, .channels = out_channels};
+  return QScheme{
+      .qmin = -127, .qmax = 127, .symmetric = true, .per_channel = true, .axis = 0, .channels = out_channels};
 }
 
 QScheme weight_scheme_per_tensor() {
@@ -85,8 +86,8 @@ struct ChannelView {
 };
 
 ChannelView channel_view(const std::string& who, const Tensor& x, int axis, int channels) {
-  QF_CHECK(axis >= 0 && axis < x.dim(), who + ": channel axis " + std::to_string(axis) + " is out of range for shape " +
-                                            shape_str(x.shape()));
+  QF_CHECK(axis >= 0 && axis < x.dim(),
+           who + ": channel axis " + std::to_string(axis) + " is out of range for shape " + shape_str(x.shape()));
   QF_CHECK(x.size(axis) == channels, who + ": expected " + std::to_string(channels) + " channels along axis " +
                                          std::to_string(axis) + ", got shape " + shape_str(x.shape()));
   ChannelView v;
@@ -157,7 +158,7 @@ class MinMaxObserver final : public Observer {
       if (!(lo[c] <= hi[c])) continue;  // only NaNs in this channel
       if (!(mn[c] <= mx[c])) {          // first data: the batch's range, for both kinds
         mn[c] = lo[c], mx[c] = hi[c];
-      } else if (moving_) {             // float32, as PyTorch
+      } else if (moving_) {  // float32, as PyTorch
         mn[c] = mn[c] + c_ * (lo[c] - mn[c]);
         mx[c] = mx[c] + c_ * (hi[c] - mx[c]);
       } else {
@@ -204,8 +205,8 @@ class HistogramObserver final : public Observer {
     if (x.numel() == 0) return;
     auto [lo, hi] = tensor_range(x);
     if (!(lo <= hi)) return;  // only NaNs
-    QF_CHECK(std::isfinite(lo) && std::isfinite(hi), type() + ": input has non-finite values (range [" +
-                                                          std::to_string(lo) + ", " + std::to_string(hi) + "])");
+    QF_CHECK(std::isfinite(lo) && std::isfinite(hi),
+             type() + ": input has non-finite values (range [" + std::to_string(lo) + ", " + std::to_string(hi) + "])");
     float* h = hist_.data();
     if (!has_data()) {
       std::fill(h, h + bins_, 0.0f);
@@ -247,7 +248,8 @@ class HistogramObserver final : public Observer {
       for (int k = 0; k < bins_; ++k) total[k] += cnt[k];
     });
     float* h = hist_.data();
-    for (int k = 0; k < bins_; ++k) h[k] = static_cast<float>(static_cast<double>(h[k]) + static_cast<double>(total[k]));
+    for (int k = 0; k < bins_; ++k)
+      h[k] = static_cast<float>(static_cast<double>(h[k]) + static_cast<double>(total[k]));
   }
 
   // Spreads each old bin's count over the new bins it overlaps, in proportion
@@ -385,8 +387,8 @@ class HistogramObserver final : public Observer {
 std::shared_ptr<Observer> make_observer(const ObserverSpec& spec, const QScheme& s) {
   const std::string& kind = spec.kind;
   const std::string who = "observer '" + kind + "'";
-  QF_CHECK(s.qmin < s.qmax, who + ": scheme needs qmin < qmax, got [" + std::to_string(s.qmin) + ", " +
-                                std::to_string(s.qmax) + "]");
+  QF_CHECK(s.qmin < s.qmax,
+           who + ": scheme needs qmin < qmax, got [" + std::to_string(s.qmin) + ", " + std::to_string(s.qmax) + "]");
   QF_CHECK(!s.symmetric || (s.qmin <= 0 && s.qmax >= 0),
            who + ": a symmetric scheme needs [qmin, qmax] to contain 0, got [" + std::to_string(s.qmin) + ", " +
                std::to_string(s.qmax) + "]");
@@ -401,8 +403,9 @@ std::shared_ptr<Observer> make_observer(const ObserverSpec& spec, const QScheme&
     return std::make_shared<MinMaxObserver>(s, true, spec.averaging_constant);
   }
   if (kind == "histogram" || kind == "percentile") {
-    QF_CHECK(!s.per_channel, who + " is per tensor only, but the scheme is per channel (use minmax or "
-                                   "moving_average_minmax for per-channel schemes)");
+    QF_CHECK(!s.per_channel, who +
+                                 " is per tensor only, but the scheme is per channel (use minmax or "
+                                 "moving_average_minmax for per-channel schemes)");
     QF_CHECK(spec.bins >= 1, who + ": bins must be >= 1, got " + std::to_string(spec.bins));
     if (kind == "percentile")
       QF_CHECK(spec.percentile >= 50.0f && spec.percentile <= 100.0f,

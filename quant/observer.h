@@ -26,13 +26,13 @@ struct QScheme {
   int qmin = 0, qmax = 255;
   bool symmetric = false;  // zero point 0 (weights)
   bool per_channel = false;
-  int axis = 0;            // the channel axis when per_channel (0 for conv/linear weights)
-  int channels = 1;        // number of channels when per_channel
+  int axis = 0;      // the channel axis when per_channel (0 for conv/linear weights)
+  int channels = 1;  // number of channels when per_channel
 };
 
-QScheme activation_scheme();                 // uint8 [0,255], affine, per tensor
-QScheme weight_scheme(int out_channels);     // int8 [-127,127], symmetric, per output channel
-QScheme weight_scheme_per_tensor();          // int8 [-127,127], symmetric, per tensor
+QScheme activation_scheme();              // uint8 [0,255], affine, per tensor
+QScheme weight_scheme(int out_channels);  // int8 [-127,127], symmetric, per output channel
+QScheme weight_scheme_per_tensor();       // int8 [-127,127], symmetric, per tensor
 
 struct ObserverSpec {
   // minmax | moving_average_minmax | histogram | percentile

@@ -48,7 +48,8 @@ void insert(nn::Module& root, const QConfigMapping& qc) {
       l->set_weight_fake_quant(weight_fq(*q, l->linear->weight.size(0)));
       l->set_post(act_fq(*q));
     } else if (std::dynamic_pointer_cast<nn::Add>(m) || std::dynamic_pointer_cast<nn::AdaptiveAvgPool2d>(m)) {
-      QF_CHECK(q, "'" + name + "' (" + m->type() + ") cannot be skipped: only convolutions and linear layers can stay float");
+      QF_CHECK(q, "'" + name + "' (" + m->type() +
+                      ") cannot be skipped: only convolutions and linear layers can stay float");
       m->set_post(act_fq(*q));
     }
   }
@@ -75,7 +76,8 @@ void require_fused(const nn::Module& root) {
 }  // namespace
 
 void prepare(nn::Module& root, const QConfigMapping& qc) {
-  QF_CHECK(!root.training(), "prepare (PTQ) needs a model in eval mode: call eval() first (prepare_qat is for training)");
+  QF_CHECK(!root.training(),
+           "prepare (PTQ) needs a model in eval mode: call eval() first (prepare_qat is for training)");
   require_fused(root);
   insert(root, qc);
   root.eval();

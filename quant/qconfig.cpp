@@ -14,12 +14,18 @@ namespace {
 
 void read_observer(ObserverSpec& o, const nlohmann::json& j, const std::string& where) {
   for (auto& [k, v] : j.items()) {
-    if (k == "observer") o.kind = v.get<std::string>();
-    else if (k == "averaging_constant") o.averaging_constant = v.get<float>();
-    else if (k == "bins") o.bins = v.get<int>();
-    else if (k == "percentile") o.percentile = v.get<float>();
-    else if (k == "per_channel" || k == "lsq") continue;  // weight options, read by the caller
-    else throw Error(where + ": unknown observer option '" + k + "'");
+    if (k == "observer")
+      o.kind = v.get<std::string>();
+    else if (k == "averaging_constant")
+      o.averaging_constant = v.get<float>();
+    else if (k == "bins")
+      o.bins = v.get<int>();
+    else if (k == "percentile")
+      o.percentile = v.get<float>();
+    else if (k == "per_channel" || k == "lsq")
+      continue;  // weight options, read by the caller
+    else
+      throw Error(where + ": unknown observer option '" + k + "'");
   }
   // Validates the kind now, with a message naming the config key.
   try {

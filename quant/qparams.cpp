@@ -11,16 +11,16 @@ namespace {
 constexpr float kEps = std::numeric_limits<float>::epsilon();  // torch.finfo(torch.float32).eps
 
 void check_qrange(int qmin, int qmax, const char* fn) {
-  QF_CHECK(qmin < qmax, std::string(fn) + ": need qmin < qmax, got [" + std::to_string(qmin) + ", " +
-                            std::to_string(qmax) + "]");
+  QF_CHECK(qmin < qmax,
+           std::string(fn) + ": need qmin < qmax, got [" + std::to_string(qmin) + ", " + std::to_string(qmax) + "]");
 }
 
 }  // namespace
 
 QParams choose_qparams_affine(float min, float max, int qmin, int qmax) {
   check_qrange(qmin, qmax, "choose_qparams_affine");
-  QF_CHECK(std::isfinite(min) && std::isfinite(max),
-           "choose_qparams_affine: range must be finite, got [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  QF_CHECK(std::isfinite(min) && std::isfinite(max), "choose_qparams_affine: range must be finite, got [" +
+                                                         std::to_string(min) + ", " + std::to_string(max) + "]");
   QF_CHECK(min <= max, "choose_qparams_affine: min > max: [" + std::to_string(min) + ", " + std::to_string(max) + "]");
   const float lo = std::min(min, 0.0f), hi = std::max(max, 0.0f);
   // float32 arithmetic throughout, as PyTorch computes on float32 tensors.

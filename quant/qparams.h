@@ -60,9 +60,7 @@ inline int32_t quantize_val(float x, float inv_scale, int32_t zp, int32_t qmin, 
   return static_cast<int32_t>(r) + zp;
 }
 
-inline float dequantize_val(int32_t q, float scale, int32_t zp) {
-  return static_cast<float>(q - zp) * scale;
-}
+inline float dequantize_val(int32_t q, float scale, int32_t zp) { return static_cast<float>(q - zp) * scale; }
 
 // Same rule over arrays (scalar; the SIMD kernels live in quant/kernels).
 void quantize(uint8_t* out, const float* in, int64_t n, const QParams& qp);
@@ -110,8 +108,8 @@ inline int32_t saturating_left_shift(int32_t x, int s) {
 inline int32_t multiply_by_quantized_multiplier(int32_t x, FixedPointMultiplier m) {
   const int lshift = m.shift > 0 ? m.shift : 0;
   const int rshift = m.shift > 0 ? 0 : -m.shift;
-  return rounding_divide_by_pot(
-      saturating_rounding_doubling_high_mul(saturating_left_shift(x, lshift), m.multiplier), rshift);
+  return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(saturating_left_shift(x, lshift), m.multiplier),
+                                rshift);
 }
 
 // The scalar reference of every kernel's output stage. acc already holds the

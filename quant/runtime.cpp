@@ -66,7 +66,8 @@ Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
       }
       weight_bytes_ += p.conv.packed.size() + p.conv.weight.size() + 16 * static_cast<size_t>(oc);
     } else if (n.op == "QAdd") {
-      p.add = make_qadd_params(g_.values[n.inputs[0]].qp, g_.values[n.inputs[1]].qp, out_qp, n.attrs.at("relu").get<bool>());
+      p.add = make_qadd_params(g_.values[n.inputs[0]].qp, g_.values[n.inputs[1]].qp, out_qp,
+                               n.attrs.at("relu").get<bool>());
     } else if (n.op == "Linear") {
       p.fweight = as_vector<float>(g_.tensor(n, "weight"));
       p.fbias = as_vector<float>(g_.tensor(n, "bias"));
@@ -76,7 +77,8 @@ Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
       auto w = as_vector<int8_t>(g_.tensor(n, "weight"));
       auto ws = as_vector<float>(g_.tensor(n, "weight_scale"));
       auto b = as_vector<float>(g_.tensor(n, "bias"));
-      p.dynamic = pack_linear_dynamic(static_cast<int>(s[1]), static_cast<int>(s[0]), w.data(), ws.data(), b.data(), isa_);
+      p.dynamic =
+          pack_linear_dynamic(static_cast<int>(s[1]), static_cast<int>(s[0]), w.data(), ws.data(), b.data(), isa_);
       weight_bytes_ += w.size() + 8 * ws.size();
     }
   }
@@ -97,10 +99,12 @@ void Int8Runtime::make_plan(int n, int h, int w) {
     const std::string at = "int8 runtime: node '" + nd.name + "' (" + nd.op + ")";
     if (nd.op == "QConv2d") {
       const QConvParams& c = prep_[i].conv_params;
-      QF_CHECK(in.c == c.C, at + ": input has " + std::to_string(in.c) + " channels, the weight " + std::to_string(c.C));
+      QF_CHECK(in.c == c.C,
+               at + ": input has " + std::to_string(in.c) + " channels, the weight " + std::to_string(c.C));
       QConvParams q = c;
       q.N = in.n, q.H = in.h, q.W = in.w;
-      QF_CHECK(q.OH() > 0 && q.OW() > 0, at + ": input " + std::to_string(in.h) + "x" + std::to_string(in.w) + " is too small");
+      QF_CHECK(q.OH() > 0 && q.OW() > 0,
+               at + ": input " + std::to_string(in.h) + "x" + std::to_string(in.w) + " is too small");
       out = {in.n, c.OC, q.OH(), q.OW()};
     } else if (nd.op == "QLinear" || nd.op == "Linear" || nd.op == "DynamicLinear") {
       int K = in.c * in.h * in.w;
@@ -175,10 +179,12 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
       q.M = in.n;
       qlinear(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
     } else if (nd.op == "QAdd") {
-      qadd(p.add, static_cast<int64_t>(in.n) * in.c * in.h * in.w, ptr(nd.inputs[0]), ptr(nd.inputs[1]), ptr(nd.output), isa_);
+      qadd(p.add, static_cast<int64_t>(in.n) * in.c * in.h * in.w, ptr(nd.inputs[0]), ptr(nd.inputs[1]), ptr(nd.output),
+           isa_);
     } else if (nd.op == "QMaxPool2d") {
       int k = nd.attrs.at("kernel"), s = nd.attrs.at("stride"), pd = nd.attrs.at("padding");
-      qmaxpool2d(make_pool2d_params(in.n, in.h, in.w, in.c, k, k, s, s, pd, pd), ptr(nd.inputs[0]), ptr(nd.output), isa_);
+      qmaxpool2d(make_pool2d_params(in.n, in.h, in.w, in.c, k, k, s, s, pd, pd), ptr(nd.inputs[0]), ptr(nd.output),
+                 isa_);
     } else if (nd.op == "QGlobalAvgPool") {
       qglobal_avgpool(make_global_avgpool_params(in.n, in.h, in.w, in.c, in_qp, out_qp), ptr(nd.inputs[0]),
                       ptr(nd.output), isa_);

@@ -15,7 +15,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   for (const Tensor* p : {&weight, &bias, &running_mean, &running_var})
     QF_CHECK(p->numel() == C, "batch_norm: parameter of shape " + shape_str(p->shape()) + " for input " +
                                   shape_str(x.shape()) + " (C=" + std::to_string(C) + ")");
-  if (training) QF_CHECK(M > 1, "batch_norm: training needs more than one value per channel, input " + shape_str(x.shape()));
+  if (training)
+    QF_CHECK(M > 1, "batch_norm: training needs more than one value per channel, input " + shape_str(x.shape()));
 
   Tensor mean = Tensor::empty({C}), invstd = Tensor::empty({C});
   Tensor out = Tensor::empty(x.shape());

@@ -95,8 +95,8 @@ Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs
   s.oc = weight[0], s.kh = weight[2], s.kw = weight[3];
   s.a = a;
   QF_CHECK(a.groups >= 1 && s.c % a.groups == 0 && s.oc % a.groups == 0 && weight[1] == s.c / a.groups,
-           "conv2d: input " + shape_str(inp) + " and weight " + shape_str(weight) + " do not match with groups=" +
-               std::to_string(a.groups));
+           "conv2d: input " + shape_str(inp) + " and weight " + shape_str(weight) +
+               " do not match with groups=" + std::to_string(a.groups));
   QF_CHECK(a.stride_h >= 1 && a.stride_w >= 1 && a.dil_h >= 1 && a.dil_w >= 1 && a.pad_h >= 0 && a.pad_w >= 0,
            "conv2d: stride and dilation must be >= 1 and padding >= 0");
   s.oh = (s.h + 2 * a.pad_h - a.dil_h * (s.kh - 1) - 1) / a.stride_h + 1;
@@ -194,7 +194,8 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs args) {
   Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
   if (b.defined())
-    QF_CHECK(b.numel() == s.oc, "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
+    QF_CHECK(b.numel() == s.oc,
+             "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
   Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
   conv2d_forward(out.data(), x.data(), w.data(), b.defined() ? b.data() : nullptr, s);
   record_op(out, {x, w, b}, [s, x = x.detach(), w = w.detach()](TensorImpl& o, const std::vector<TensorImpl*>& in) {

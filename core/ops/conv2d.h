@@ -12,9 +12,9 @@ struct Conv2dArgs {
 };
 
 struct Conv2dShape {
-  int n, c, h, w;     // input
-  int oc, kh, kw;     // weight (OC, C/groups, KH, KW)
-  int oh, ow;         // output
+  int n, c, h, w;  // input
+  int oc, kh, kw;  // weight (OC, C/groups, KH, KW)
+  int oh, ow;      // output
   Conv2dArgs a;
 };
 

@@ -45,11 +45,12 @@ Tensor log_softmax(const Tensor& x) {
 Tensor cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels, float label_smoothing) {
   QF_CHECK(logits.dim() == 2, "cross_entropy: expected logits (N,K), got " + shape_str(logits.shape()));
   const int64_t n = logits.size(0), k = logits.size(1);
-  QF_CHECK(static_cast<int64_t>(labels.size()) == n, "cross_entropy: " + std::to_string(labels.size()) +
-                                                         " labels for logits " + shape_str(logits.shape()));
+  QF_CHECK(static_cast<int64_t>(labels.size()) == n,
+           "cross_entropy: " + std::to_string(labels.size()) + " labels for logits " + shape_str(logits.shape()));
   QF_CHECK(label_smoothing >= 0.f && label_smoothing < 1.f, "cross_entropy: label_smoothing must be in [0, 1)");
   for (int32_t l : labels)
-    QF_CHECK(l >= 0 && l < k, "cross_entropy: label " + std::to_string(l) + " out of range for " + std::to_string(k) + " classes");
+    QF_CHECK(l >= 0 && l < k,
+             "cross_entropy: label " + std::to_string(l) + " out of range for " + std::to_string(k) + " classes");
   auto logp = std::make_shared<std::vector<float>>(n * k);
   log_softmax_rows(logp->data(), logits.data(), n, k);
   const float off = label_smoothing / k, on = 1.f - label_smoothing + off;
@@ -62,8 +63,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels, f
     const float g = o.grad->data()[0] / n;
     float* dx = in[0]->grad_data();
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j)
-        dx[i * k + j] += g * (std::exp((*logp)[i * k + j]) - (j == labels[i] ? on : off));
+      for (int64_t j = 0; j < k; ++j) dx[i * k + j] += g * (std::exp((*logp)[i * k + j]) - (j == labels[i] ? on : off));
   });
   return out;
 }

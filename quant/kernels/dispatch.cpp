@@ -64,18 +64,24 @@ constexpr KernelTable kAvx512Vnni = {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512vnni: return "avx512vnni";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512vnni:
+      return "avx512vnni";
   }
   return "?";
 }
 
 bool isa_supported(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return cpu_features().has_avx2();
-    case Isa::avx512vnni: return cpu_features().has_avx512vnni();
+    case Isa::scalar:
+      return true;
+    case Isa::avx2:
+      return cpu_features().has_avx2();
+    case Isa::avx512vnni:
+      return cpu_features().has_avx512vnni();
   }
   return false;
 }
@@ -106,9 +112,12 @@ const KernelTable& kernels_for(Isa isa) {
   QF_CHECK(isa_supported(isa),
            std::string("int8 kernels: ISA ") + isa_name(isa) + " not supported by this CPU (" + cpu_summary() + ")");
   switch (isa) {
-    case Isa::avx2: return kAvx2;
-    case Isa::avx512vnni: return kAvx512Vnni;
-    case Isa::scalar: break;
+    case Isa::avx2:
+      return kAvx2;
+    case Isa::avx512vnni:
+      return kAvx512Vnni;
+    case Isa::scalar:
+      break;
   }
   return kScalar;
 }

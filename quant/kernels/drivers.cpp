@@ -14,9 +14,9 @@ namespace {
 std::string conv_str(const QConvParams& p) {
   return "in (" + std::to_string(p.N) + "," + std::to_string(p.H) + "," + std::to_string(p.W) + "," +
          std::to_string(p.C) + ") kernel " + std::to_string(p.OC) + "x" + std::to_string(p.KH) + "x" +
-         std::to_string(p.KW) + " stride " + std::to_string(p.stride_h) + "," + std::to_string(p.stride_w) +
-         " pad " + std::to_string(p.pad_h) + "," + std::to_string(p.pad_w) + " dilation " +
-         std::to_string(p.dilation_h) + "," + std::to_string(p.dilation_w);
+         std::to_string(p.KW) + " stride " + std::to_string(p.stride_h) + "," + std::to_string(p.stride_w) + " pad " +
+         std::to_string(p.pad_h) + "," + std::to_string(p.pad_w) + " dilation " + std::to_string(p.dilation_h) + "," +
+         std::to_string(p.dilation_w);
 }
 
 bool same_geometry(const QConvParams& a, const QConvParams& b) {
@@ -33,9 +33,9 @@ void check_u8_range(int32_t zp, int32_t qmin, int32_t qmax, const std::string& w
 }
 
 void check_multiplier(FixedPointMultiplier m, const std::string& what) {
-  QF_CHECK(m.multiplier >= 0 && m.shift >= -31 && m.shift <= 30,
-           what + ": fixed-point multiplier out of range (" + std::to_string(m.multiplier) + ", shift " +
-               std::to_string(m.shift) + ")");
+  QF_CHECK(m.multiplier >= 0 && m.shift >= -31 && m.shift <= 30, what + ": fixed-point multiplier out of range (" +
+                                                                     std::to_string(m.multiplier) + ", shift " +
+                                                                     std::to_string(m.shift) + ")");
 }
 
 // Per-thread scratch: drivers allocate, kernels don't.
@@ -58,7 +58,8 @@ void run_pieces(int64_t n, int64_t piece, const std::function<void(int64_t, int6
   }
   std::atomic<int64_t> next{0};
   parallel_for(std::min<int64_t>(threads, pieces), 1, [&](int64_t, int64_t) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) fn(i * piece, std::min(n, (i + 1) * piece));
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces;)
+      fn(i * piece, std::min(n, (i + 1) * piece));
   });
 }
 
@@ -82,8 +83,7 @@ void run_conv(const KernelTable& k, const QConvArgs& a, const uint8_t* in, uint8
   // Measured on ResNet18 (2 threads): pixels win even at 7x7 with 2.4 MB of weights; channel panels
   // only when there are too few micro-tiles to share (a batch-1 Linear).
   const bool by_panels = tiles < 2 * threads && panels > 1;
-  const int64_t piece_tiles =
-      std::clamp<int64_t>((tiles + 4 * threads - 1) / (4 * threads), 1, k.conv_chunk_tiles);
+  const int64_t piece_tiles = std::clamp<int64_t>((tiles + 4 * threads - 1) / (4 * threads), 1, k.conv_chunk_tiles);
   const int64_t pieces = by_panels ? panels : (tiles + piece_tiles - 1) / piece_tiles;
   std::atomic<int64_t> next{0};
   parallel_for(std::min<int64_t>(threads, pieces), 1, [&](int64_t, int64_t) {
@@ -147,9 +147,8 @@ QConvArgs fill_args(const PackedConvWeights& w, const QConvParams& p) {
 }  // namespace
 
 QConvArgs PackedConvWeights::args(const QConvParams& p) const {
-  QF_CHECK(same_geometry(p, params), "qconv2d: parameters " + conv_str(p) +
-                                         " differ from the packed weights' " + conv_str(params) +
-                                         " (or their zero points / clamp)");
+  QF_CHECK(same_geometry(p, params), "qconv2d: parameters " + conv_str(p) + " differ from the packed weights' " +
+                                         conv_str(params) + " (or their zero points / clamp)");
   QF_CHECK(p.N > 0 && p.H > 0 && p.W > 0 && p.OH() > 0 && p.OW() > 0,
            "qconv2d: empty input or output for " + conv_str(p));
   return fill_args(*this, p);
@@ -159,8 +158,7 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
                                     const FixedPointMultiplier* requant, Isa isa) {
   const std::string what = "qconv2d (" + conv_str(p) + ")";
   QF_CHECK(p.C > 0 && p.OC > 0 && p.KH > 0 && p.KW > 0, what + ": empty weights");
-  QF_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.dilation_h > 0 && p.dilation_w > 0 && p.pad_h >= 0 &&
-               p.pad_w >= 0,
+  QF_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.dilation_h > 0 && p.dilation_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
            what + ": strides and dilations must be >= 1, padding >= 0");
   QF_CHECK(p.groups == 1, what + ": groups = " + std::to_string(p.groups) +
                               " not supported (only groups = 1; depthwise is not implemented)");
@@ -266,8 +264,8 @@ void qlinear_dynamic(const DynamicLinearWeights& w, int M, const float* in, floa
     lo = std::min(lo, in[i]);
     hi = std::max(hi, in[i]);
   }
-  QF_CHECK(std::isfinite(lo) && std::isfinite(hi), "qlinear_dynamic: input (" + std::to_string(M) + "," +
-                                                       std::to_string(K) + ") holds inf or NaN");
+  QF_CHECK(std::isfinite(lo) && std::isfinite(hi),
+           "qlinear_dynamic: input (" + std::to_string(M) + "," + std::to_string(K) + ") holds inf or NaN");
   const QParams qx = choose_qparams_affine(lo, hi);
   const KernelTable& k = kernels_for(w.packed.isa);
   std::vector<uint8_t> xq(n_in);
@@ -323,8 +321,8 @@ void qadd(const QAddParams& p, int64_t n, const uint8_t* a, const uint8_t* b, ui
   run_pieces(n, 16384, [&](int64_t s, int64_t e) { k.qadd(out + s, a + s, b + s, e - s, p); });
 }
 
-QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int stride_h, int stride_w,
-                                 int pad_h, int pad_w) {
+QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int stride_h, int stride_w, int pad_h,
+                                 int pad_w) {
   QF_CHECK(N > 0 && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && stride_h > 0 && stride_w > 0,
            "qmaxpool2d: empty shape or zero stride");
   QF_CHECK(pad_h >= 0 && pad_w >= 0 && 2 * pad_h <= KH && 2 * pad_w <= KW,
@@ -355,7 +353,8 @@ QGlobalAvgPoolParams make_global_avgpool_params(int N, int H, int W, int C, cons
   // As many bits as the int32 sum leaves free, at most 16.
   p.pre_shift = 0;
   while (p.pre_shift < 16 && (int64_t(H) * W * 255) << (p.pre_shift + 1) < (int64_t{1} << 31)) ++p.pre_shift;
-  p.multiplier = quantize_multiplier(double(in.scale) / (double(out.scale) * H * W) / double(int64_t{1} << p.pre_shift));
+  p.multiplier =
+      quantize_multiplier(double(in.scale) / (double(out.scale) * H * W) / double(int64_t{1} << p.pre_shift));
   p.out_zp = out.zero_point, p.out_qmin = out.qmin, p.out_qmax = out.qmax;
   return p;
 }
@@ -381,8 +380,7 @@ void quantize_nchw_to_nhwc(const QParams& qp, int N, int C, int H, int W, const 
   run_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.quantize(out, in, p, b, e); });
 }
 
-void dequantize_nhwc_to_nchw(const QParams& qp, int N, int C, int H, int W, const uint8_t* in, float* out,
-                             Isa isa) {
+void dequantize_nhwc_to_nchw(const QParams& qp, int N, int C, int H, int W, const uint8_t* in, float* out, Isa isa) {
   const QuantizeParams p = quantize_params(qp, N, C, H, W, "dequantize");
   const KernelTable& k = kernels_for(isa);
   run_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.dequantize(out, in, p, b, e); });

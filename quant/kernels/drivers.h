@@ -40,9 +40,7 @@ class AlignedBytes {
   const uint8_t* data() const { return align(const_cast<uint8_t*>(raw_.data())); }
 
  private:
-  static uint8_t* align(uint8_t* p) {
-    return p + ((64 - reinterpret_cast<uintptr_t>(p) % 64) % 64);
-  }
+  static uint8_t* align(uint8_t* p) { return p + ((64 - reinterpret_cast<uintptr_t>(p) % 64) % 64); }
   std::vector<uint8_t> raw_;
   size_t size_ = 0;
 };
@@ -120,12 +118,11 @@ void qlinear_dynamic(const DynamicLinearWeights& w, int M, const float* in, floa
 // ---------------------------------------------------------------------------
 // Add: out = a + b, each with its own (scale, zero point); relu clamps at the output zero point.
 QAddParams make_qadd_params(const QParams& a, const QParams& b, const QParams& out, bool relu);
-void qadd(const QAddParams& p, int64_t n, const uint8_t* a, const uint8_t* b, uint8_t* out,
-          Isa isa = selected_isa());
+void qadd(const QAddParams& p, int64_t n, const uint8_t* a, const uint8_t* b, uint8_t* out, Isa isa = selected_isa());
 
 // Max pooling, NHWC, floor mode; padded positions are ignored.
-QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int stride_h, int stride_w,
-                                 int pad_h, int pad_w);
+QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int stride_h, int stride_w, int pad_h,
+                                 int pad_w);
 void qmaxpool2d(const QPool2dParams& p, const uint8_t* in, uint8_t* out, Isa isa = selected_isa());
 
 // Global average pooling: in (N,H,W,C) -> out (N,C), requantized from `in` to `out` qparams.

@@ -45,19 +45,19 @@ struct QConvArgs {
   int32_t in_zp;
   int32_t out_zp, out_qmin, out_qmax;
   // scalar reference data: acc = bias[oc] + sum (x - in_zp) * w over in-bounds taps
-  const int8_t* weight;                  // (OC, KH, KW, C)
-  const int32_t* bias;                   // (OC), or null for 0
-  const FixedPointMultiplier* requant;   // (OC)
+  const int8_t* weight;                 // (OC, KH, KW, C)
+  const int32_t* bias;                  // (OC), or null for 0
+  const FixedPointMultiplier* requant;  // (OC)
   // SIMD data (OCp = OC rounded up to 16; padded channels have zero weights)
-  const void* packed;                    // layout per ISA, see pack_conv__*
-  const int32_t* bias_packed;            // (OCp) bias - in_zp * sum(w); acc = bias_packed + sum x * w
-  const int32_t* rq_multiplier;          // (OCp)
-  const int32_t* rq_lshift;              // (OCp) max(shift, 0)
-  const int32_t* rq_rshift;              // (OCp) max(-shift, 0)
-  const uint8_t* zero_row;               // ktp bytes of in_zp
+  const void* packed;            // layout per ISA, see pack_conv__*
+  const int32_t* bias_packed;    // (OCp) bias - in_zp * sum(w); acc = bias_packed + sum x * w
+  const int32_t* rq_multiplier;  // (OCp)
+  const int32_t* rq_lshift;      // (OCp) max(shift, 0)
+  const int32_t* rq_rshift;      // (OCp) max(-shift, 0)
+  const uint8_t* zero_row;       // ktp bytes of in_zp
   int OCp;
-  int taps;          // KH*KW, or KH when row-merged
-  int kt, ktp;       // bytes per tap slice (C, or KW*C when row-merged), and rounded up to 4
+  int taps;     // KH*KW, or KH when row-merged
+  int kt, ktp;  // bytes per tap slice (C, or KW*C when row-merged), and rounded up to 4
   bool row_merged;
 };
 
@@ -67,8 +67,8 @@ struct QConvArgs {
 // Writes uint8 (out, stride OC) or, when out_i32 is not null, the raw int32
 // accumulators instead (out_i32, stride OC; requantization skipped).
 // scratch: conv_scratch_bytes(args, mr, chunk_tiles) bytes, 8-byte aligned.
-using QConv2dKernel = void (*)(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a,
-                               int64_t pix_begin, int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+using QConv2dKernel = void (*)(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                               int64_t pix_end, int oc_begin, int oc_end, void* scratch);
 
 void qconv2d__ref(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
                   int64_t pix_end, int oc_begin, int oc_end, void* scratch);
@@ -76,8 +76,8 @@ void qconv2d__ref(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConv
 void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
                    int64_t pix_end, int oc_begin, int oc_end, void* scratch);
 // 6 pixels x 64 channels per micro-tile; vpdpbusd.
-void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a,
-                         int64_t pix_begin, int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                         int64_t pix_end, int oc_begin, int oc_end, void* scratch);
 
 // Weight packing, once at load time. w: (OC, KH, KW, C) as in QConvArgs::weight.
 // AVX-512 VNNI: panels of 64 output channels (the last one 16, 32, 48 or 64 wide, OCp = roundup(OC, 16));
@@ -153,14 +153,14 @@ struct QGlobalAvgPoolParams {
   int32_t out_zp, out_qmin, out_qmax;
 };
 // in (N,H,W,C) -> out (N,C), images [n_begin, n_end)
-using QGlobalAvgPoolKernel = void (*)(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p,
-                                      int64_t n_begin, int64_t n_end);
+using QGlobalAvgPoolKernel = void (*)(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
+                                      int64_t n_end);
 void qglobal_avgpool__ref(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
                           int64_t n_end);
 void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
                            int64_t n_end);
-void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p,
-                                 int64_t n_begin, int64_t n_end);
+void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
+                                 int64_t n_end);
 
 // ---------------------------------------------------------------------------
 // Quantize float NCHW -> uint8 NHWC with quantize_val (inv_scale = 1.0f / scale, in float),
@@ -175,13 +175,11 @@ using QuantizeKernel = void (*)(uint8_t* out, const float* in, const QuantizePar
                                 int64_t pix_end);
 void quantize__ref(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 void quantize__avx2(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
-void quantize__avx512vnni(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin,
-                          int64_t pix_end);
+void quantize__avx512vnni(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 using DequantizeKernel = void (*)(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin,
                                   int64_t pix_end);
 void dequantize__ref(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 void dequantize__avx2(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
-void dequantize__avx512vnni(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin,
-                            int64_t pix_end);
+void dequantize__avx512vnni(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 
 }  // namespace qforge::quant

@@ -8,8 +8,8 @@ namespace qforge::quant {
 // a (n), b (n) -> out (n)
 void qadd__avx512vnni(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p) {
   const avx512::Mul16 ma = avx512::broadcast_mul16(p.a_multiplier), mb = avx512::broadcast_mul16(p.b_multiplier);
-  const avx512::Requant16 ro = avx512::make_requant16(avx512::broadcast_mul16(p.out_multiplier), p.out_zp,
-                                                      p.out_qmin, p.out_qmax);
+  const avx512::Requant16 ro =
+      avx512::make_requant16(avx512::broadcast_mul16(p.out_multiplier), p.out_zp, p.out_qmin, p.out_qmax);
   const __m512i za = _mm512_set1_epi32(p.a_zp), zb = _mm512_set1_epi32(p.b_zp);
   const __m128i shift = _mm_cvtsi32_si128(p.left_shift);
   for (int64_t i = 0; i < n; i += 16) {

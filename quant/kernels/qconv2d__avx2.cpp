@@ -27,8 +27,8 @@ inline __m256i bcast4(const uint8_t* p) {
 // Slices: DIRECT: pixel i, tap t at base + i * pstride + tapoff[t]; else ind [taps][kMR] pointers.
 // w: the panel's packed weights [taps][kg][4][16] int16.
 template <bool DIRECT>
-void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps,
-             int kg, const int16_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32,
+void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps, int kg,
+             const int16_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32,
              int mr_valid) {
   __m256i acc[kMR][2];
   const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bias_packed + oc0));
@@ -82,10 +82,10 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
     }
     return;
   }
-  const avx2::Requant8 r0 = avx2::load_requant8(a.rq_multiplier + oc0, a.rq_lshift + oc0, a.rq_rshift + oc0,
+  const avx2::Requant8 r0 = avx2::load_requant8(a.rq_multiplier + oc0, a.rq_lshift + oc0, a.rq_rshift + oc0, a.out_zp,
+                                                a.out_qmin, a.out_qmax);
+  const avx2::Requant8 r1 = avx2::load_requant8(a.rq_multiplier + oc0 + 8, a.rq_lshift + oc0 + 8, a.rq_rshift + oc0 + 8,
                                                 a.out_zp, a.out_qmin, a.out_qmax);
-  const avx2::Requant8 r1 = avx2::load_requant8(a.rq_multiplier + oc0 + 8, a.rq_lshift + oc0 + 8,
-                                                a.rq_rshift + oc0 + 8, a.out_zp, a.out_qmin, a.out_qmax);
 #pragma GCC unroll 8
   for (int i = 0; i < kMR; ++i) {
     if (i >= mr_valid) break;

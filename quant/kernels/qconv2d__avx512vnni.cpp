@@ -28,9 +28,8 @@ inline __m512i bcast4(const uint8_t* p) {
 // w: the panel's packed weights [taps][kg][NB*16][4];
 // out / out_i32 point at (first pixel, first channel of the panel), row stride OC.
 template <int NB, bool DIRECT>
-void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps,
-             int kg, const int8_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32,
-             int mr_valid) {
+void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps, int kg,
+             const int8_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid) {
   __m512i acc[kMR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
@@ -74,8 +73,8 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
       continue;
     }
     const int c = oc0 + 16 * nb;
-    const avx512::Requant16 r = avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c,
-                                                       a.out_zp, a.out_qmin, a.out_qmax);
+    const avx512::Requant16 r =
+        avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin, a.out_qmax);
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i)
       if (i < mr_valid)
@@ -85,8 +84,8 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
 
 }  // namespace
 
-void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a,
-                         int64_t pix_begin, int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
+void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                         int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
   if (pix_end <= pix_begin || oc_end <= oc_begin) return;
   const int taps = a.taps, kg = a.ktp / 4;
   const int64_t K = int64_t(taps) * a.ktp;
@@ -118,14 +117,22 @@ void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, cons
         int32_t* o32 = out_i32 ? out_i32 + p * a.OC + oc0 : nullptr;
         const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
         const uint8_t* tb = tile_base[tile];
-#define QF_UK(NB)                                                                                              \
-  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid)            \
+#define QF_UK(NB)                                                                                   \
+  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid) \
       : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid))
         switch (width / 16) {
-          case 4: QF_UK(4); break;
-          case 3: QF_UK(3); break;
-          case 2: QF_UK(2); break;
-          default: QF_UK(1); break;
+          case 4:
+            QF_UK(4);
+            break;
+          case 3:
+            QF_UK(3);
+            break;
+          case 2:
+            QF_UK(2);
+            break;
+          default:
+            QF_UK(1);
+            break;
         }
 #undef QF_UK
       }

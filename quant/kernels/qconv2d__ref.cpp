@@ -32,8 +32,7 @@ void qconv2d__ref(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConv
       if (out_i32)
         out_i32[p * a.OC + oc] = acc_s;
       else
-        out[p * a.OC + oc] =
-            static_cast<uint8_t>(requantize(acc_s, a.requant[oc], a.out_zp, a.out_qmin, a.out_qmax));
+        out[p * a.OC + oc] = static_cast<uint8_t>(requantize(acc_s, a.requant[oc], a.out_zp, a.out_qmin, a.out_qmax));
     }
   }
 }

@@ -25,8 +25,7 @@ size_t conv_scratch_bytes(const QConvArgs& a, int mr, int chunk_tiles) {
   else if (a.kt != a.ktp)
     seg = 3 * size_t(a.ktp);  // only the input's last ceil(3 / C) <= 3 pixels can be short
   // indirection, tile bases, tap offsets, then assembled slices
-  return slots * sizeof(const uint8_t*) + size_t(chunk_tiles) * sizeof(const uint8_t*) + a.taps * sizeof(int64_t) +
-         seg;
+  return slots * sizeof(const uint8_t*) + size_t(chunk_tiles) * sizeof(const uint8_t*) + a.taps * sizeof(int64_t) + seg;
 }
 
 void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint8_t* seg, const uint8_t* in,
@@ -119,7 +118,7 @@ void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint
           if (iw >= 0 && iw < W) {
             const int64_t off = (rowpix + iw) * C;
             ptr = in + off;
-            if (off + ktp > in_bytes) {  // C % 4 != 0, one of the last pixels: copy it once
+            if (off + ktp > in_bytes) {                           // C % 4 != 0, one of the last pixels: copy it once
               const int64_t from_end = (in_bytes - off) / C - 1;  // 0, 1 or 2
               uint8_t* s = seg + from_end * ktp;
               if (!copied[from_end]) {

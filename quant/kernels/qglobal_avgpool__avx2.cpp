@@ -19,8 +19,7 @@ void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPool
     const uint8_t* x = in + n * hw * C;
     for (int c = 0; c < C; c += 32) {
       const int nc = C - c < 32 ? C - c : 32;
-      __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                      _mm256_setzero_si256()};
+      __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
       for (int64_t i = 0; i < hw; ++i) {
         const uint8_t* px = x + i * C + c;
         __m256i v;
@@ -39,11 +38,9 @@ void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPool
       }
       alignas(32) uint8_t t[32];
       _mm_store_si128(reinterpret_cast<__m128i*>(t),
-                      avx2::pack16(avx2::requant8(acc(s[0]), r),
-                                   avx2::requant8(acc(s[1]), r)));
+                      avx2::pack16(avx2::requant8(acc(s[0]), r), avx2::requant8(acc(s[1]), r)));
       _mm_store_si128(reinterpret_cast<__m128i*>(t + 16),
-                      avx2::pack16(avx2::requant8(acc(s[2]), r),
-                                   avx2::requant8(acc(s[3]), r)));
+                      avx2::pack16(avx2::requant8(acc(s[2]), r), avx2::requant8(acc(s[3]), r)));
       std::memcpy(out + n * C + c, t, nc);
     }
   }

@@ -32,8 +32,9 @@ void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalA
       }
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j)
-        _mm_mask_storeu_epi8(out + n * C + c + 16 * j, m[j],
-                             _mm512_cvtepi32_epi8(avx512::requant16(_mm512_sll_epi32(_mm512_sub_epi32(s[j], correction), shift), r)));
+        _mm_mask_storeu_epi8(
+            out + n * C + c + 16 * j, m[j],
+            _mm512_cvtepi32_epi8(avx512::requant16(_mm512_sll_epi32(_mm512_sub_epi32(s[j], correction), shift), r)));
     }
   }
 }

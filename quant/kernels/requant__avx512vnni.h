@@ -89,11 +89,11 @@ inline Requant16 make_requant16(const Mul16& m, int32_t zp, int32_t qmin, int32_
   return r;
 }
 
-inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift,
-                                       int32_t zp, int32_t qmin, int32_t qmax) {
-  return make_requant16(make_mul16(_mm512_loadu_si512(multiplier), _mm512_loadu_si512(lshift),
-                                   _mm512_loadu_si512(rshift)),
-                        zp, qmin, qmax);
+inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift, const int32_t* rshift, int32_t zp,
+                                int32_t qmin, int32_t qmax) {
+  return make_requant16(
+      make_mul16(_mm512_loadu_si512(multiplier), _mm512_loadu_si512(lshift), _mm512_loadu_si512(rshift)), zp, qmin,
+      qmax);
 }
 
 // requantize(acc) for 16 lanes; the zero point is added after the clamp, so nothing overflows.

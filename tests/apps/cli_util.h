@@ -82,12 +82,16 @@ inline std::string write_tiny_config(const ScratchDir& dir, const std::string& e
   write_tiny_idx(dir / "test-images.gz", dir / "test-labels.gz", 100, 12, 2);
   std::string cfg = R"({
     "model": {"arch": "resnet18", "in_channels": 1, "num_classes": 10, "stem": "small", "width": 0.125},
-    "data": {"train": {"images": ")" + (dir / "train-images.gz") + R"(", "labels": ")" + (dir / "train-labels.gz") + R"("},
-             "test": {"images": ")" + (dir / "test-images.gz") + R"(", "labels": ")" + (dir / "test-labels.gz") + R"("},
+    "data": {"train": {"images": ")" +
+                    (dir / "train-images.gz") + R"(", "labels": ")" + (dir / "train-labels.gz") + R"("},
+             "test": {"images": ")" +
+                    (dir / "test-images.gz") + R"(", "labels": ")" + (dir / "test-labels.gz") + R"("},
              "mean": [0.2], "std": [0.3], "workers": 1},
-    "train": {"epochs": 2, "batch_size": 20, "threads": 1, "seed": 3, "log_every": 10)" + extra_train + R"(},
+    "train": {"epochs": 2, "batch_size": 20, "threads": 1, "seed": 3, "log_every": 10)" +
+                    extra_train + R"(},
     "optim": {"lr": 0.05, "momentum": 0.9, "nesterov": true, "weight_decay": 5e-4, "schedule": {"kind": "one_cycle"}},
-    "output": {"dir": ")" + (dir / "run") + R"("}
+    "output": {"dir": ")" +
+                    (dir / "run") + R"("}
   })";
   std::ofstream(dir / "tiny.json") << cfg;
   return dir / "tiny.json";

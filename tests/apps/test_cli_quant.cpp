@@ -24,7 +24,8 @@ TEST_CASE("qat, ptq, convert, eval, export, debug and bench from the command lin
   std::string fl = d / "run/last.safetensors";
   const std::string q = " --set model.init_from=" + fl;
 
-  RunResult qat = run_qforge("qat " + cfg + q + " --set train.epochs=1 --set optim.lr=0.01 --set output.dir=" + (d / "qat"));
+  RunResult qat =
+      run_qforge("qat " + cfg + q + " --set train.epochs=1 --set optim.lr=0.01 --set output.dir=" + (d / "qat"));
   INFO(qat.out);
   REQUIRE(qat.code == 0);
   CHECK(qat.out.find("fake-quant simulation") != std::string::npos);
@@ -78,11 +79,13 @@ TEST_CASE("qat, ptq, convert, eval, export, debug and bench from the command lin
   CHECK(dbg.out.find("SQNR") != std::string::npos);
   CHECK(dbg.out.find("layer4.1.conv2") != std::string::npos);
 
-  RunResult b = run_qforge("bench --json --runs 2 --warmup 1 --batch 4 --model " + fl + " --int8 " + qfm + " --data " + cfg);
+  RunResult b =
+      run_qforge("bench --json --runs 2 --warmup 1 --batch 4 --model " + fl + " --int8 " + qfm + " --data " + cfg);
   INFO(b.out);
   REQUIRE(b.code == 0);
   auto bj = nlohmann::json::parse(b.out);
-  for (const char* k : {"fp32_ms", "int8_ms", "fp32_file_mb", "int8_file_mb", "int8_peak_mb", "top1_agreement", "int8_top1"})
+  for (const char* k :
+       {"fp32_ms", "int8_ms", "fp32_file_mb", "int8_file_mb", "int8_peak_mb", "top1_agreement", "int8_top1"})
     CHECK(bj.contains(k));
   CHECK(bj["int8_top1"].get<double>() == json_top1(e1));
 
@@ -102,14 +105,16 @@ TEST_CASE("qat, ptq, convert, eval, export, debug and bench from the command lin
 }
 
 TEST_CASE("bench on random weights prints float and int8 figures") {
-  RunResult b = run_qforge("bench --json --runs 2 --warmup 1 --arch resnet18 --stem small --input 1x16x16 --batch 2 --classes 10");
+  RunResult b = run_qforge(
+      "bench --json --runs 2 --warmup 1 --arch resnet18 --stem small --input 1x16x16 --batch 2 --classes 10");
   INFO(b.out);
   REQUIRE(b.code == 0);
   auto j = nlohmann::json::parse(b.out);
   CHECK(j["fp32_ms"].get<double>() > 0);
   CHECK(j["int8_ms"].get<double>() > 0);
   CHECK(j.contains("int8_isa"));
-  RunResult t = run_qforge("bench --json --runs 2 --warmup 1 --arch resnet18 --stem small --input 1x16x16 --batch 4 --train");
+  RunResult t =
+      run_qforge("bench --json --runs 2 --warmup 1 --arch resnet18 --stem small --input 1x16x16 --batch 4 --train");
   INFO(t.out);
   REQUIRE(t.code == 0);
   auto tj = nlohmann::json::parse(t.out);

@@ -88,8 +88,10 @@ TEST_CASE("bad inputs give errors that name the problem, and keep what was writt
   expect_error("train " + cfg + " --set .train.epochs=3", {"empty key component"});
   expect_error("train " + cfg + " --set quant.skip=[1]", {"quant.skip", "strings"});
   expect_error("train " + cfg + " --set optim.schedule.kind=linear", {"optim.schedule.kind", "linear"});
-  expect_error("train " + cfg + " --set data.train.images=/nonexistent/x.gz", {"data.train.images", "/nonexistent/x.gz"});
-  expect_error("train " + cfg + " --set model.init_from=" + (d / "missing.safetensors"), {"model.init_from", "missing.safetensors"});
+  expect_error("train " + cfg + " --set data.train.images=/nonexistent/x.gz",
+               {"data.train.images", "/nonexistent/x.gz"});
+  expect_error("train " + cfg + " --set model.init_from=" + (d / "missing.safetensors"),
+               {"model.init_from", "missing.safetensors"});
 
   // A good run, then one that diverges: the error says NaN/infinite, and last.safetensors is untouched.
   REQUIRE(run_qforge("train " + cfg + " --set train.epochs=1").code == 0);

@@ -196,7 +196,8 @@ TEST_CASE("log_softmax and cross_entropy: values and gradients") {
   CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return log_softmax(t[0]); }, {x}) < 1e-3);
   std::vector<int32_t> labels{0, 5, 2, 2};
   for (float smooth : {0.f, 0.1f}) {
-    CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return cross_entropy(t[0], labels, smooth); }, {x}) < 1e-3);
+    CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return cross_entropy(t[0], labels, smooth); }, {x}) <
+          1e-3);
   }
   // Uniform logits: the loss is log K whatever the smoothing.
   CHECK(cross_entropy(Tensor::zeros({2, 10}), {1, 3}).item() == doctest::Approx(std::log(10.0)));

@@ -30,8 +30,7 @@ TEST_CASE("export: IDX -> PNG folder -> ImageFolder keeps pixels and labels") {
   export_images(*src, dir / "out");
   ImageFolder back(dir / "out", {1, h, w});
   REQUIRE(back.classes().size() == 10);
-  for (int c = 0; c < 10; ++c)
-    CHECK(back.classes()[c] == export_class_dir(c, 10, fashion_mnist_classes()[c]));
+  for (int c = 0; c < 10; ++c) CHECK(back.classes()[c] == export_class_dir(c, 10, fashion_mnist_classes()[c]));
   REQUIRE(back.size() == static_cast<size_t>(n));
 
   std::set<long> seen;
@@ -70,9 +69,8 @@ TEST_CASE("export: RGB round trip") {
   std::vector<std::vector<uint8_t>> imgs;
   for (int i = 0; i < 4; ++i) {
     imgs.push_back(random_pixels(6 * 5 * 3, 10 + i));
-    write_image(
-        dir / ("in/" + std::string(i < 2 ? "red" : "blue") + "/" + std::to_string(i) + ".png"), 6,
-        5, 3, imgs.back());
+    write_image(dir / ("in/" + std::string(i < 2 ? "red" : "blue") + "/" + std::to_string(i) + ".png"), 6, 5, 3,
+                imgs.back());
   }
   ImageFolder src(dir / "in", {3, 5, 6});
   export_images(src, dir / "out");

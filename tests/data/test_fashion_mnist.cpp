@@ -24,8 +24,8 @@ bool have(const std::string& split) {
 }
 
 std::shared_ptr<const Dataset> load(const std::string& split) {
-  return load_idx(kDir + "/" + split + "-images-idx3-ubyte.gz",
-                  kDir + "/" + split + "-labels-idx1-ubyte.gz", fashion_mnist_classes());
+  return load_idx(kDir + "/" + split + "-images-idx3-ubyte.gz", kDir + "/" + split + "-labels-idx1-ubyte.gz",
+                  fashion_mnist_classes());
 }
 
 }  // namespace
@@ -60,14 +60,11 @@ TEST_CASE("fashion-mnist: loader throughput" * doctest::skip()) {
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   REQUIRE(ds->size() == 60000);
   MESSAGE("load_idx(train): " << load_s << " s");
-  TransformConfig tf{
-      .mean = {0.2860f}, .std = {0.3530f}, .random_crop_padding = 4, .random_hflip = true};
+  TransformConfig tf{.mean = {0.2860f}, .std = {0.3530f}, .random_crop_padding = 4, .random_hflip = true};
   auto measure = [&](std::shared_ptr<const Dataset> d, const std::string& what) {
     for (bool train : {true, false}) {
       for (int workers : {1, 2}) {
-        Loader l(
-            d, tf,
-            {.batch_size = 128, .shuffle = true, .train = train, .seed = 1, .workers = workers});
+        Loader l(d, tf, {.batch_size = 128, .shuffle = true, .train = train, .seed = 1, .workers = workers});
         Batch b;
         for (int epoch = 0; epoch < 2; ++epoch) {  // the first epoch warms up buffers
           auto t = std::chrono::steady_clock::now();
@@ -77,8 +74,8 @@ TEST_CASE("fashion-mnist: loader throughput" * doctest::skip()) {
           double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
           CHECK(n == d->size());
           if (epoch == 1)
-            MESSAGE(what << std::string(train ? ", augmented" : ", plain") << ", workers="
-                         << workers << ": " << static_cast<long>(n / s) << " images/s");
+            MESSAGE(what << std::string(train ? ", augmented" : ", plain") << ", workers=" << workers << ": "
+                         << static_cast<long>(n / s) << " images/s");
         }
       }
     }

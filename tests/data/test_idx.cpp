@@ -41,8 +41,7 @@ TEST_CASE("idx: raw and gzip round trip") {
     CHECK((head[0] == 0x1f && head[1] == 0x8b) == gz);
     auto ds = load_idx(im, lb);
     check_matches(*ds, t);
-    CHECK(ds->classes() ==
-          std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
+    CHECK(ds->classes() == std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
     CHECK(load_idx(im, lb, fashion_mnist_classes())->classes() == fashion_mnist_classes());
   }
   // No temporaries left behind by the atomic writes.
@@ -124,8 +123,8 @@ TEST_CASE("idx: errors name the file") {
     {  // label count differs from image count
       fresh();
       std::string lb6 = dir / "six-labels";
-      write_idx(dir / "six-images", lb6, std::vector<uint8_t>(6 * t.h * t.w),
-                std::vector<int>{0, 1, 2, 3, 4, 5}, t.h, t.w, gz);
+      write_idx(dir / "six-images", lb6, std::vector<uint8_t>(6 * t.h * t.w), std::vector<int>{0, 1, 2, 3, 4, 5}, t.h,
+                t.w, gz);
       std::string e = error_of([&] { load_idx(im, lb6); });
       CHECK(contains(e, "six-labels"));
       CHECK(contains(e, "6 labels"));
@@ -158,14 +157,10 @@ TEST_CASE("idx: errors name the file") {
 
 TEST_CASE("idx: write_idx rejects bad input") {
   TempDir dir;
-  CHECK(contains(error_of([&] {
-                   write_idx(dir / "i", dir / "l", std::vector<uint8_t>(5), std::vector<int>{0}, 2,
-                             2, false);
-                 }),
-                 "pixel bytes"));
-  CHECK(contains(error_of([&] {
-                   write_idx(dir / "i", dir / "l", std::vector<uint8_t>(4), std::vector<int>{300},
-                             2, 2, false);
-                 }),
-                 "300"));
+  CHECK(contains(
+      error_of([&] { write_idx(dir / "i", dir / "l", std::vector<uint8_t>(5), std::vector<int>{0}, 2, 2, false); }),
+      "pixel bytes"));
+  CHECK(contains(
+      error_of([&] { write_idx(dir / "i", dir / "l", std::vector<uint8_t>(4), std::vector<int>{300}, 2, 2, false); }),
+      "300"));
 }

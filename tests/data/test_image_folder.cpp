@@ -30,9 +30,7 @@ struct Tree {
   }
 };
 
-std::string name_of(const std::string& path) {
-  return std::filesystem::path(path).filename().string();
-}
+std::string name_of(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 
 }  // namespace
 

@@ -18,15 +18,13 @@ namespace {
 // throws at one index or sleeps per image (to keep workers busy).
 class FakeDataset final : public Dataset {
  public:
-  explicit FakeDataset(size_t n, long fail_at = -1, int sleep_us = 0)
-      : n_(n), fail_at_(fail_at), sleep_us_(sleep_us) {}
+  explicit FakeDataset(size_t n, long fail_at = -1, int sleep_us = 0) : n_(n), fail_at_(fail_at), sleep_us_(sleep_us) {}
   size_t size() const override { return n_; }
   ImageSpec spec() const override { return {1, 4, 4}; }
   const std::vector<std::string>& classes() const override { return classes_; }
   int label(size_t i) const override { return static_cast<int>(i % 3); }
   void get(size_t i, uint8_t* out) const override {
-    if (static_cast<long>(i) == fail_at_)
-      throw qforge::Error("fake: image " + std::to_string(i) + " is broken");
+    if (static_cast<long>(i) == fail_at_) throw qforge::Error("fake: image " + std::to_string(i) + " is broken");
     if (sleep_us_) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
     for (int k = 0; k < 16; ++k) out[k] = static_cast<uint8_t>(i * 7 + k * 13);
   }
@@ -38,8 +36,7 @@ class FakeDataset final : public Dataset {
   std::vector<std::string> classes_ = {"a", "b", "c"};
 };
 
-const TransformConfig kAugment{
-    .mean = {0.5f}, .std = {0.25f}, .random_crop_padding = 2, .random_hflip = true};
+const TransformConfig kAugment{.mean = {0.5f}, .std = {0.25f}, .random_crop_padding = 2, .random_hflip = true};
 
 std::vector<Batch> epoch_batches(Loader& l, int epoch, size_t first = 0) {
   l.start_epoch(epoch, first);
@@ -56,14 +53,13 @@ std::vector<int64_t> all_indices(const std::vector<Batch>& bs) {
 }
 
 bool same(const Batch& a, const Batch& b) {
-  return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w && a.images == b.images &&
-         a.labels == b.labels && a.indices == b.indices;
+  return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w && a.images == b.images && a.labels == b.labels &&
+         a.indices == b.indices;
 }
 
 bool same(const std::vector<Batch>& a, const std::vector<Batch>& b) {
   return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(),
-                    [](const Batch& x, const Batch& y) { return same(x, y); });
+         std::equal(a.begin(), a.end(), b.begin(), [](const Batch& x, const Batch& y) { return same(x, y); });
 }
 
 }  // namespace
@@ -152,8 +148,7 @@ TEST_CASE("loader: batches do not depend on workers or prefetch") {
   auto image_of = [](const std::vector<Batch>& bs, int64_t idx) {
     for (auto& b : bs)
       for (int k = 0; k < b.n; ++k)
-        if (b.indices[k] == idx)
-          return std::vector<float>(b.images.begin() + k * 16, b.images.begin() + (k + 1) * 16);
+        if (b.indices[k] == idx) return std::vector<float>(b.images.begin() + k * 16, b.images.begin() + (k + 1) * 16);
     return std::vector<float>();
   };
   int differ = 0;
@@ -217,8 +212,7 @@ TEST_CASE("loader: an error in a worker is re-thrown by next, in order") {
 
 TEST_CASE("loader: a corrupt image file surfaces with its path") {
   TempDir dir;
-  for (int i = 0; i < 6; ++i)
-    write_image(dir / ("r/c/" + std::to_string(i) + ".png"), 4, 4, 1, random_pixels(16, i));
+  for (int i = 0; i < 6; ++i) write_image(dir / ("r/c/" + std::to_string(i) + ".png"), 4, 4, 1, random_pixels(16, i));
   write_bytes(dir / "r/c/3.png", {'n', 'o', 'p', 'e'});
   auto ds = std::make_shared<ImageFolder>(dir / "r", ImageSpec{1, 4, 4});
   Loader l(ds, {}, {.batch_size = 2, .workers = 2});

@@ -10,8 +10,8 @@ using namespace qforge::data::test;
 
 namespace {
 
-std::vector<float> run(const TransformConfig& cfg, const std::vector<uint8_t>& img, ImageSpec in,
-                       std::mt19937& rng, bool train) {
+std::vector<float> run(const TransformConfig& cfg, const std::vector<uint8_t>& img, ImageSpec in, std::mt19937& rng,
+                       bool train) {
   ImageSpec out = output_spec(cfg, in);
   std::vector<float> v(image_bytes(out));
   apply_transform(cfg, img.data(), in, v.data(), out, rng, train);
@@ -32,8 +32,7 @@ TEST_CASE("transforms: normalize is (x / 255 - mean) / std, exactly") {
   std::vector<float> out = run(cfg, img, in);
   REQUIRE(out.size() == 12);
   for (int c = 0; c < 3; ++c)
-    for (int k = 0; k < 4; ++k)
-      CHECK(out[c * 4 + k] == (img[c * 4 + k] / 255.0f - cfg.mean[c]) / cfg.std[c]);
+    for (int k = 0; k < 4; ++k) CHECK(out[c * 4 + k] == (img[c * 4 + k] / 255.0f - cfg.mean[c]) / cfg.std[c]);
 
   cfg = {.mean = {0.5f}, .std = {0.25f}};  // one value for every channel
   out = run(cfg, img, in);
@@ -55,8 +54,7 @@ TEST_CASE("transforms: random crop with zero padding and flip, on a hand-made im
   for (uint32_t seed = 0; seed < 200; ++seed) {
     std::mt19937 rng(seed), replay(seed);
     std::vector<float> out = run(cfg, img, in, rng, true);
-    int i = static_cast<int>(uniform_below(replay, 3)),
-        j = static_cast<int>(uniform_below(replay, 3));
+    int i = static_cast<int>(uniform_below(replay, 3)), j = static_cast<int>(uniform_below(replay, 3));
     int flip = static_cast<int>(uniform_below(replay, 2));
     CHECK(rng() == replay());  // no other draws
     seen.insert({i, j, flip});
@@ -76,9 +74,7 @@ TEST_CASE("transforms: random crop with zero padding and flip, on a hand-made im
   //            0 4 5 6 0                                 5 6 0               0 6 5
   for (uint32_t seed = 0;; ++seed) {
     std::mt19937 probe(seed);
-    if (uniform_below(probe, 3) != 0 || uniform_below(probe, 3) != 2 ||
-        uniform_below(probe, 2) != 1)
-      continue;
+    if (uniform_below(probe, 3) != 0 || uniform_below(probe, 3) != 2 || uniform_below(probe, 2) != 1) continue;
     std::mt19937 rng(seed);
     std::vector<float> out = run(cfg, img, in, rng, true);
     std::vector<int> want = {0, 0, 0, 0, 3, 2, 0, 6, 5};
@@ -105,8 +101,7 @@ TEST_CASE("transforms: padding is pixel value 0 before normalization") {
 TEST_CASE("transforms: eval ignores the augmentation and leaves the rng alone") {
   const ImageSpec in{2, 4, 5};
   std::vector<uint8_t> img = random_pixels(40, 5);
-  TransformConfig cfg{
-      .mean = {0.1f, 0.2f}, .std = {0.3f, 0.4f}, .random_crop_padding = 4, .random_hflip = true};
+  TransformConfig cfg{.mean = {0.1f, 0.2f}, .std = {0.3f, 0.4f}, .random_crop_padding = 4, .random_hflip = true};
   std::mt19937 rng(9), untouched(9);
   std::vector<float> out = run(cfg, img, in, rng, false);
   CHECK(rng() == untouched());
@@ -158,8 +153,7 @@ TEST_CASE("transforms: resize keeps the aspect ratio, then center crop") {
 TEST_CASE("transforms: same rng seed, same output; other seeds differ") {
   const ImageSpec in{3, 8, 8};
   std::vector<uint8_t> img = random_pixels(192, 11);
-  TransformConfig cfg{
-      .mean = {0.5f}, .std = {0.5f}, .random_crop_padding = 2, .random_hflip = true};
+  TransformConfig cfg{.mean = {0.5f}, .std = {0.5f}, .random_crop_padding = 2, .random_hflip = true};
   std::mt19937 a(123), b(123);
   std::vector<float> first = run(cfg, img, in, a, true);
   CHECK(first == run(cfg, img, in, b, true));

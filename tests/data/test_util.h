@@ -21,9 +21,8 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("qforge-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) +
-             "-" + std::to_string(rd()));
+    path_ = std::filesystem::temp_directory_path() / ("qforge-data-test-" + std::to_string(::getpid()) + "-" +
+                                                      std::to_string(counter++) + "-" + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
@@ -51,9 +50,7 @@ std::string error_of(F&& f) {
   return "";
 }
 
-inline bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
@@ -75,16 +72,14 @@ inline std::vector<uint8_t> random_pixels(size_t n, uint32_t seed) {
 }
 
 // Writes an HWC image by extension (.png, .bmp, .jpg); creates parent directories.
-inline void write_image(const std::string& path, int w, int h, int comp,
-                        const std::vector<uint8_t>& hwc) {
+inline void write_image(const std::string& path, int w, int h, int comp, const std::vector<uint8_t>& hwc) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::string ext = std::filesystem::path(path).extension().string();
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   int ok = 0;
   if (ext == ".png") ok = stbi_write_png(path.c_str(), w, h, comp, hwc.data(), w * comp);
   if (ext == ".bmp") ok = stbi_write_bmp(path.c_str(), w, h, comp, hwc.data());
-  if (ext == ".jpg" || ext == ".jpeg")
-    ok = stbi_write_jpg(path.c_str(), w, h, comp, hwc.data(), 95);
+  if (ext == ".jpg" || ext == ".jpeg") ok = stbi_write_jpg(path.c_str(), w, h, comp, hwc.data(), 95);
   if (!ok) throw qforge::Error(path + ": test could not write image");
 }
 

@@ -56,4 +56,3 @@ TEST_CASE("state_dict round trip and load errors") {
   bad["extra.weight"] = Tensor::zeros({1});
   CHECK_THROWS_WITH_AS(b->load_state_dict(bad, "a.safetensors"), doctest::Contains("extra.weight"), Error);
 }
-

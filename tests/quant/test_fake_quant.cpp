@@ -89,11 +89,11 @@ bool inside(float x, const QParams& q) {
 }  // namespace
 
 TEST_CASE("fake_quantize forward equals quantize_val / dequantize_val exactly, per tensor") {
-  const QParams cases[] = {{0.125f, 7, 0, 255},       // affine uint8, ties exact
-                           {0.0371f, 0, -127, 127},   // symmetric int8
-                           {0.5f, -3, -128, 127},     // zero point off the middle
+  const QParams cases[] = {{0.125f, 7, 0, 255},           // affine uint8, ties exact
+                           {0.0371f, 0, -127, 127},       // symmetric int8
+                           {0.5f, -3, -128, 127},         // zero point off the middle
                            {1.19209290e-7f, 0, 0, 255}};  // the eps scale of an all-zero tensor
-  use_two_threads();  // small tensors still run as one chunk
+  use_two_threads();                                      // small tensors still run as one chunk
   {
     for (const QParams& q : cases) {
       CAPTURE(q.scale);
@@ -189,8 +189,7 @@ TEST_CASE("fake_quantize STE equals the gradient of the clamped identity (finite
     auto f = [&, q = q, axis = axis](const std::vector<Tensor>& in) {
       Tensor fq = fake_quantize(in[0], {q}, axis);
       Tensor corr = Tensor::empty(fq.shape());
-      for (int64_t i = 0; i < fq.numel(); ++i)
-        corr.data()[i] = std::clamp(in[0].data()[i], lo, hi) - fq.data()[i];
+      for (int64_t i = 0; i < fq.numel(); ++i) corr.data()[i] = std::clamp(in[0].data()[i], lo, hi) - fq.data()[i];
       return add(fq, corr);
     };
     // Inputs spread over and beyond the grid, kept 0.05 away from the clamp edges.
@@ -241,7 +240,7 @@ TEST_CASE("fake_quantize_lsq: scale gradient by hand and against the LSQ surroga
           const double v = w.data()[i] * (1.0f / p.scale);
           const double delta = std::nearbyint(v) - v;
           const double r = std::nearbyint(v) + p.zero_point;
-          const double u = r < p.qmin ? p.qmin - p.zero_point
+          const double u = r < p.qmin   ? p.qmin - p.zero_point
                            : r > p.qmax ? p.qmax - p.zero_point
                                         : w.data()[i] / sv + delta;
           total += g.data()[i] * sv * u;
@@ -329,7 +328,9 @@ TEST_CASE("FakeQuantize per channel for weights") {
 }
 
 TEST_CASE("FakeQuantize with LSQ: the observer initialises the scale once; it learns; checkpoints keep it") {
-  auto make = [] { return std::make_shared<FakeQuantize>(make_observer({.kind = "minmax"}, activation_scheme()), true); };
+  auto make = [] {
+    return std::make_shared<FakeQuantize>(make_observer({.kind = "minmax"}, activation_scheme()), true);
+  };
   auto fq = make();
   fq->train();
   CHECK(fq->lsq());
@@ -383,10 +384,11 @@ TEST_CASE("bench fake_quantize forward + backward (128,64,28,28)" * doctest::ski
   }
   // Bytes moved: forward reads x, writes y and a 1-bit mask; backward reads dy and the mask, writes dx.
   const double fb = n * (8 + 0.125), bb = n * (8 + 0.125);
-  std::printf("fake_quantize (128,64,28,28), %d threads: forward %.2f ms (%.1f GB/s), backward %.2f ms (%.1f GB/s), "
-              "forward+backward %.1f GB/s, %.0f Melem/s\n",
-              num_threads(), tf * 1e3, fb / tf / 1e9, tb * 1e3, bb / tb / 1e9, (fb + bb) / (tf + tb) / 1e9,
-              n / (tf + tb) / 1e6);
+  std::printf(
+      "fake_quantize (128,64,28,28), %d threads: forward %.2f ms (%.1f GB/s), backward %.2f ms (%.1f GB/s), "
+      "forward+backward %.1f GB/s, %.0f Melem/s\n",
+      num_threads(), tf * 1e3, fb / tf / 1e9, tb * 1e3, bb / tb / 1e9, (fb + bb) / (tf + tb) / 1e9,
+      n / (tf + tb) / 1e6);
   // For comparison: the plain quantize_val loop (libm fmax / fmin / nearbyint calls), one pass, no mask.
   std::vector<float> out(x.numel());
   double tr = 1e9;

@@ -97,8 +97,8 @@ void bench_network(const char* title, const std::vector<Shape>& shapes, bool wit
       const QConvArgs a = pw.args(p);
       std::vector<uint64_t> scratch(conv_scratch_bytes(a, k.conv_mr, k.conv_chunk_tiles) / 8 + 1);
       const double min_s = isa == Isa::scalar ? 0.0 : 0.2;
-      const double t1 = best_time([&] { k.qconv2d(y.data(), nullptr, x.data(), a, 0, P, 0, p.OC, scratch.data()); },
-                                  min_s);
+      const double t1 =
+          best_time([&] { k.qconv2d(y.data(), nullptr, x.data(), a, 0, P, 0, p.OC, scratch.data()); }, min_s);
       const double tn = best_time([&] { qconv2d(p, pw, x.data(), y.data()); }, min_s);
       std::printf("%-30s %6d %9.1f | %-10s %9.1f %9.1f %9.3f\n", s.name, s.count, macs / 1e6, isa_name(isa),
                   macs / t1 / 1e9, macs / tn / 1e9, tn * 1e3);
@@ -107,8 +107,8 @@ void bench_network(const char* title, const std::vector<Shape>& shapes, bool wit
       total_mac += s.count * macs;
     }
     std::printf("%-30s %6s %9.1f | %-10s %9.1f %9.1f %9.3f   <- total conv: %.3f ms 1t, %.3f ms Nt\n", "TOTAL", "",
-                total_mac / 1e6, isa_name(isa), total_mac / total_1t / 1e9, total_mac / total_nt / 1e9,
-                total_nt * 1e3, total_1t * 1e3, total_nt * 1e3);
+                total_mac / 1e6, isa_name(isa), total_mac / total_1t / 1e9, total_mac / total_nt / 1e9, total_nt * 1e3,
+                total_1t * 1e3, total_nt * 1e3);
   }
 }
 
@@ -143,8 +143,9 @@ TEST_CASE("bench elementwise" * doctest::skip()) {
     const double t_gp = best_time([&] { qglobal_avgpool(gp, big.data(), g.data(), isa); });
     const double t_q = best_time([&] { quantize_nchw_to_nhwc(q, 1, 3, 224, 224, xf.data(), xq.data(), isa); });
     const double t_dq = best_time([&] { dequantize_nhwc_to_nchw(q, 1, 3, 224, 224, xq.data(), yf.data(), isa); });
-    std::printf("%-10s qadd 56x56x64 %7.1f us | maxpool 112->56 x64 %7.1f us | gavgpool 7x7x512 %6.1f us | "
-                "quantize 3x224x224 %7.1f us | dequantize %7.1f us\n",
-                isa_name(isa), t_add * 1e6, t_mp * 1e6, t_gp * 1e6, t_q * 1e6, t_dq * 1e6);
+    std::printf(
+        "%-10s qadd 56x56x64 %7.1f us | maxpool 112->56 x64 %7.1f us | gavgpool 7x7x512 %6.1f us | "
+        "quantize 3x224x224 %7.1f us | dequantize %7.1f us\n",
+        isa_name(isa), t_add * 1e6, t_mp * 1e6, t_gp * 1e6, t_q * 1e6, t_dq * 1e6);
   }
 }

@@ -19,9 +19,9 @@ struct ConvCase {
   bool big_multipliers = false;  // some multipliers >= 1: the saturating left shift
   std::string str() const {
     std::ostringstream s;
-    s << "N" << N << " H" << H << " W" << W << " C" << C << " OC" << OC << " k" << KH << "x" << KW << " s" << sh
-      << "," << sw << " p" << ph << "," << pw << " d" << dh << "," << dw << " zx" << zx << " zy" << zy
-      << (relu ? " relu" : "") << (big_multipliers ? " big-m" : "");
+    s << "N" << N << " H" << H << " W" << W << " C" << C << " OC" << OC << " k" << KH << "x" << KW << " s" << sh << ","
+      << sw << " p" << ph << "," << pw << " d" << dh << "," << dw << " zx" << zx << " zy" << zy << (relu ? " relu" : "")
+      << (big_multipliers ? " big-m" : "");
     return s.str();
   }
   QConvParams params() const {
@@ -105,8 +105,8 @@ void check_ref_against_float(const ConvCase& c, const ConvData& d, const std::ve
           const double q = std::nearbyint(real / s_acc * d.real_m[o]) + c.zy;
           const double want = std::min<double>(255, std::max<double>(p.out_qmin, q));
           const int got = y[((size_t(n) * OH + oh) * OW + ow) * c.OC + o];
-          REQUIRE_MESSAGE(std::fabs(got - want) <= 1.0, c.str() << " at n" << n << " oh" << oh << " ow" << ow
-                                                              << " oc" << o << ": ref " << got << " float " << want);
+          REQUIRE_MESSAGE(std::fabs(got - want) <= 1.0, c.str() << " at n" << n << " oh" << oh << " ow" << ow << " oc"
+                                                                << o << ": ref " << got << " float " << want);
           exact += got == want;
           ++total;
         }
@@ -249,8 +249,8 @@ static void conv_matches_ref(Isa isa) {
     const auto ref = run(c, d, Isa::scalar);
     const auto got = run(c, d, isa);
     const int64_t at = first_diff(ref, got);
-    REQUIRE_MESSAGE(at < 0, iname(isa) << " differs from the reference for " << c.str() << " at byte " << at
-                                          << ": " << int(got[at]) << " vs " << int(ref[at]));
+    REQUIRE_MESSAGE(at < 0, iname(isa) << " differs from the reference for " << c.str() << " at byte " << at << ": "
+                                       << int(got[at]) << " vs " << int(ref[at]));
     ++checked;
   }
   MESSAGE(iname(isa) << ": " << checked << " conv shapes identical to the reference");
@@ -276,7 +276,8 @@ static void conv_threads_and_ranges(Isa isa) {
     // pixels in uneven pieces, channels panel by panel
     for (int64_t b = 0; b < P;) {
       const int64_t e = std::min(P, b + 1 + (b * 7) % 23);
-      for (int o = 0; o < OC; o += panel) k.qconv2d(y.data(), nullptr, d.x.data(), a, b, e, o, std::min(OC, o + panel), scratch.data());
+      for (int o = 0; o < OC; o += panel)
+        k.qconv2d(y.data(), nullptr, d.x.data(), a, b, e, o, std::min(OC, o + panel), scratch.data());
       b = e;
     }
     CHECK_MESSAGE(first_diff(ref, y) < 0, iname(isa) << " OC " << OC);

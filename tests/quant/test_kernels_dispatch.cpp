@@ -14,8 +14,8 @@ TEST_CASE("dispatch: picks the best level the CPU has, says which") {
   const Isa sel = selected_isa();
   CHECK(kernels().isa == sel);
   CHECK(std::string(kernels().name) == isa_name(sel));
-  MESSAGE("int8 kernels: selected " << iname(sel) << " (" << std::string(kernels().qconv2d_name) << "); CPU: "
-                                    << qforge::cpu_summary());
+  MESSAGE("int8 kernels: selected " << iname(sel) << " (" << std::string(kernels().qconv2d_name)
+                                    << "); CPU: " << qforge::cpu_summary());
   for (Isa i : {Isa::avx2, Isa::avx512vnni}) note_missing(i);
 }
 

@@ -23,8 +23,8 @@ std::vector<AddCase> add_cases() {
   v.push_back({q(0.05f, 128), q(0.05f, 128), q(0.1f, 128), false});
   v.push_back({q(0.05f, 0), q(0.02f, 10), q(0.03f, 0), true});
   v.push_back({q(0.013f, 255), q(0.2f, 3), q(0.09f, 77), false});
-  v.push_back({q(0.2f, 128), q(0.001f, 128), q(0.002f, 128), true});   // out scale far below: saturates
-  v.push_back({q(0.01f, 128), q(0.01f, 128), q(1e-5f, 128), false});    // out multiplier > 1
+  v.push_back({q(0.2f, 128), q(0.001f, 128), q(0.002f, 128), true});  // out scale far below: saturates
+  v.push_back({q(0.01f, 128), q(0.01f, 128), q(1e-5f, 128), false});  // out multiplier > 1
   v.push_back({q(0.5f, 7), q(0.25f, 200), q(4.0f, 255), false});
   return v;
 }
@@ -42,8 +42,8 @@ TEST_CASE("qadd reference: within one step of float") {
       const double real = double(c.a.scale) * (a[i] - c.a.zero_point) + double(c.b.scale) * (b[i] - c.b.zero_point);
       double q = std::nearbyint(real / c.out.scale) + c.out.zero_point;
       q = std::min(255.0, std::max(c.relu ? double(c.out.zero_point) : 0.0, q));
-      REQUIRE_MESSAGE(std::fabs(y[i] - q) <= 1.0, "a " << int(a[i]) << " b " << int(b[i]) << " got " << int(y[i])
-                                                       << " want " << q);
+      REQUIRE_MESSAGE(std::fabs(y[i] - q) <= 1.0,
+                      "a " << int(a[i]) << " b " << int(b[i]) << " got " << int(y[i]) << " want " << q);
     }
   }
   // hand case: same scales, out = a + b in real terms
@@ -65,8 +65,8 @@ static void add_matches_ref(Isa isa) {
       std::vector<uint8_t> ref(n), got(n);
       qadd(p, n, a.data(), b.data(), ref.data(), Isa::scalar);
       qadd(p, n, a.data(), b.data(), got.data(), isa);
-      REQUIRE_MESSAGE(first_diff(ref, got) < 0, iname(isa) << " qadd n=" << n << " differs at "
-                                                              << first_diff(ref, got));
+      REQUIRE_MESSAGE(first_diff(ref, got) < 0, iname(isa)
+                                                    << " qadd n=" << n << " differs at " << first_diff(ref, got));
     }
   }
 }
@@ -148,9 +148,15 @@ namespace {
 std::vector<float> tricky_floats(std::mt19937& rng, size_t n, float scale) {
   std::vector<float> v(n);
   std::uniform_real_distribution<float> d(-160.0f, 160.0f);
-  const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::infinity(),
-                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
-                            1e30f, -1e30f, 3e9f, -3e9f};
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(),
+                            1e30f,
+                            -1e30f,
+                            3e9f,
+                            -3e9f};
   for (size_t i = 0; i < n; ++i) {
     if (i % 17 == 5)
       v[i] = specials[(i / 17) % 9];
@@ -197,8 +203,8 @@ static void quantize_matches_ref(Isa isa) {
         std::vector<uint8_t> ref(x.size()), got(x.size());
         quantize_nchw_to_nhwc(q, N, C, HW, 1, x.data(), ref.data(), Isa::scalar);
         quantize_nchw_to_nhwc(q, N, C, HW, 1, x.data(), got.data(), isa);
-        REQUIRE_MESSAGE(first_diff(ref, got) < 0, iname(isa) << " quantize C=" << C << " HW=" << HW << " at "
-                                                                << first_diff(ref, got));
+        REQUIRE_MESSAGE(first_diff(ref, got) < 0,
+                        iname(isa) << " quantize C=" << C << " HW=" << HW << " at " << first_diff(ref, got));
         std::vector<float> fr(x.size()), fg(x.size());
         dequantize_nhwc_to_nchw(q, N, C, HW, 1, ref.data(), fr.data(), Isa::scalar);
         dequantize_nhwc_to_nchw(q, N, C, HW, 1, ref.data(), fg.data(), isa);

@@ -382,8 +382,7 @@ TEST_CASE("observer state dict round trip gives the same qparams") {
 }
 
 TEST_CASE("make_observer validates the kind and the combination") {
-  CHECK_THROWS_WITH_AS(make_observer({.kind = "minmaxx"}, activation_scheme()),
-                       doctest::Contains("'minmaxx'"), Error);
+  CHECK_THROWS_WITH_AS(make_observer({.kind = "minmaxx"}, activation_scheme()), doctest::Contains("'minmaxx'"), Error);
   CHECK_THROWS_WITH_AS(make_observer({.kind = "minmaxx"}, activation_scheme()),
                        doctest::Contains("minmax, moving_average_minmax, histogram, percentile"), Error);
   CHECK_THROWS_WITH_AS(make_observer({.kind = "histogram"}, weight_scheme(8)), doctest::Contains("histogram"), Error);

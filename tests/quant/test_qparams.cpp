@@ -105,8 +105,8 @@ TEST_CASE("quantize_val: clamps, rounds, maps every float") {
   CHECK(quantize_val(INFINITY, inv, 128, 0, 255) == 255);
   CHECK(quantize_val(-INFINITY, inv, 128, 0, 255) == 0);
   CHECK(quantize_val(NAN, inv, 128, 0, 255) == 0);
-  CHECK(quantize_val(0.25f, 10.0f, 0, 0, 255) == 2);   // 2.5 -> 2
-  CHECK(quantize_val(0.35f, 10.0f, 0, 0, 255) == 4);   // 0.35f * 10 is 3.5f in float: a tie, to even
+  CHECK(quantize_val(0.25f, 10.0f, 0, 0, 255) == 2);  // 2.5 -> 2
+  CHECK(quantize_val(0.35f, 10.0f, 0, 0, 255) == 4);  // 0.35f * 10 is 3.5f in float: a tie, to even
   CHECK(quantize_val(0.35f, 10.0f, 0, 0, 255) == static_cast<int32_t>(std::nearbyint(0.35f * 10.0f)));
   CHECK(quantize_val(-12.7f, 10.0f, 0, -127, 127) == -127);
   CHECK(quantize_val(-13.0f, 10.0f, 0, -127, 127) == -127);

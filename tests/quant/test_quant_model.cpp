@@ -273,14 +273,16 @@ TEST_CASE("convert: one layer of each kind matches the simulation within one qua
     std::vector<int> input;
   };
   std::vector<Case> cases;
-  cases.push_back({{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{3, 17, 3, 2, 1}, rng), std::make_shared<nn::BatchNorm2d>(17),
-                    std::make_shared<nn::ReLU>()},
+  cases.push_back({{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{3, 17, 3, 2, 1}, rng),
+                    std::make_shared<nn::BatchNorm2d>(17), std::make_shared<nn::ReLU>()},
                    {3, 11, 9}});
   cases.push_back({{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{5, 8, 1, 1, 0, 1, 1, true}, rng)}, {5, 6, 6}});
-  cases.push_back({{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{4, 8, 3, 1, 1}, rng), std::make_shared<nn::MaxPool2d>(3, 2, 1)},
-                   {4, 9, 9}});
-  cases.push_back({{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{4, 8, 3, 1, 1}, rng), std::make_shared<nn::AdaptiveAvgPool2d>()},
-                   {4, 7, 7}});
+  cases.push_back(
+      {{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{4, 8, 3, 1, 1}, rng), std::make_shared<nn::MaxPool2d>(3, 2, 1)},
+       {4, 9, 9}});
+  cases.push_back(
+      {{std::make_shared<nn::Conv2d>(nn::Conv2dOptions{4, 8, 3, 1, 1}, rng), std::make_shared<nn::AdaptiveAvgPool2d>()},
+       {4, 7, 7}});
   for (size_t ci = 0; ci < cases.size(); ++ci) {
     CAPTURE(ci);
     auto net = std::make_shared<nn::Sequential>(cases[ci].mods);
