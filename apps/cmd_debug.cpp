@@ -25,11 +25,6 @@ struct DebugArgs {
   int batches = 4, batch = 64, threads = 0;
 };
 
-bool is_container(const nn::Module& m) {
-  return dynamic_cast<const nn::Sequential*>(&m) || dynamic_cast<const nn::BasicBlock*>(&m) ||
-         dynamic_cast<const nn::ResNet*>(&m);
-}
-
 void run_debug(const DebugArgs& a) {
   set_num_threads(a.threads);
   std::optional<Config> data_cfg;
@@ -59,7 +54,7 @@ void run_debug(const DebugArgs& a) {
     std::map<const nn::Module*, std::string> names;
     for (auto& [n, m] : f.module->named_modules()) names[m.get()] = n;
     NoGradGuard ng;
-    nn::Tracer tr([](const nn::Module& m) { return !is_container(m); });
+    nn::Tracer tr([](const nn::Module& m) { return !nn::is_container(m); });
     (*f.module)(x);
     for (auto& e : tr.events) {
       auto it = names.find(e.module);

@@ -39,4 +39,8 @@ class ResNet : public Module {
 
 std::shared_ptr<ResNet> resnet18(const ResNetConfig& cfg);
 
+// Modules whose forward only routes data between children (Sequential,
+// BasicBlock, ResNet): tracing descends into them, everything else is a leaf.
+bool is_container(const Module& m);
+
 }  // namespace qforge::nn

@@ -13,11 +13,6 @@
 namespace qforge::quant {
 namespace {
 
-bool is_container(const nn::Module& m) {
-  return dynamic_cast<const nn::Sequential*>(&m) || dynamic_cast<const nn::BasicBlock*>(&m) ||
-         dynamic_cast<const nn::ResNet*>(&m);
-}
-
 QParams act_qparams(const nn::Module& m, const std::string& name) {
   auto fq = std::dynamic_pointer_cast<FakeQuantize>(m.post());
   QF_CHECK(fq, "convert: '" + name + "' (" + m.type() + ") has no output quantization; prepare the model first");
@@ -45,7 +40,7 @@ class Converter {
     shape_of_[0] = x.shape();
     std::vector<nn::TraceEvent> events;
     {
-      nn::Tracer tracer([](const nn::Module& m) { return !is_container(m); });
+      nn::Tracer tracer([](const nn::Module& m) { return !nn::is_container(m); });
       root_(x);
       events = std::move(tracer.events);
     }

@@ -6,26 +6,15 @@
 #include "nn/layers.h"
 #include "nn/linear.h"
 #include "optim/sgd.h"
+#include "tiny_problem.h"
 
 using namespace qforge;
 using namespace qforge::nn;
 
 TEST_CASE("a tiny CNN learns a synthetic problem to near-zero loss") {
-  // Class = which quadrant holds the bright square.
   std::mt19937_64 rng(3);
-  const int n = 64;
-  Tensor x = Tensor::zeros({n, 1, 8, 8});
-  std::vector<int32_t> y(n);
-  for (int i = 0; i < n; ++i) {
-    y[i] = i % 4;
-    int oy = (y[i] / 2) * 4 + static_cast<int>(rng() % 2), ox = (y[i] % 2) * 4 + static_cast<int>(rng() % 2);
-    for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b) x.data()[i * 64 + (oy + a) * 8 + ox + b] = 1.f;
-  }
-  auto net = std::make_shared<Sequential>(std::vector<ModulePtr>{
-      std::make_shared<Conv2d>(Conv2dOptions{1, 8, 3, 1, 1}, rng), std::make_shared<BatchNorm2d>(8),
-      std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2, 2, 0), std::make_shared<Flatten>(),
-      std::make_shared<Linear>(8 * 16, 4, true, rng)});
+  auto [x, y] = testing::quadrant_problem(64, rng);
+  auto net = testing::tiny_cnn(rng);
   optim::SGD opt(net->named_parameters(), {0.1f, 0.9f, 0.f, false, true});
   float first = 0, last = 0;
   for (int step = 0; step < 60; ++step) {

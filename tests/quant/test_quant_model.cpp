@@ -22,6 +22,7 @@
 #include "quant/fused.h"
 #include "quant/prepare.h"
 #include "quant/runtime.h"
+#include "tiny_problem.h"
 
 using namespace qforge;
 using namespace qforge::quant;
@@ -140,21 +141,10 @@ TEST_CASE("evaluation never changes a prepared model") {
 }
 
 TEST_CASE("a prepared tiny model learns by QAT") {
-  // Class = quadrant of a bright square, as in the float test.
   std::mt19937_64 rng(9);
   const int n = 64;
-  Tensor x = Tensor::zeros({n, 1, 8, 8});
-  std::vector<int32_t> y(n);
-  for (int i = 0; i < n; ++i) {
-    y[i] = i % 4;
-    int oy = (y[i] / 2) * 4 + static_cast<int>(rng() % 2), ox = (y[i] % 2) * 4 + static_cast<int>(rng() % 2);
-    for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b) x.data()[i * 64 + (oy + a) * 8 + ox + b] = 1.f;
-  }
-  auto net = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{
-      std::make_shared<nn::Conv2d>(nn::Conv2dOptions{1, 8, 3, 1, 1}, rng), std::make_shared<nn::BatchNorm2d>(8),
-      std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2, 2, 0), std::make_shared<nn::Flatten>(),
-      std::make_shared<nn::Linear>(8 * 16, 4, true, rng)});
+  auto [x, y] = testing::quadrant_problem(n, rng);
+  auto net = testing::tiny_cnn(rng);
   net->train();
   fuse_modules(*net, true);
   QConfigMapping qc;
