@@ -98,10 +98,14 @@ static Tensor clamp_relu(const Tensor& x, float hi) {
     const float* g = o.grad->data();
     const float* y = o.data();
     for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
+      float* __restrict__ dst = gi;
+      const float* __restrict__ gg = g;
+      const float* __restrict__ yy = y;
+      // Branch-free selects, so the loops vectorise.
       if (assign) {
-        for (int64_t i = s; i < e; ++i) gi[i] = (y[i] > 0.f && y[i] < hi) ? g[i] : 0.f;
+        for (int64_t i = s; i < e; ++i) dst[i] = ((yy[i] > 0.f) & (yy[i] < hi)) ? gg[i] : 0.f;
       } else {
-        for (int64_t i = s; i < e; ++i) gi[i] += (y[i] > 0.f && y[i] < hi) ? g[i] : 0.f;
+        for (int64_t i = s; i < e; ++i) dst[i] += ((yy[i] > 0.f) & (yy[i] < hi)) ? gg[i] : 0.f;
       }
     });
   });

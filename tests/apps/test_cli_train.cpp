@@ -45,6 +45,35 @@ TEST_CASE("train, eval on IDX and on an exported PNG directory, info") {
   CHECK(info.out.find("qforge-checkpoint") != std::string::npos);
 }
 
+TEST_CASE("weights from elsewhere: a plain safetensors file with torchvision names") {
+  ScratchDir d("foreign");
+  std::string cfg = write_tiny_config(d);
+  REQUIRE(run_qforge("train " + cfg + " --set train.epochs=1").code == 0);
+  // Strip everything qforge adds: no metadata, no optimizer state; add torchvision's num_batches_tracked.
+  auto ck = qforge::apps::load_checkpoint(d / "run/last.safetensors");
+  std::vector<std::pair<std::string, qforge::nn::StEntry>> plain;
+  for (auto& [n, e] : ck.file.tensors)
+    if (n.rfind("optim.", 0) != 0) plain.emplace_back(n, e);
+  int64_t tracked = 7;
+  plain.emplace_back("bn1.num_batches_tracked", qforge::nn::raw_entry("I64", {}, &tracked));
+  qforge::nn::write_safetensors(d / "foreign.safetensors", plain, {});
+  RunResult e = run_qforge("eval --json --model " + (d / "foreign.safetensors") + " --data " + cfg);
+  INFO(e.out);
+  REQUIRE(e.code == 0);
+  RunResult e0 = run_qforge("eval --json --model " + (d / "run/last.safetensors") + " --data " + cfg);
+  REQUIRE(e0.code == 0);
+  CHECK(nlohmann::json::parse(e.out)["top1"] == nlohmann::json::parse(e0.out)["top1"]);
+  // A foreign file needs a config to say what it is.
+  RunResult noarch = run_qforge("eval --model " + (d / "foreign.safetensors") + " --data " + (d / "run"));
+  CHECK(noarch.code != 0);
+  // And it can start a training run.
+  RunResult t =
+      run_qforge("train " + cfg + " --set train.epochs=1 --set model.init_from=" + (d / "foreign.safetensors") +
+                 " --set output.dir=" + (d / "fine"));
+  INFO(t.out);
+  CHECK(t.code == 0);
+}
+
 TEST_CASE("resume reaches the same final weights as an uninterrupted run") {
   ScratchDir d("resume");
   std::string cfg = write_tiny_config(d);
