@@ -73,10 +73,15 @@ Tensor ConvBnAct::forward(const Tensor& x) {
   for (int c = 0; c < oc; ++c) inv_std.data()[c] = 1.f / std::sqrt(bn->running_var.data()[c] + bn->eps);
   Tensor scale = mul(bn->weight, inv_std);
   Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->args());
-  y = scale_channels(y, reciprocal(scale), 1);
-  if (conv->bias.defined()) y = add_channels(y, conv->bias, 1);
   bool batch_stats = training() && !freeze_bn;
-  y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, batch_stats, bn->momentum, bn->eps);
+  if (conv->bias.defined()) {
+    y = add_channels(scale_channels(y, reciprocal(scale), 1), conv->bias, 1);
+    y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, batch_stats, bn->momentum, bn->eps);
+  } else {
+    // BN(y / scale) in one pass: the division happens inside batch_norm.
+    y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, batch_stats, bn->momentum, bn->eps,
+                   reciprocal(scale));
+  }
   return apply_act(y, act);
 }
 

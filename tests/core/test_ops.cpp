@@ -124,6 +124,27 @@ TEST_CASE("batch_norm: training gradients, statistics and running update") {
   }
 }
 
+TEST_CASE("batch_norm with an input scale equals batch_norm of the scaled input, gradients included") {
+  Tensor x = Tensor::randn({3, 2, 3, 2}, rng(), 2.f);
+  Tensor w = Tensor::randn({2}, rng()), b = Tensor::randn({2}, rng()), s = Tensor::uniform({2}, rng(), 0.5f, 2.f);
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    Tensor rm1 = Tensor::zeros({2}), rv1 = Tensor::full({2}, 1.f), rm2 = rm1.clone(), rv2 = rv1.clone();
+    Tensor fused = batch_norm(x, w, b, rm1, rv1, training, 0.1f, 1e-5f, s);
+    Tensor ref = batch_norm(scale_channels(x, s, 1), w, b, rm2, rv2, training, 0.1f, 1e-5f);
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(fused.data()[i] == doctest::Approx(ref.data()[i]).epsilon(1e-4));
+    for (int c = 0; c < 2; ++c) {
+      CHECK(rm1.data()[c] == doctest::Approx(rm2.data()[c]).epsilon(1e-5));
+      CHECK(rv1.data()[c] == doctest::Approx(rv2.data()[c]).epsilon(1e-5));
+    }
+    Tensor rm = Tensor::zeros({2}), rv = Tensor::full({2}, 1.f);
+    auto f = [&](const std::vector<Tensor>& t) {
+      return batch_norm(t[0], t[1], t[2], rm, rv, training, 0.1f, 1e-5f, t[3]);
+    };
+    CHECK(gradcheck_error(f, {x, w, b, s}) < 2e-3);
+  }
+}
+
 TEST_CASE("batch_norm: evaluation uses running statistics and leaves them alone") {
   Tensor x = Tensor::randn({2, 3, 2, 2}, rng());
   Tensor w = Tensor::randn({3}, rng()), b = Tensor::randn({3}, rng());
