@@ -41,18 +41,20 @@ int quantize_dynamic(nn::Module& root, const std::set<std::string>& skip) {
     QF_CHECK(!std::dynamic_pointer_cast<LinearAct>(m),
              "quantize_dynamic: '" + name + "' is fused; dynamic quantization takes the float model, before fuse");
   }
-  // Parents first in named_modules order; replace children by name in each parent.
-  std::vector<std::pair<nn::Module*, std::string>> parents{{&root, ""}};
-  for (auto& [name, m] : root.named_modules()) parents.emplace_back(m.get(), name);
-  for (auto& [owner, prefix] : parents) {
-    for (auto [leaf, child] : owner->children()) {
+  // Replace children by name in each parent. The list holds shared pointers, so a
+  // replaced Linear stays alive while the loop still visits it.
+  auto replace_in = [&](nn::Module& owner, const std::string& prefix) {
+    for (auto [leaf, child] : owner.children()) {
       std::string name = prefix.empty() ? leaf : prefix + "." + leaf;
       auto lin = std::dynamic_pointer_cast<nn::Linear>(child);
       if (!lin || skip.count(name)) continue;
-      owner->set_child(leaf, std::make_shared<DynamicQuantLinear>(*lin));
+      owner.set_child(leaf, std::make_shared<DynamicQuantLinear>(*lin));
       ++n;
     }
-  }
+  };
+  auto modules = root.named_modules();
+  replace_in(root, "");
+  for (auto& [name, m] : modules) replace_in(*m, name);
   return n;
 }
 
