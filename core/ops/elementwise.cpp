@@ -101,11 +101,18 @@ static Tensor clamp_relu(const Tensor& x, float hi) {
       float* __restrict__ dst = gi;
       const float* __restrict__ gg = g;
       const float* __restrict__ yy = y;
-      // Branch-free selects, so the loops vectorise.
+      // Unconditional loads and a select, so the loops vectorise.
+      const float h = hi;
       if (assign) {
-        for (int64_t i = s; i < e; ++i) dst[i] = ((yy[i] > 0.f) & (yy[i] < hi)) ? gg[i] : 0.f;
+        for (int64_t i = s; i < e; ++i) {
+          const float gv = gg[i], yv = yy[i];
+          dst[i] = (yv > 0.f && yv < h) ? gv : 0.f;
+        }
       } else {
-        for (int64_t i = s; i < e; ++i) dst[i] += ((yy[i] > 0.f) & (yy[i] < hi)) ? gg[i] : 0.f;
+        for (int64_t i = s; i < e; ++i) {
+          const float gv = gg[i], yv = yy[i], dv = dst[i];
+          dst[i] = dv + (((yv > 0.f) & (yv < h)) ? gv : 0.f);
+        }
       }
     });
   });
