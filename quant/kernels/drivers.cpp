@@ -303,13 +303,15 @@ QAddParams make_qadd_params(const QParams& a, const QParams& b, const QParams& o
   check_u8_range(b.zero_point, 0, 255, "qadd input b");
   check_u8_range(out.zero_point, out.qmin, out.qmax, "qadd output");
   QAddParams p{};
-  p.left_shift = 20;
-  const double twice_max = 2.0 * std::max<double>(a.scale, b.scale);
   p.a_zp = a.zero_point;
   p.b_zp = b.zero_point;
-  p.a_multiplier = quantize_multiplier(a.scale / twice_max);
-  p.b_multiplier = quantize_multiplier(b.scale / twice_max);
-  p.out_multiplier = quantize_multiplier(twice_max / (double(1 << p.left_shift) * out.scale));
+  const double ma = double(a.scale) / out.scale, mb = double(b.scale) / out.scale;
+  QF_CHECK(std::max(ma, mb) < 16384.0, "qadd: input scales are more than 2^14 times the output's");
+  // The largest shift that keeps both multipliers below 2^15.
+  p.shift = 1;
+  while (p.shift < 30 && std::max(ma, mb) * double(int64_t{1} << (p.shift + 1)) < 32767.0) ++p.shift;
+  p.a_mul = static_cast<int16_t>(std::lround(ma * double(int64_t{1} << p.shift)));
+  p.b_mul = static_cast<int16_t>(std::lround(mb * double(int64_t{1} << p.shift)));
   p.out_zp = out.zero_point;
   p.out_qmin = relu ? std::max(out.qmin, out.zero_point) : out.qmin;
   p.out_qmax = out.qmax;

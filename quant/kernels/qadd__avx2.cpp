@@ -1,31 +1,29 @@
-// Add (TFLite's integer scheme), 16 elements per step; the tail goes through a small buffer.
+// Add, 16 elements per step: zero-point offsets as int16 pairs (a, b), one vpmaddwd
+// against (a_mul, b_mul), a rounding shift, saturating packs back to uint8.
+#include <immintrin.h>
+
 #include <cstring>
 
 #include "quant/kernels/kernels.h"
-#include "quant/kernels/requant__avx2.h"
 
 namespace qforge::quant {
 namespace {
 
 struct AddConsts {
-  avx2::Mul8 ma, mb;
-  avx2::Requant8 ro;
-  __m256i za, zb;
-  __m128i shift;
+  __m256i za, zb, mul, half, zo;
+  __m128i shift, lo8, hi8;
 };
 
-inline __m256i add8(__m128i a8, __m128i b8, const AddConsts& k) {
-  const __m256i xa = _mm256_sub_epi32(_mm256_cvtepu8_epi32(a8), k.za);
-  const __m256i xb = _mm256_sub_epi32(_mm256_cvtepu8_epi32(b8), k.zb);
-  const __m256i sa = avx2::mul8(_mm256_sll_epi32(xa, k.shift), k.ma);
-  const __m256i sb = avx2::mul8(_mm256_sll_epi32(xb, k.shift), k.mb);
-  return avx2::requant8(_mm256_add_epi32(sa, sb), k.ro);
-}
-
 inline __m128i add16(const uint8_t* a, const uint8_t* b, const AddConsts& k) {
-  const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a));
-  const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
-  return avx2::pack16(add8(va, vb, k), add8(_mm_srli_si128(va, 8), _mm_srli_si128(vb, 8), k));
+  const __m256i da = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))), k.za);
+  const __m256i db = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b))), k.zb);
+  __m256i lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(da, db), k.mul);
+  __m256i hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(da, db), k.mul);
+  lo = _mm256_add_epi32(_mm256_sra_epi32(_mm256_add_epi32(lo, k.half), k.shift), k.zo);
+  hi = _mm256_add_epi32(_mm256_sra_epi32(_mm256_add_epi32(hi, k.half), k.shift), k.zo);
+  const __m256i w = _mm256_packs_epi32(lo, hi);  // int16 in the original order, per 128-bit lane
+  const __m128i u = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  return _mm_min_epu8(_mm_max_epu8(u, k.lo8), k.hi8);
 }
 
 }  // namespace
@@ -33,12 +31,15 @@ inline __m128i add16(const uint8_t* a, const uint8_t* b, const AddConsts& k) {
 // a (n), b (n) -> out (n)
 void qadd__avx2(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p) {
   AddConsts k;
-  k.ma = avx2::broadcast_mul8(p.a_multiplier);
-  k.mb = avx2::broadcast_mul8(p.b_multiplier);
-  k.ro = avx2::make_requant8(avx2::broadcast_mul8(p.out_multiplier), p.out_zp, p.out_qmin, p.out_qmax);
-  k.za = _mm256_set1_epi32(p.a_zp);
-  k.zb = _mm256_set1_epi32(p.b_zp);
-  k.shift = _mm_cvtsi32_si128(p.left_shift);
+  k.za = _mm256_set1_epi16(static_cast<int16_t>(p.a_zp));
+  k.zb = _mm256_set1_epi16(static_cast<int16_t>(p.b_zp));
+  k.mul =
+      _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(p.a_mul)) | (static_cast<int32_t>(p.b_mul) << 16));
+  k.half = _mm256_set1_epi32(int32_t{1} << (p.shift - 1));
+  k.zo = _mm256_set1_epi32(p.out_zp);
+  k.shift = _mm_cvtsi32_si128(p.shift);
+  k.lo8 = _mm_set1_epi8(static_cast<char>(p.out_qmin));
+  k.hi8 = _mm_set1_epi8(static_cast<char>(p.out_qmax));
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), add16(a + i, b + i, k));
   if (i < n) {
