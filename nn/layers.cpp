@@ -32,8 +32,7 @@ Tensor Add::forward(const Tensor&) { throw Error("Add takes two inputs: call it 
 
 Tensor Add::operator()(const Tensor& a, const Tensor& b) {
   return Tracer::call(*this, {a, b}, [&] {
-    Tensor y = add(a, b);
-    if (relu) y = qforge::relu(y);
+    Tensor y = relu ? add_relu(a, b) : add(a, b);
     return post() ? post()->forward(y) : y;
   });
 }

@@ -15,6 +15,30 @@ void for_each_chunk(int64_t n, F&& f) {
 
 }  // namespace
 
+// Hands the gradient g (of a result that is done with it) to the inputs of an
+// add: every input but the first gets a copy or an accumulation, then the
+// first, when it has no gradient yet, simply takes g's buffer.
+static void give_add_grad(TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  const float* g = o.grad->data();
+  for (size_t k = in.size(); k-- > 0;) {
+    TensorImpl* t = in[k];
+    if (!t) continue;
+    if (k == 0 && !t->grad) {
+      t->grad = o.grad;
+      continue;
+    }
+    bool assign;
+    float* gi = t->grad_for_write(&assign);
+    for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
+      if (assign) {
+        for (int64_t i = s; i < e; ++i) gi[i] = g[i];
+      } else {
+        for (int64_t i = s; i < e; ++i) gi[i] += g[i];
+      }
+    });
+  }
+}
+
 Tensor add(const Tensor& a, const Tensor& b) {
   check_same_shape("add", a, b);
   Tensor out = Tensor::empty(a.shape());
@@ -23,20 +47,32 @@ Tensor add(const Tensor& a, const Tensor& b) {
   for_each_chunk(out.numel(), [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) po[i] = pa[i] + pb[i];
   });
-  record_op(out, {a, b}, [](TensorImpl& o, const std::vector<TensorImpl*>& in) {
-    const float* g = o.grad->data();
-    for (TensorImpl* t : in) {
-      if (!t) continue;
-      bool assign;
-      float* gi = t->grad_for_write(&assign);
-      for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
-        if (assign) {
-          for (int64_t i = s; i < e; ++i) gi[i] = g[i];
-        } else {
-          for (int64_t i = s; i < e; ++i) gi[i] += g[i];
-        }
-      });
+  record_op(out, {a, b}, give_add_grad);
+  return out;
+}
+
+Tensor add_relu(const Tensor& a, const Tensor& b) {
+  check_same_shape("add_relu", a, b);
+  Tensor out = Tensor::empty(a.shape());
+  const float *pa = a.data(), *pb = b.data();
+  float* po = out.data();
+  for_each_chunk(out.numel(), [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) {
+      const float v = pa[i] + pb[i];
+      po[i] = v > 0.f ? v : 0.f;
     }
+  });
+  // out = max(a + b, 0): the gradient passes where out > 0, masked in place (the result is done with it).
+  record_op(out, {a, b}, [](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+    float* g = o.grad->data();
+    const float* y = o.data();
+    for_each_chunk(o.numel(), [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) {
+        const float gv = g[i];
+        g[i] = y[i] > 0.f ? gv : 0.f;
+      }
+    });
+    give_add_grad(o, in);
   });
   return out;
 }

@@ -4,8 +4,9 @@
 
 namespace qforge {
 
-Tensor add(const Tensor& a, const Tensor& b);  // same shapes
-Tensor mul(const Tensor& a, const Tensor& b);  // same shapes
+Tensor add(const Tensor& a, const Tensor& b);       // same shapes
+Tensor add_relu(const Tensor& a, const Tensor& b);  // max(a + b, 0), one pass
+Tensor mul(const Tensor& a, const Tensor& b);       // same shapes
 Tensor scale(const Tensor& a, float s);
 Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);

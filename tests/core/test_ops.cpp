@@ -168,6 +168,17 @@ TEST_CASE("elementwise ops: gradients") {
     for (float kink : {0.f, 6.f})
       if (std::abs(a.data()[i] - kink) < 0.05f) a.data()[i] = kink + 0.1f;
   CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return add(t[0], t[1]); }, {a, b}) < 1e-3);
+  // add_relu away from its kink (a + b near 0).
+  Tensor c = Tensor::randn({4, 5}, rng());
+  for (int64_t i = 0; i < c.numel(); ++i)
+    if (std::abs(a.data()[i] + c.data()[i]) < 0.05f) c.data()[i] += 0.2f;
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return add_relu(t[0], t[1]); }, {a, c}, 1e-3f) < 1e-3);
+  // A tensor added to itself, and a gradient handed on by buffer then accumulated into: d/da sum(relu(a + a) * 3 + a).
+  Tensor s = Tensor::from({3}, {1.f, -2.f, 0.5f}).requires_grad_();
+  sum(add(scale(add_relu(s, s), 3.f), s)).backward();
+  CHECK(s.grad().data()[0] == 7.f);
+  CHECK(s.grad().data()[1] == 1.f);
+  CHECK(s.grad().data()[2] == 7.f);
   CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return mul(t[0], t[1]); }, {a, b}) < 1e-3);
   CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return relu(t[0]); }, {a}, 1e-3f) < 1e-3);
   CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return relu6(t[0]); }, {a}, 1e-3f) < 1e-3);
