@@ -260,11 +260,9 @@ void run_bench(const BenchArgs& a) {
       data::Loader l1 = make_eval_loader(ds, *p.cfg, std::max(64, a.batch));
       EvalResult ef = evaluate(*p.fp32, l1, classes);
       EvalResult eq = evaluate(*p.int8, l1, classes);
-      int64_t agree = 0;
-      for (size_t i = 0; i < ef.predictions.size(); ++i) agree += ef.predictions[i] == eq.predictions[i];
       out["fp32_top1"] = ef.top1();
       out["int8_top1"] = eq.top1();
-      out["top1_agreement"] = 100.0 * agree / std::max<int64_t>(1, ef.n);
+      out["top1_agreement"] = top1_agreement(ef, eq);
       out["fp32_eval_s"] = ef.seconds;
       out["int8_eval_s"] = eq.seconds;
       out["eval_images"] = ef.n;

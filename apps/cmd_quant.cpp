@@ -54,11 +54,9 @@ void convert_and_check(nn::Module& prepared, const Config& cfg, const std::vecto
   auto test = open_split(cfg, "test");
   data::Loader loader = make_eval_loader(test, cfg, cfg.j["train"]["eval_batch_size"]);
   EvalResult r = evaluate(m, loader, cfg.j["model"]["num_classes"]);
-  int64_t agree = 0;
-  for (size_t i = 0; i < r.predictions.size(); ++i) agree += r.predictions[i] == sim.predictions[i];
   std::printf("int8 graph %s (%s kernels, %.2f MB): top-1 %.2f%% (simulation %.2f%%), top-1 agreement %.2f%%, %.2f s\n",
               path.c_str(), quant::isa_name(rt->isa()), std::filesystem::file_size(path) / 1e6, r.top1(), sim.top1(),
-              100.0 * agree / std::max<int64_t>(1, r.n), r.seconds);
+              top1_agreement(r, sim), r.seconds);
 }
 
 std::vector<int> input_shape(const data::Loader& l) {

@@ -22,6 +22,20 @@ double EvalResult::class_acc(size_t k) const {
   return tot ? 100.0 * confusion[k][k] / tot : 0;
 }
 
+int argmax(const float* row, int k) {
+  int best = 0;
+  for (int j = 1; j < k; ++j)
+    if (row[j] > row[best]) best = j;
+  return best;
+}
+
+double top1_agreement(const EvalResult& a, const EvalResult& b) {
+  QF_CHECK(a.predictions.size() == b.predictions.size(), "top1_agreement: evaluations of different sizes");
+  int64_t agree = 0;
+  for (size_t i = 0; i < a.predictions.size(); ++i) agree += a.predictions[i] == b.predictions[i];
+  return 100.0 * agree / std::max<size_t>(1, a.predictions.size());
+}
+
 EvalResult evaluate(nn::Module& model, data::Loader& loader, int num_classes, bool progress) {
   EvalResult r;
   r.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
@@ -40,9 +54,7 @@ EvalResult evaluate(nn::Module& model, data::Loader& loader, int num_classes, bo
                                                            ", expected (N," + std::to_string(num_classes) + ")");
     for (int i = 0; i < b.n; ++i) {
       const float* row = y.data() + static_cast<int64_t>(i) * num_classes;
-      int best = 0;
-      for (int k = 1; k < num_classes; ++k)
-        if (row[k] > row[best]) best = k;
+      const int best = argmax(row, num_classes);
       r.predictions.push_back(best);
       r.confusion[b.labels[i]][best]++;
       r.correct += best == b.labels[i];
@@ -167,10 +179,7 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
       opt.step();
       for (int i = 0; i < b.n; ++i) {
         const float* row = logits.data() + static_cast<int64_t>(i) * num_classes;
-        int best = 0;
-        for (int k = 1; k < num_classes; ++k)
-          if (row[k] > row[best]) best = k;
-        correct += best == b.labels[i];
+        correct += argmax(row, num_classes) == b.labels[i];
       }
       loss_sum += lv * b.n;
       seen += b.n;

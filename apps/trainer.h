@@ -24,6 +24,11 @@ struct EvalResult {
   double class_acc(size_t k) const;
 };
 
+// Index of the largest of k logits (the first on ties).
+int argmax(const float* row, int k);
+// Percentage of images on which two evaluations of the same data predict the same class.
+double top1_agreement(const EvalResult& a, const EvalResult& b);
+
 // Runs the model in eval mode without recording gradients; restores the mode after.
 EvalResult evaluate(nn::Module& model, data::Loader& loader, int num_classes, bool progress = false);
 // The table for a terminal, and the JSON report.
