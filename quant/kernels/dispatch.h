@@ -29,6 +29,8 @@ struct KernelTable {
   int conv_mr, conv_panel_oc, conv_chunk_tiles;
   size_t (*conv_packed_bytes)(const QConvArgs&);  // null: the kernel reads the (OC,KH,KW,C) weights
   ConvPackFn conv_pack;
+  QConv2dPosKernel qconv2d_pos;  // batch-major conv, or null
+  bool conv_fused_add;           // qconv2d and qconv2d_pos honour QConvArgs::residual
   QAddKernel qadd;
   QMaxPool2dKernel qmaxpool2d;
   QGlobalAvgPoolKernel qglobal_avgpool;

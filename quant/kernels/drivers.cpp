@@ -98,6 +98,47 @@ void run_conv(const KernelTable& k, const QConvArgs& a, const uint8_t* in, uint8
   });
 }
 
+// The batch-major kernel where it applies: plain C-byte slices, enough images to fill its tiles
+// (they hold up to conv_mr images of one position), padding to skip, and small images. Measured
+// on ResNet18 28x28 b64 (one thread, GMAC/s, pixel tiles -> batch-major): 4x4x512 in 517 -> 607,
+// 7x7x256 in 510 -> 510 (s1) and 515 -> 600 (s2), but 14x14x128 484 -> 448 and 28x28x64
+// 462 -> 408: a tile reads one pixel from each of 6 images, which the prefetchers do not follow
+// once an image's rows no longer stay in L1/L2.
+bool use_pos(const KernelTable& k, const QConvArgs& a) {
+  return k.qconv2d_pos && a.tap_wsum && !a.row_merged && a.kt == a.ktp && a.N >= k.conv_mr &&
+         (a.pad_h > 0 || a.pad_w > 0) && int64_t(a.H) * a.W * a.C <= 16384;
+}
+
+// Runs the batch-major kernel. Pieces are runs of output positions (all images, all channels),
+// or single (position, channel panel) pairs when there are too few positions to share.
+void run_conv_pos(const KernelTable& k, const QConvArgs& a, const uint8_t* in, uint8_t* out) {
+  const int P = a.OH * a.OW;
+  const int panel = k.conv_panel_oc, panels = (a.OC + panel - 1) / panel;
+  const int threads = num_threads();
+  const size_t scratch = conv_pos_scratch_bytes(a);
+  const double macs = double(a.N) * P * a.OC * a.KH * a.KW * a.C;
+  if (threads == 1 || macs < 2e6) {
+    k.qconv2d_pos(out, in, a, 0, P, 0, a.OC, thread_scratch(scratch));
+    return;
+  }
+  const bool by_panels = P < 8 * threads && panels > 1;
+  const int piece = by_panels ? 1 : std::max(1, P / (8 * threads));
+  const int64_t pieces = by_panels ? int64_t(P) * panels : (P + piece - 1) / piece;
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min<int64_t>(threads, pieces), 1, [&](int64_t, int64_t) {
+    void* s = thread_scratch(scratch);
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) {
+      if (by_panels) {
+        const int pos = static_cast<int>(i / panels), pn = static_cast<int>(i % panels);
+        k.qconv2d_pos(out, in, a, pos, pos + 1, pn * panel, std::min(a.OC, (pn + 1) * panel), s);
+      } else {
+        const int p0 = static_cast<int>(i) * piece;
+        k.qconv2d_pos(out, in, a, p0, std::min(P, p0 + piece), 0, a.OC, s);
+      }
+    }
+  });
+}
+
 QConvParams linear_as_conv(const QLinearParams& p) {
   QConvParams c;
   c.N = p.M;
@@ -142,6 +183,8 @@ QConvArgs fill_args(const PackedConvWeights& w, const QConvParams& p) {
   a.rq_rshift = w.rq_rshift.data();
   a.zero_row = w.zero_row.data();
   a.OCp = w.OCp, a.taps = w.taps, a.kt = w.kt, a.ktp = w.ktp, a.row_merged = w.row_merged;
+  a.tap_wsum = w.tap_wsum.empty() ? nullptr : w.tap_wsum.data();
+  a.residual = nullptr;
   return a;
 }
 }  // namespace
@@ -205,6 +248,12 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
     w.rq_rshift[o] = std::max(-requant[o].shift, 0);
   }
   w.zero_row.assign(w.ktp, static_cast<uint8_t>(p.in_zero_point));
+  if (k.qconv2d_pos && !w.row_merged) {
+    w.tap_wsum.assign(size_t(w.taps) * w.OCp, 0);
+    for (int o = 0; o < OC; ++o)
+      for (int t = 0; t < w.taps; ++t)
+        for (int c = 0; c < C; ++c) w.tap_wsum[size_t(t) * w.OCp + o] += w.weight[(size_t(o) * w.taps + t) * C + c];
+  }
   if (k.conv_packed_bytes) {
     QConvArgs a = fill_args(w, p);
     w.packed.resize(k.conv_packed_bytes(a));
@@ -217,7 +266,29 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
 
 void qconv2d(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, uint8_t* out) {
   const QConvArgs a = w.args(p);
-  run_conv(kernels_for(w.isa), a, in, out, nullptr);
+  const KernelTable& k = kernels_for(w.isa);
+  if (use_pos(k, a))
+    run_conv_pos(k, a, in, out);
+  else
+    run_conv(k, a, in, out, nullptr);
+}
+
+void qconv2d_add(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, const QAddParams& add,
+                 const uint8_t* residual, uint8_t* out) {
+  QConvArgs a = w.args(p);
+  QF_CHECK(add.shift >= 1 && add.shift <= 30, "qconv2d_add: add shift " + std::to_string(add.shift) + " out of range");
+  const KernelTable& k = kernels_for(w.isa);
+  if (k.conv_fused_add) {
+    a.residual = residual;
+    a.add = add;
+  }
+  if (use_pos(k, a))
+    run_conv_pos(k, a, in, out);
+  else
+    run_conv(k, a, in, out, nullptr);
+  if (k.conv_fused_add) return;
+  run_pieces(int64_t(a.N) * a.OH * a.OW * a.OC, 16384,
+             [&](int64_t s, int64_t e) { k.qadd(out + s, out + s, residual + s, e - s, add); });
 }
 
 // ---------------------------------------------------------------------------

@@ -72,6 +72,7 @@ struct PackedConvWeights {
   // SIMD side (see QConvArgs): OCp = roundup(OC, 16)
   std::vector<int32_t> bias_packed, rq_multiplier, rq_lshift, rq_rshift;  // (OCp)
   std::vector<uint8_t> zero_row;                                          // ktp bytes of in_zero_point
+  std::vector<int32_t> tap_wsum;  // (taps, OCp) per-tap weight sums, when the batch-major kernel can run
   AlignedBytes packed;
   int OCp = 0, taps = 0, kt = 0, ktp = 0;
   bool row_merged = false;
@@ -84,6 +85,11 @@ struct PackedConvWeights {
 PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, const int32_t* bias,
                                     const FixedPointMultiplier* requant, Isa isa = selected_isa());
 void qconv2d(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, uint8_t* out);
+// The convolution followed by the residual join: out = qadd(conv(in), residual) with `add`
+// (the conv's output is the add's input a), byte for byte the two ops in turn; in one pass
+// (the add in the conv's epilogue) where the ISA has the batch-major kernel.
+void qconv2d_add(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, const QAddParams& add,
+                 const uint8_t* residual, uint8_t* out);
 
 // ---------------------------------------------------------------------------
 // Linear (GEMM): in (M,K) u8 -> out (M,N) u8; a 1x1 convolution over M rows.

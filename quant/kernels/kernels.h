@@ -23,6 +23,21 @@
 namespace qforge::quant {
 
 // ---------------------------------------------------------------------------
+// Add: each input's offset from its zero point is weighted by its scale
+// relative to the output's, as 16-bit fixed-point numbers with `shift`
+// fractional bits, summed in int32 and rounded once:
+//   acc = (a - a_zp) * a_mul + (b - b_zp) * b_mul     (|acc| < 2^24)
+//   out = clamp(((acc + 2^(shift-1)) >> shift) + out_zp, out_qmin, out_qmax)
+// a_mul = round(s_a / s_out * 2^shift), with shift as large as keeps both in
+// 15 bits: a relative error below 2^-14, far under one output step. One
+// vpmaddwd per pair of inputs does both multiplies.
+struct QAddParams {
+  int32_t a_zp, b_zp;
+  int16_t a_mul, b_mul;
+  int32_t shift;                       // 1..30
+  int32_t out_zp, out_qmin, out_qmax;  // fused ReLU: out_qmin = max(out_qmin, out_zp)
+};
+// ---------------------------------------------------------------------------
 // Convolution (and GEMM: a 1x1 convolution over M "pixels").
 //
 // The SIMD kernels run a direct convolution over NHWC: for each output pixel
@@ -59,6 +74,13 @@ struct QConvArgs {
   int taps;     // KH*KW, or KH when row-merged
   int kt, ktp;  // bytes per tap slice (C, or KW*C when row-merged), and rounded up to 4
   bool row_merged;
+  // For the batch-major kernel (QConv2dPosKernel): (taps, OCp) sum of each tap's weights, or null.
+  const int32_t* tap_wsum;
+  // Residual join fused into the epilogue (kernels whose KernelTable::conv_fused_add is set; uint8
+  // output only): when not null, out = qadd(requantize(acc), residual) with `add`, the conv's
+  // output being input a. The reference is qconv2d__ref then qadd__ref.
+  const uint8_t* residual;  // (N,OH,OW,OC)
+  QAddParams add;
 };
 
 // Computes output pixels [pix_begin, pix_end) of the flattened (N*OH*OW) grid
@@ -78,6 +100,19 @@ void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QCon
 // 6 pixels x 64 channels per micro-tile; vpdpbusd.
 void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
                          int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+
+// Batch-major: output positions [pos_begin, pos_end) of the OH x OW grid, for all N images,
+// channels [oc_begin, oc_end) (panel-aligned as above). A micro-tile holds up to mr images at
+// one position, so all its pixels share one window: taps in the padding are skipped and their
+// zero-point term (in_zp * tap_wsum) goes into the tile's bias, which is the same integer in
+// wrapping int32 arithmetic. No indirection array. Needs !row_merged, kt == ktp and tap_wsum.
+// Its reference is qconv2d__ref over the same pixels, then qadd__ref with the residual if any.
+// scratch: conv_pos_scratch_bytes(args) bytes, 8-byte aligned.
+using QConv2dPosKernel = void (*)(uint8_t* out, const uint8_t* in, const QConvArgs& a, int pos_begin, int pos_end,
+                                  int oc_begin, int oc_end, void* scratch);
+void qconv2d_pos__avx512vnni(uint8_t* out, const uint8_t* in, const QConvArgs& a, int pos_begin, int pos_end,
+                             int oc_begin, int oc_end, void* scratch);
+size_t conv_pos_scratch_bytes(const QConvArgs& a);
 
 // Weight packing, once at load time. w: (OC, KH, KW, C) as in QConvArgs::weight.
 // AVX-512 VNNI: panels of 64 output channels (the last one 16, 32, 48 or 64 wide, OCp = roundup(OC, 16));
@@ -106,21 +141,6 @@ void conv_tap_offsets(int64_t* off, const QConvArgs& a);
 void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint8_t* seg, const uint8_t* in,
                             const QConvArgs& a, int64_t p0, int npix, int mr);
 
-// ---------------------------------------------------------------------------
-// Add: each input's offset from its zero point is weighted by its scale
-// relative to the output's, as 16-bit fixed-point numbers with `shift`
-// fractional bits, summed in int32 and rounded once:
-//   acc = (a - a_zp) * a_mul + (b - b_zp) * b_mul     (|acc| < 2^24)
-//   out = clamp(((acc + 2^(shift-1)) >> shift) + out_zp, out_qmin, out_qmax)
-// a_mul = round(s_a / s_out * 2^shift), with shift as large as keeps both in
-// 15 bits: a relative error below 2^-14, far under one output step. One
-// vpmaddwd per pair of inputs does both multiplies.
-struct QAddParams {
-  int32_t a_zp, b_zp;
-  int16_t a_mul, b_mul;
-  int32_t shift;                       // 1..30
-  int32_t out_zp, out_qmin, out_qmax;  // fused ReLU: out_qmin = max(out_qmin, out_zp)
-};
 // out (n), a (n), b (n)
 using QAddKernel = void (*)(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
 void qadd__ref(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);

@@ -29,7 +29,8 @@ inline __m512i bcast4(const uint8_t* p) {
 // out / out_i32 point at (first pixel, first channel of the panel), row stride OC.
 template <int NB, bool DIRECT>
 void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps, int kg,
-             const int8_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid) {
+             const int8_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid,
+             const uint8_t* res) {
   __m512i acc[kMR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
@@ -61,6 +62,8 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
   }
 
   const int OC = a.OC;
+  avx512::AddConsts ac;
+  if (res) ac = avx512::make_add(a.add);
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
     const int lanes = oc_valid - 16 * nb;
@@ -77,8 +80,11 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
         avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin, a.out_qmax);
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i)
-      if (i < mr_valid)
-        _mm_mask_storeu_epi8(out + size_t(i) * OC + 16 * nb, m, _mm512_cvtepi32_epi8(avx512::requant16(acc[i][nb], r)));
+      if (i < mr_valid) {
+        __m512i v = avx512::requant16(acc[i][nb], r);
+        if (res) v = avx512::add16(v, _mm_maskz_loadu_epi8(m, res + size_t(i) * OC + 16 * nb), ac);
+        _mm_mask_storeu_epi8(out + size_t(i) * OC + 16 * nb, m, _mm512_cvtepi32_epi8(v));
+      }
   }
 }
 
@@ -115,11 +121,12 @@ void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, cons
         const int64_t p = p0 + int64_t(tile) * kMR;
         uint8_t* o = out ? out + p * a.OC + oc0 : nullptr;
         int32_t* o32 = out_i32 ? out_i32 + p * a.OC + oc0 : nullptr;
+        const uint8_t* res = out && a.residual ? a.residual + p * a.OC + oc0 : nullptr;
         const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
         const uint8_t* tb = tile_base[tile];
 #define QF_UK(NB)                                                                                   \
-  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid) \
-      : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid))
+  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid, res) \
+      : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid, res))
         switch (width / 16) {
           case 4:
             QF_UK(4);

@@ -148,3 +148,12 @@ void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint
 }
 
 }  // namespace qforge::quant
+
+namespace qforge::quant {
+
+size_t conv_pos_scratch_bytes(const QConvArgs& a) {
+  // tile bias (OCp int32, rounded to 64 bytes), then the valid taps' input offsets and indices
+  return (size_t(a.OCp) * sizeof(int32_t) + 63) / 64 * 64 + size_t(a.taps) * (sizeof(int64_t) + sizeof(int));
+}
+
+}  // namespace qforge::quant

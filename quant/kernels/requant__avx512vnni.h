@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "quant/kernels/kernels.h"  // QAddParams
 #include "quant/qparams.h"  // FixedPointMultiplier (the struct only: no inline function is called here)
 
 namespace qforge::quant::avx512 {
@@ -100,6 +101,33 @@ inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift
 inline __m512i requant16(__m512i acc, const Requant16& r) {
   const __m512i v = _mm512_min_epi32(_mm512_max_epi32(mul16(acc, r.m), r.lo), r.hi);
   return _mm512_add_epi32(v, r.zp);
+}
+
+// The residual join (QAddParams, as qadd__ref) on requantized conv output in int32 lanes.
+struct AddConsts {
+  __m512i mul, zab, half, zo, lo, hi;  // zab: (a_zp, b_zp) as int16 pairs
+  __m128i shift;
+};
+
+inline AddConsts make_add(const QAddParams& p) {
+  AddConsts c;
+  c.mul = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(p.a_mul)) | (static_cast<int32_t>(p.b_mul) << 16));
+  c.zab = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(p.a_zp)) | (static_cast<int32_t>(p.b_zp) << 16));
+  c.half = _mm512_set1_epi32(int32_t{1} << (p.shift - 1));
+  c.zo = _mm512_set1_epi32(p.out_zp);
+  c.lo = _mm512_set1_epi32(p.out_qmin);
+  c.hi = _mm512_set1_epi32(p.out_qmax);
+  c.shift = _mm_cvtsi32_si128(p.shift);
+  return c;
+}
+
+// qadd of 16 lanes: conv bytes v (int32 lanes, 0..255) as input a, residual bytes r as input b.
+inline __m512i add16(__m512i v, __m128i r, const AddConsts& c) {
+  // (v, r) as int16 pairs in each 32-bit lane, minus (a_zp, b_zp): one vpmaddwd gives the sum of both products.
+  const __m512i pair = _mm512_sub_epi16(_mm512_or_si512(v, _mm512_slli_epi32(_mm512_cvtepu8_epi32(r), 16)), c.zab);
+  const __m512i acc = _mm512_madd_epi16(pair, c.mul);
+  const __m512i q = _mm512_add_epi32(_mm512_sra_epi32(_mm512_add_epi32(acc, c.half), c.shift), c.zo);
+  return _mm512_min_epi32(_mm512_max_epi32(q, c.lo), c.hi);
 }
 
 }  // namespace
