@@ -82,18 +82,46 @@ Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
       weight_bytes_ += w.size() + 8 * ws.size();
     }
   }
+  find_fusions();
 }
 
-void Int8Runtime::make_plan(int n, int h, int w) {
+void Int8Runtime::find_fusions() {
+  std::vector<int> readers(g_.values.size(), 0), writer(g_.values.size(), -1);
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    for (int v : g_.nodes[i].inputs) ++readers[v];
+    writer[g_.nodes[i].output] = static_cast<int>(i);
+  }
+  for (size_t j = 0; j < g_.nodes.size(); ++j) {
+    const GraphNode& add = g_.nodes[j];
+    if (add.op != "QAdd" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1]) continue;
+    for (int side = 0; side < 2; ++side) {
+      const int v = add.inputs[side], i = writer[v];
+      if (i < 0 || g_.nodes[i].op != "QConv2d" || readers[v] != 1 || v == g_.output || prep_[i].fuse_add >= 0) continue;
+      Prepared& c = prep_[i];
+      c.fuse_add = static_cast<int>(j);
+      c.residual = add.inputs[1 - side];
+      c.conv_add = prep_[j].add;
+      if (side == 1) {  // the conv is input a of the fused kernel: swap the (symmetric) terms
+        std::swap(c.conv_add.a_zp, c.conv_add.b_zp);
+        std::swap(c.conv_add.a_mul, c.conv_add.b_mul);
+      }
+      prep_[j].fused_into = static_cast<int>(i);
+      break;
+    }
+  }
+}
+
+void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
   Plan& pl = plan_;
-  pl.n = n, pl.h = h, pl.w = w;
+  pl.n = n, pl.h = h, pl.w = w, pl.fused = fused;
   const size_t V = g_.values.size();
   pl.dims.assign(V, {});
   pl.dims[0] = {n, g_.input_shape[0], h, w};
   std::vector<int> last_use(V, -1);
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
     const GraphNode& nd = g_.nodes[i];
-    for (int v : nd.inputs) last_use[v] = static_cast<int>(i);
+    for (int v : nd.inputs) last_use[v] = std::max(last_use[v], static_cast<int>(i));
+    if (fused && prep_[i].fuse_add >= 0) last_use[nd.inputs[0]] = prep_[i].fuse_add;
     const Dims& in = pl.dims[nd.inputs[0]];
     Dims out = in;
     const std::string at = "int8 runtime: node '" + nd.name + "' (" + nd.op + ")";
@@ -131,9 +159,12 @@ void Int8Runtime::make_plan(int n, int h, int w) {
   for (size_t v = 1; v < V; ++v)
     if (last_use[v] >= 0) frees[last_use[v]].push_back(static_cast<int>(v));
   pl.arena = 0;
-  std::map<int, size_t> slot;  // value -> index in live
+  std::vector<bool> placed(V, false);
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
-    int v = g_.nodes[i].output;
+    const int v = g_.nodes[i].output;
+    // Fused: the conv runs at its add's place (the residual may be computed after the conv), writing
+    // the add's output; its own output is never stored.
+    if (!(fused && prep_[i].fuse_add >= 0)) {
     size_t sz = (pl.dims[v].bytes(g_.values[v].quantized) + 63) / 64 * 64;
     std::sort(live.begin(), live.end());
     size_t off = 0;
@@ -143,9 +174,11 @@ void Int8Runtime::make_plan(int n, int h, int w) {
     }
     live.emplace_back(off, sz);
     pl.offset[v] = off;
+    placed[v] = true;
     pl.arena = std::max(pl.arena, off + sz);
+    }
     for (int f : frees[i]) {
-      if (f == g_.output) continue;
+      if (f == g_.output || !placed[f]) continue;
       size_t fo = pl.offset[f];
       auto it = std::find_if(live.begin(), live.end(), [&](auto& p) { return p.first == fo; });
       if (it != live.end()) live.erase(it);
@@ -158,7 +191,8 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
   QF_CHECK(x.dim() == 4 && x.size(1) == g_.input_shape[0],
            "int8 model: expected input (N," + std::to_string(g_.input_shape[0]) + ",H,W), got " + shape_str(x.shape()));
   const int n = static_cast<int>(x.size(0)), h = static_cast<int>(x.size(2)), w = static_cast<int>(x.size(3));
-  if (plan_.n != n || plan_.h != h || plan_.w != w) make_plan(n, h, w);
+  const bool fused = taps == nullptr;
+  if (plan_.n != n || plan_.h != h || plan_.w != w || plan_.fused != fused) make_plan(n, h, w, fused);
   auto ptr = [&](int v) -> uint8_t* { return arena_.data() + plan_.offset[v]; };
   auto fptr = [&](int v) -> float* { return v == 0 ? x.data() : reinterpret_cast<float*>(ptr(v)); };
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
@@ -168,7 +202,14 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
     const Dims& out = plan_.dims[nd.output];
     const QParams& in_qp = g_.values[nd.inputs[0]].qp;
     const QParams& out_qp = g_.values[nd.output].qp;
-    if (nd.op == "Quantize") {
+    if (fused && p.fuse_add >= 0) continue;  // runs at its add's place
+    if (fused && p.fused_into >= 0) {
+      const Prepared& c = prep_[p.fused_into];
+      const int cin = g_.nodes[p.fused_into].inputs[0];
+      QConvParams q = c.conv_params;
+      q.N = plan_.dims[cin].n, q.H = plan_.dims[cin].h, q.W = plan_.dims[cin].w;
+      qconv2d_add(q, c.conv, ptr(cin), c.conv_add, ptr(c.residual), ptr(nd.output));
+    } else if (nd.op == "Quantize") {
       quantize_nchw_to_nhwc(out_qp, in.n, in.c, in.h, in.w, fptr(nd.inputs[0]), ptr(nd.output), isa_);
     } else if (nd.op == "QConv2d") {
       QConvParams q = p.conv_params;

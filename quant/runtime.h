@@ -39,6 +39,7 @@ class Int8Runtime {
   };
   struct Plan {
     int n = -1, h = -1, w = -1;
+    bool fused = false;  // residual joins run inside their convs (not when taps are asked for)
     std::vector<Dims> dims;
     std::vector<size_t> offset;
     size_t arena = 0;
@@ -50,8 +51,13 @@ class Int8Runtime {
     DynamicLinearWeights dynamic;
     QAddParams add;
     std::vector<float> fweight, fbias;  // float Linear
+    // A QConv2d whose only reader is a QAdd: that add's node, its other input, and its
+    // parameters with the conv's output as input a. On the QAdd: the conv's node.
+    int fuse_add = -1, residual = -1, fused_into = -1;
+    QAddParams conv_add;
   };
-  void make_plan(int n, int h, int w);
+  void find_fusions();
+  void make_plan(int n, int h, int w, bool fused);
 
   Int8Graph g_;
   Isa isa_;
