@@ -1,11 +1,13 @@
 #include "core/ops/conv2d.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/autograd.h"
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/ops/winograd.h"
 #include "core/threads.h"
 
 namespace qforge {
@@ -20,8 +22,93 @@ int images_per_chunk(const Conv2dShape& s) {
   return static_cast<int>(std::min<int64_t>(s.n, by_mem));
 }
 
+// Stride 1 with the output as wide as the input (a "same" convolution, every
+// stride-1 layer of a ResNet): one tap's plane is the input plane shifted by a
+// constant offset, so it is one contiguous copy plus a few zeros in the
+// padding, instead of a short copy per row.
+struct Shift {
+  int dy, dx;            // input offset of the tap
+  int oh_lo, oh_hi;      // output rows whose input row exists
+  int ow_lo, ow_hi;      // output columns whose input column exists
+  int64_t dst0, src0;    // first element of the contiguous run, in the output and input plane
+  int64_t len;           // its length (0 if the tap sees only padding)
+};
+
+bool same_width(const Conv2dShape& s) { return s.a.stride_h == 1 && s.a.stride_w == 1 && s.ow == s.w; }
+
+Shift tap_shift(const Conv2dShape& s, int kh, int kw) {
+  Shift t;
+  t.dy = kh * s.a.dil_h - s.a.pad_h, t.dx = kw * s.a.dil_w - s.a.pad_w;
+  t.oh_lo = std::clamp(-t.dy, 0, s.oh), t.oh_hi = std::clamp(s.h - t.dy, t.oh_lo, s.oh);
+  t.ow_lo = std::clamp(-t.dx, 0, s.ow), t.ow_hi = std::clamp(s.w - t.dx, t.ow_lo, s.ow);
+  t.len = 0;
+  if (t.oh_hi > t.oh_lo && t.ow_hi > t.ow_lo) {
+    t.dst0 = static_cast<int64_t>(t.oh_lo) * s.ow + t.ow_lo;
+    t.src0 = static_cast<int64_t>(t.oh_lo + t.dy) * s.w + t.ow_lo + t.dx;
+    t.len = static_cast<int64_t>(t.oh_hi - t.oh_lo - 1) * s.ow + (t.ow_hi - t.ow_lo);
+  }
+  return t;
+}
+
+// Zeroes the output positions of a tap that fall in the padding, inside the
+// rows of its contiguous run (the run wraps them onto a neighbouring column).
+void zero_wrapped_columns(float* d, const Shift& t, int ow) {
+  for (int oh = t.oh_lo; oh < t.oh_hi; ++oh) {
+    float* r = d + static_cast<int64_t>(oh) * ow;
+    for (int x = 0; x < t.ow_lo; ++x) r[x] = 0.f;
+    for (int x = t.ow_hi; x < ow; ++x) r[x] = 0.f;
+  }
+}
+
+void im2col_same_width(float* col, const float* inp, const Conv2dShape& s, int n0, int nb, int g) {
+  const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
+  parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c)
+      for (int kh = 0; kh < s.kh; ++kh)
+        for (int kw = 0; kw < s.kw; ++kw) {
+          const Shift t = tap_shift(s, kh, kw);
+          float* row = col + ((c * s.kh + kh) * s.kw + kw) * static_cast<int64_t>(cols);
+          for (int n = 0; n < nb; ++n) {
+            const float* plane = inp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
+            float* d = row + static_cast<int64_t>(n) * ohw;
+            if (t.len == 0) {
+              std::memset(d, 0, ohw * sizeof(float));
+              continue;
+            }
+            std::memset(d, 0, t.oh_lo * s.ow * sizeof(float));
+            std::memcpy(d + t.dst0, plane + t.src0, t.len * sizeof(float));
+            zero_wrapped_columns(d, t, s.ow);
+            std::memset(d + t.oh_hi * s.ow, 0, (s.oh - t.oh_hi) * s.ow * sizeof(float));
+          }
+        }
+  });
+}
+
+// The adjoint of im2col_same_width. It zeroes the wrapped positions of col
+// (which the caller no longer needs) so that each tap is one contiguous add.
+void col2im_same_width(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g) {
+  const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
+  parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c)
+      for (int kh = 0; kh < s.kh; ++kh)
+        for (int kw = 0; kw < s.kw; ++kw) {
+          const Shift t = tap_shift(s, kh, kw);
+          if (t.len == 0) continue;
+          float* row = col + ((c * s.kh + kh) * s.kw + kw) * static_cast<int64_t>(cols);
+          for (int n = 0; n < nb; ++n) {
+            float* __restrict d = dinp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w + t.src0;
+            float* r = row + static_cast<int64_t>(n) * ohw;
+            zero_wrapped_columns(r, t, s.ow);
+            const float* __restrict src = r + t.dst0;
+            for (int64_t i = 0; i < t.len; ++i) d[i] += src[i];
+          }
+        }
+  });
+}
+
 // col (Cg*KH*KW, nb*OH*OW): row (c,kh,kw), column (image, oh, ow), zero where the tap is in the padding.
 void im2col(float* col, const float* inp, const Conv2dShape& s, int n0, int nb, int g) {
+  if (same_width(s)) return im2col_same_width(col, inp, s, n0, nb, g);
   const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
   parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
     for (int64_t c = cb; c < ce; ++c)
@@ -59,8 +146,10 @@ void im2col(float* col, const float* inp, const Conv2dShape& s, int n0, int nb, 
   });
 }
 
-// The adjoint of im2col: adds col back into dinp. Rows of one channel only touch that channel.
-void col2im(float* dinp, const float* col, const Conv2dShape& s, int n0, int nb, int g) {
+// The adjoint of im2col: adds col back into dinp (and may overwrite col). Rows
+// of one channel only touch that channel.
+void col2im(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g) {
+  if (same_width(s)) return col2im_same_width(dinp, col, s, n0, nb, g);
   const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
   parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
     for (int64_t c = cb; c < ce; ++c)
@@ -93,29 +182,7 @@ void col2im(float* dinp, const float* col, const Conv2dShape& s, int n0, int nb,
   });
 }
 
-}  // namespace
-
-Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a) {
-  QF_CHECK(inp.size() == 4 && weight.size() == 4,
-           "conv2d: expected input (N,C,H,W) and weight (OC,C/groups,KH,KW), got " + shape_str(inp) + " and " +
-               shape_str(weight));
-  Conv2dShape s;
-  s.n = inp[0], s.c = inp[1], s.h = inp[2], s.w = inp[3];
-  s.oc = weight[0], s.kh = weight[2], s.kw = weight[3];
-  s.a = a;
-  QF_CHECK(a.groups >= 1 && s.c % a.groups == 0 && s.oc % a.groups == 0 && weight[1] == s.c / a.groups,
-           "conv2d: input " + shape_str(inp) + " and weight " + shape_str(weight) +
-               " do not match with groups=" + std::to_string(a.groups));
-  QF_CHECK(a.stride_h >= 1 && a.stride_w >= 1 && a.dil_h >= 1 && a.dil_w >= 1 && a.pad_h >= 0 && a.pad_w >= 0,
-           "conv2d: stride and dilation must be >= 1 and padding >= 0");
-  s.oh = (s.h + 2 * a.pad_h - a.dil_h * (s.kh - 1) - 1) / a.stride_h + 1;
-  s.ow = (s.w + 2 * a.pad_w - a.dil_w * (s.kw - 1) - 1) / a.stride_w + 1;
-  QF_CHECK(s.oh > 0 && s.ow > 0, "conv2d: input " + shape_str(inp) + " is smaller than the kernel " +
-                                     shape_str(weight) + " with its padding and dilation");
-  return s;
-}
-
-void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s) {
+void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv2dShape& s) {
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   const int chunk = images_per_chunk(s);
   std::vector<float> col(static_cast<size_t>(k) * chunk * ohw), tmp;
@@ -140,7 +207,47 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
       });
     }
   }
+}
+
+}  // namespace
+
+// kAuto: Winograd where it applies, unless QFORGE_WINOGRAD=0 asks for im2col everywhere.
+static bool use_winograd(const Conv2dShape& s, ConvAlgo algo) {
+  static const bool off = [] {
+    const char* v = std::getenv("QFORGE_WINOGRAD");
+    return v && std::string(v) == "0";
+  }();
+  return algo == ConvAlgo::kAuto && !off && winograd_applies(s);
+}
+
+Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a) {
+  QF_CHECK(inp.size() == 4 && weight.size() == 4,
+           "conv2d: expected input (N,C,H,W) and weight (OC,C/groups,KH,KW), got " + shape_str(inp) + " and " +
+               shape_str(weight));
+  Conv2dShape s;
+  s.n = inp[0], s.c = inp[1], s.h = inp[2], s.w = inp[3];
+  s.oc = weight[0], s.kh = weight[2], s.kw = weight[3];
+  s.a = a;
+  QF_CHECK(a.groups >= 1 && s.c % a.groups == 0 && s.oc % a.groups == 0 && weight[1] == s.c / a.groups,
+           "conv2d: input " + shape_str(inp) + " and weight " + shape_str(weight) +
+               " do not match with groups=" + std::to_string(a.groups));
+  QF_CHECK(a.stride_h >= 1 && a.stride_w >= 1 && a.dil_h >= 1 && a.dil_w >= 1 && a.pad_h >= 0 && a.pad_w >= 0,
+           "conv2d: stride and dilation must be >= 1 and padding >= 0");
+  s.oh = (s.h + 2 * a.pad_h - a.dil_h * (s.kh - 1) - 1) / a.stride_h + 1;
+  s.ow = (s.w + 2 * a.pad_w - a.dil_w * (s.kw - 1) - 1) / a.stride_w + 1;
+  QF_CHECK(s.oh > 0 && s.ow > 0, "conv2d: input " + shape_str(inp) + " is smaller than the kernel " +
+                                     shape_str(weight) + " with its padding and dilation");
+  return s;
+}
+
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
+                    ConvAlgo algo) {
+  if (use_winograd(s, algo))
+    winograd_forward(out, inp, weight, s);
+  else
+    conv2d_im2col(out, inp, weight, s);
   if (bias) {
+    const int ohw = s.oh * s.ow;
     parallel_for(static_cast<int64_t>(s.n) * s.oc, 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         float bv = bias[i % s.oc], *o = out + i * ohw;
@@ -151,7 +258,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, const Conv2dShape& s) {
+                     const float* weight, const Conv2dShape& s, ConvAlgo algo) {
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   if (dbias) {
     parallel_for(s.oc, 4, [&](int64_t b, int64_t e) {
@@ -168,6 +275,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     });
   }
   if (!dinp && !dweight) return;
+  if (use_winograd(s, algo)) return winograd_backward(dinp, dweight, dout, inp, weight, s);
   const int chunk = images_per_chunk(s);
   std::vector<float> col(static_cast<size_t>(k) * chunk * ohw), tmp;
   if (chunk > 1) tmp.resize(static_cast<size_t>(ocg) * chunk * ohw);

@@ -1,7 +1,7 @@
 // 2-D convolution, NCHW, with stride, padding, dilation and groups
 // (groups == C gives a depthwise convolution). im2col + sgemm, batched over
 // several images per GEMM so the small spatial sizes deep in a ResNet still
-// make large matrix products.
+// make large matrix products; 3x3 stride-1 layers use Winograd (winograd.h).
 #pragma once
 #include "core/tensor.h"
 
@@ -21,11 +21,16 @@ struct Conv2dShape {
 // Checks the shapes and computes the output size; errors name both shapes.
 Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a);
 
+// How the products are formed. kAuto takes Winograd F(2x2,3x3) where it
+// applies (3x3, stride 1, padding 1: see winograd.h), else im2col + sgemm.
+enum class ConvAlgo { kAuto, kIm2col };
+
 // inp (N,C,H,W), weight (OC,C/groups,KH,KW), bias (OC) or null -> out (N,OC,OH,OW)
-void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s);
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
+                    ConvAlgo algo = ConvAlgo::kAuto);
 // Adds into dinp, dweight, dbias (each may be null); the caller zeroes them.
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, const Conv2dShape& s);
+                     const float* weight, const Conv2dShape& s, ConvAlgo algo = ConvAlgo::kAuto);
 
 // The autograd op. b may be undefined (no bias).
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs args);

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/ops/batchnorm.h"
@@ -10,6 +11,7 @@
 #include "core/ops/linear.h"
 #include "core/ops/loss.h"
 #include "core/ops/pool.h"
+#include "core/ops/winograd.h"
 #include "core/threads.h"
 #include "gradcheck.h"
 
@@ -59,6 +61,11 @@ const ConvCase kConvCases[] = {
     {2, 4, 9, 9, 6, 3, {1, 2, 2, 1, 2, 1, 2}, true},   // dilation, groups 2, asymmetric stride
     {2, 4, 6, 6, 4, 3, {1, 1, 1, 1, 1, 1, 4}, true},   // depthwise
     {2, 3, 5, 5, 8, 1, {2, 2, 0, 0, 1, 1, 1}, false},  // 1x1 stride 2 (ResNet downsample)
+    // Stride 1 with output width == input width takes the shifted-plane path:
+    {2, 3, 6, 5, 4, 5, {1, 1, 2, 2, 1, 1, 1}, false},  // 5x5 "same"
+    {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},   // dilated "same"
+    {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},  // no vertical padding: fewer rows out than in
+    {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},   // kernel wider than the input: taps all in padding
 };
 
 }  // namespace
@@ -87,6 +94,84 @@ TEST_CASE("conv2d gradients match finite differences") {
     if (cc.bias) in.push_back(Tensor::randn({cc.oc}, rng()));
     auto f = [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), cc.a); };
     CHECK(gradcheck_error(f, in) < 2e-3);
+  }
+}
+
+TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, forward and backward") {
+  Conv2dArgs same{1, 1, 1, 1, 1, 1, 1};
+  // Odd and even sizes (a partial last tile row/column), 1x1 and 2x2 images, chunks of 1, 2 and all images.
+  const int shapes[][5] = {{3, 4, 7, 6, 5}, {2, 3, 8, 8, 4}, {3, 2, 1, 1, 3}, {2, 5, 2, 3, 2}, {4, 3, 5, 5, 6}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& sh : shapes) {
+      const int n = sh[0], c = sh[1], h = sh[2], w = sh[3], oc = sh[4];
+      CAPTURE(n);
+      CAPTURE(c);
+      CAPTURE(h);
+      CAPTURE(w);
+      CAPTURE(oc);
+      Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
+      Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
+      REQUIRE(winograd_applies(s));
+      Tensor want = naive_conv(x, wt, Tensor(), same);
+      Tensor dy = Tensor::randn(want.shape(), rng());
+      // im2col's gradients, added onto a nonzero start as the op does.
+      Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
+      Tensor dx_ref = dx0.clone(), dw_ref = dw0.clone();
+      conv2d_backward(dx_ref.data(), dw_ref.data(), nullptr, dy.data(), x.data(), wt.data(), s, ConvAlgo::kIm2col);
+      for (int chunk : {1, 2, 0}) {
+        CAPTURE(chunk);
+        Tensor got = Tensor::empty(want.shape());
+        winograd_forward(got.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < got.numel(); ++i)
+          REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+        Tensor dx = dx0.clone(), dw = dw0.clone();
+        winograd_backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < dx.numel(); ++i)
+          REQUIRE(dx.data()[i] == doctest::Approx(dx_ref.data()[i]).epsilon(1e-4).scale(1));
+        for (int64_t i = 0; i < dw.numel(); ++i)
+          REQUIRE(dw.data()[i] == doctest::Approx(dw_ref.data()[i]).epsilon(1e-4).scale(1));
+        Tensor dw_only = dw0.clone(), dx_only = dx0.clone();  // each gradient alone
+        winograd_backward(nullptr, dw_only.data(), dy.data(), x.data(), wt.data(), s, chunk);
+        winograd_backward(dx_only.data(), nullptr, dy.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
+        for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
+      }
+    }
+  }
+  set_num_threads(1);
+  // Anything else stays on im2col.
+  Shape x{1, 2, 6, 6};
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 1})));
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {1, 1, 0, 0, 1, 1, 1})));
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {2, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 2})));
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 5, 5}, {1, 1, 1, 1, 1, 1, 1})));
+}
+
+TEST_CASE("winograd: the AVX-512 transforms give the portable loops' bits") {
+  if (!__builtin_cpu_supports("avx512f")) return;  // nothing to compare on this CPU
+  Conv2dArgs same{1, 1, 1, 1, 1, 1, 1};
+  // Rows of 1 to 19 tiles: full and partial 16-lane vectors.
+  const int shapes[][5] = {{2, 3, 5, 37, 4}, {1, 2, 34, 33, 3}, {3, 4, 6, 7, 5}, {2, 2, 1, 2, 2}};
+  for (const auto& sh : shapes) {
+    const int n = sh[0], c = sh[1], h = sh[2], w = sh[3], oc = sh[4];
+    CAPTURE(w);
+    Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
+    Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
+    Tensor dy = Tensor::randn({n, oc, h, w}, rng());
+    Tensor out[2], dx[2], dw[2];
+    for (int simd : {0, 1}) {
+      winograd_simd_enabled = simd;
+      out[simd] = Tensor::empty(dy.shape());
+      dx[simd] = Tensor::zeros(x.shape());
+      dw[simd] = Tensor::zeros(wt.shape());
+      winograd_forward(out[simd].data(), x.data(), wt.data(), s);
+      winograd_backward(dx[simd].data(), dw[simd].data(), dy.data(), x.data(), wt.data(), s);
+    }
+    winograd_simd_enabled = true;
+    CHECK(std::memcmp(out[0].data(), out[1].data(), out[0].numel() * sizeof(float)) == 0);
+    CHECK(std::memcmp(dx[0].data(), dx[1].data(), dx[0].numel() * sizeof(float)) == 0);
+    CHECK(std::memcmp(dw[0].data(), dw[1].data(), dw[0].numel() * sizeof(float)) == 0);
   }
 }
 
