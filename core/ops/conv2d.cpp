@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "core/autograd.h"
 #include "core/blas.h"
@@ -185,25 +186,26 @@ void col2im(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g
 void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv2dShape& s) {
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   const int chunk = images_per_chunk(s);
-  std::vector<float> col(static_cast<size_t>(k) * chunk * ohw), tmp;
-  if (chunk > 1) tmp.resize(static_cast<size_t>(ocg) * chunk * ohw);
+  // Scratch, fully written before it is read.
+  auto col = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(k) * chunk * ohw);
+  auto tmp = std::make_unique_for_overwrite<float[]>(chunk > 1 ? static_cast<size_t>(ocg) * chunk * ohw : 0);
   for (int n0 = 0; n0 < s.n; n0 += chunk) {
     int nb = std::min(chunk, s.n - n0), cols = nb * ohw;
     for (int g = 0; g < G; ++g) {
-      im2col(col.data(), inp, s, n0, nb, g);
+      im2col(col.get(), inp, s, n0, nb, g);
       const float* wg = weight + static_cast<int64_t>(g) * ocg * k;
       if (nb == 1) {
         float* o = out + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw;
-        sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.data(), cols, 0.f, o, cols);
+        sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, o, cols);
         continue;
       }
-      sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.data(), cols, 0.f, tmp.data(), cols);
+      sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, tmp.get(), cols);
       // tmp (OCg, nb, OHW) -> out (nb, OC, OHW)
       parallel_for(ocg, 4, [&](int64_t b, int64_t e) {
         for (int64_t oc = b; oc < e; ++oc)
           for (int n = 0; n < nb; ++n)
             std::memcpy(out + ((static_cast<int64_t>(n0 + n) * s.oc) + g * ocg + oc) * ohw,
-                        tmp.data() + (oc * nb + n) * static_cast<int64_t>(ohw), ohw * sizeof(float));
+                        tmp.get() + (oc * nb + n) * static_cast<int64_t>(ohw), ohw * sizeof(float));
       });
     }
   }
@@ -277,8 +279,9 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (!dinp && !dweight) return;
   if (use_winograd(s, algo)) return winograd_backward(dinp, dweight, dout, inp, weight, s);
   const int chunk = images_per_chunk(s);
-  std::vector<float> col(static_cast<size_t>(k) * chunk * ohw), tmp;
-  if (chunk > 1) tmp.resize(static_cast<size_t>(ocg) * chunk * ohw);
+  // Scratch, fully written before it is read.
+  auto col = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(k) * chunk * ohw);
+  auto tmp = std::make_unique_for_overwrite<float[]>(chunk > 1 ? static_cast<size_t>(ocg) * chunk * ohw : 0);
   for (int n0 = 0; n0 < s.n; n0 += chunk) {
     int nb = std::min(chunk, s.n - n0), cols = nb * ohw;
     for (int g = 0; g < G; ++g) {
@@ -287,22 +290,22 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         parallel_for(ocg, 4, [&](int64_t b, int64_t e) {
           for (int64_t oc = b; oc < e; ++oc)
             for (int n = 0; n < nb; ++n)
-              std::memcpy(tmp.data() + (oc * nb + n) * static_cast<int64_t>(ohw),
+              std::memcpy(tmp.get() + (oc * nb + n) * static_cast<int64_t>(ohw),
                           dout + ((static_cast<int64_t>(n0 + n) * s.oc) + g * ocg + oc) * ohw, ohw * sizeof(float));
         });
-        d = tmp.data();
+        d = tmp.get();
       }
       const float* wg = weight + static_cast<int64_t>(g) * ocg * k;
       if (dweight) {
         // out = W col  =>  dW += dout col^T
-        im2col(col.data(), inp, s, n0, nb, g);
-        sgemm(false, true, ocg, k, cols, 1.f, d, cols, col.data(), cols, 1.f,
+        im2col(col.get(), inp, s, n0, nb, g);
+        sgemm(false, true, ocg, k, cols, 1.f, d, cols, col.get(), cols, 1.f,
               dweight + static_cast<int64_t>(g) * ocg * k, k);
       }
       if (dinp) {
         // dcol = W^T dout, then scattered back onto the input
-        sgemm(true, false, k, cols, ocg, 1.f, wg, k, d, cols, 0.f, col.data(), cols);
-        col2im(dinp, col.data(), s, n0, nb, g);
+        sgemm(true, false, k, cols, ocg, 1.f, wg, k, d, cols, 0.f, col.get(), cols);
+        col2im(dinp, col.get(), s, n0, nb, g);
       }
     }
   }

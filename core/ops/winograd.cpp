@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/blas.h"
@@ -30,9 +31,10 @@ Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
   t.th = (s.oh + 1) / 2, t.tw = (s.ow + 1) / 2;
   t.per_image = static_cast<int64_t>(t.th) * t.tw;
   if (chunk_images <= 0) {
-    // The transformed input and output of a chunk: about 16 MB together.
+    // The transformed input and output of a chunk: about 4 MB together, so
+    // they stay in the cache between the transforms and the products.
     int64_t per = kXi * static_cast<int64_t>(s.c + s.oc) * t.per_image;
-    chunk_images = static_cast<int>(std::clamp<int64_t>((4 << 20) / per, 1, s.n));
+    chunk_images = static_cast<int>(std::clamp<int64_t>((1 << 20) / per, 1, s.n));
   }
   t.nb = std::min(chunk_images, s.n);
   t.tc = t.nb * t.per_image;
@@ -45,27 +47,7 @@ Tiles last_chunk(Tiles t, int images) {
   return t;
 }
 
-// u[xi][oc][c] = (G g G^T)[xi] for g = w[oc][c], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
-void transform_filter(float* u, const float* w, int oc_n, int c_n) {
-  parallel_for(oc_n, 4, [&](int64_t b, int64_t e) {
-    for (int64_t oc = b; oc < e; ++oc)
-      for (int c = 0; c < c_n; ++c) {
-        const float* g = w + (oc * c_n + c) * 9;
-        float t[4][3];  // G g
-        for (int k = 0; k < 3; ++k) {
-          t[0][k] = g[k];
-          t[1][k] = 0.5f * (g[k] + g[3 + k] + g[6 + k]);
-          t[2][k] = 0.5f * (g[k] - g[3 + k] + g[6 + k]);
-          t[3][k] = g[6 + k];
-        }
-        for (int r = 0; r < 4; ++r) {
-          const float v[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]), 0.5f * (t[r][0] - t[r][1] + t[r][2]),
-                              t[r][2]};
-          for (int q = 0; q < 4; ++q) u[((r * 4 + q) * static_cast<int64_t>(oc_n) + oc) * c_n + c] = v[q];
-        }
-      }
-  });
-}
+#define QF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 // The adjoint: w[oc][c] += G^T du[oc][c] G.
 void transform_filter_adjoint(float* w, const float* du, int oc_n, int c_n) {
@@ -95,7 +77,6 @@ void transform_filter_adjoint(float* w, const float* du, int oc_n, int c_n) {
 // O[k] = p[2k + 1], so tile j's four columns 2j .. 2j+3 are E[j], O[j],
 // E[j+1], O[j+1] and every loop has unit stride. They are compiled for
 // AVX-512 and AVX2 too and picked at run time.
-#define QF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 // Input row (W floats) -> E, O of its padded row (tw + 1 each), zero in the padding.
 QF_CLONES void split_row(float* __restrict e, float* __restrict o, const float* __restrict x, int w, int tw) {
@@ -306,6 +287,71 @@ QF_AVX512 void output_tile_row_adjoint_avx512(float* const* mp, const float* y0,
 }
 
 bool use_avx512() { return winograd_simd_enabled && __builtin_cpu_supports("avx512f"); }
+
+// One output channel's filters: u[xi][c] = (G g G^T)[xi] for g = w[c] (3x3 each).
+QF_CLONES void filter_row(float* const* __restrict u, const float* __restrict w, int c_n) {
+#pragma omp simd
+  for (int c = 0; c < c_n; ++c) {
+    float t[4][3];  // G g, column by column
+    for (int k = 0; k < 3; ++k) {
+      const float g0 = w[c * 9 + k], g1 = w[c * 9 + 3 + k], g2 = w[c * 9 + 6 + k];
+      t[0][k] = g0;
+      t[1][k] = 0.5f * (g0 + g1 + g2);
+      t[2][k] = 0.5f * (g0 - g1 + g2);
+      t[3][k] = g2;
+    }
+    for (int r = 0; r < 4; ++r) {
+      u[r * 4][c] = t[r][0];
+      u[r * 4 + 1][c] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+      u[r * 4 + 2][c] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+      u[r * 4 + 3][c] = t[r][2];
+    }
+  }
+}
+
+QF_AVX512 void filter_row_avx512(float* const* u, const float* w, int c_n) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(9));
+  const __m512 half = _mm512_set1_ps(0.5f);
+  for (int c = 0; c < c_n; c += 16) {
+    const __mmask16 m = tail_mask(c_n - c);
+    const float* g = w + static_cast<int64_t>(c) * 9;
+    __m512 t[4][3];
+    for (int k = 0; k < 3; ++k) {
+      const __m512 g0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, g + k, 4);
+      const __m512 g1 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, g + 3 + k, 4);
+      const __m512 g2 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, g + 6 + k, 4);
+      t[0][k] = g0;
+      t[1][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g0, g1), g2));
+      t[2][k] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g0, g1), g2));
+      t[3][k] = g2;
+    }
+    for (int r = 0; r < 4; ++r) {
+      _mm512_mask_storeu_ps(u[r * 4] + c, m, t[r][0]);
+      _mm512_mask_storeu_ps(u[r * 4 + 1] + c, m,
+                            _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[r][0], t[r][1]), t[r][2])));
+      _mm512_mask_storeu_ps(u[r * 4 + 2] + c, m,
+                            _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[r][0], t[r][1]), t[r][2])));
+      _mm512_mask_storeu_ps(u[r * 4 + 3] + c, m, t[r][2]);
+    }
+  }
+}
+
+// u[xi][oc][c] = (G g G^T)[xi] for g = w[oc][c], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
+void transform_filter(float* u, const float* w, int oc_n, int c_n) {
+  const bool avx512 = use_avx512();
+  parallel_for(oc_n, 4, [&](int64_t b, int64_t e) {
+    for (int64_t oc = b; oc < e; ++oc) {
+      float* rows[kXi];
+      for (int x = 0; x < kXi; ++x) rows[x] = u + (x * static_cast<int64_t>(oc_n) + oc) * c_n;
+      if (avx512)
+        filter_row_avx512(rows, w + oc * c_n * 9, c_n);
+      else
+        filter_row(rows, w + oc * c_n * 9, c_n);
+    }
+  });
+}
+
 
 // v[xi][c][tile] = (B^T d B)[xi] for the 4x4 input patch d of each tile (rows
 // and columns 2i-1 .. 2i+2, zero outside the image),
@@ -534,6 +580,8 @@ void transform_output_adjoint(float* dm, const float* dy, const Conv2dShape& s, 
   });
 }
 
+std::unique_ptr<float[]> uninit(size_t n) { return std::make_unique_for_overwrite<float[]>(n); }
+
 // One product per transformed element; the 16 are spread over the threads.
 template <typename F>
 void for_each_xi(F&& f) {
@@ -553,16 +601,16 @@ bool winograd_applies(const Conv2dShape& s) {
 void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images) {
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
-  std::vector<float> u(static_cast<size_t>(kXi) * OC * C), v(kXi * C * full.tc), m(kXi * OC * full.tc);
-  transform_filter(u.data(), weight, OC, C);
+  auto u = uninit(static_cast<size_t>(kXi) * OC * C), v = uninit(kXi * C * full.tc), m = uninit(kXi * OC * full.tc);
+  transform_filter(u.get(), weight, OC, C);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    transform_input(v.data(), inp, s, t, n0);
+    transform_input(v.get(), inp, s, t, n0);
     for_each_xi([&](int x) {
-      sgemm(false, false, OC, static_cast<int>(t.tc), C, 1.f, u.data() + static_cast<int64_t>(x) * OC * C, C,
-            v.data() + x * C * t.tc, static_cast<int>(t.tc), 0.f, m.data() + x * OC * t.tc, static_cast<int>(t.tc));
+      sgemm(false, false, OC, static_cast<int>(t.tc), C, 1.f, u.get() + static_cast<int64_t>(x) * OC * C, C,
+            v.get() + x * C * t.tc, static_cast<int>(t.tc), 0.f, m.get() + x * OC * t.tc, static_cast<int>(t.tc));
     });
-    transform_output(out, m.data(), s, t, n0);
+    transform_output(out, m.get(), s, t, n0);
   }
 }
 
@@ -571,27 +619,29 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   if (!dinp && !dweight) return;
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
-  std::vector<float> u, du, v(kXi * C * full.tc), dm(kXi * OC * full.tc);
+  const size_t nu = static_cast<size_t>(kXi) * OC * C;
+  std::unique_ptr<float[]> u, du;
+  auto v = uninit(kXi * C * full.tc), dm = uninit(kXi * OC * full.tc);
   if (dinp) {
-    u.resize(static_cast<size_t>(kXi) * OC * C);
-    transform_filter(u.data(), weight, OC, C);
+    u = uninit(nu);
+    transform_filter(u.get(), weight, OC, C);
   }
-  if (dweight) du.assign(static_cast<size_t>(kXi) * OC * C, 0.f);
+  if (dweight) du = std::make_unique<float[]>(nu);  // zeroed: the chunks add into it
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
     const int tc = static_cast<int>(t.tc);
-    transform_output_adjoint(dm.data(), dout, s, t, n0);
-    if (dweight) transform_input(v.data(), inp, s, t, n0);
+    transform_output_adjoint(dm.get(), dout, s, t, n0);
+    if (dweight) transform_input(v.get(), inp, s, t, n0);
     for_each_xi([&](int x) {
-      const float* dmx = dm.data() + x * OC * t.tc;
-      float* vx = v.data() + x * C * t.tc;
+      const float* dmx = dm.get() + x * OC * t.tc;
+      float* vx = v.get() + x * C * t.tc;
       const int64_t ux = static_cast<int64_t>(x) * OC * C;
-      if (dweight) sgemm(false, true, OC, C, tc, 1.f, dmx, tc, vx, tc, 1.f, du.data() + ux, C);  // du += dm v^T
-      if (dinp) sgemm(true, false, C, tc, OC, 1.f, u.data() + ux, C, dmx, tc, 0.f, vx, tc);     // dv = u^T dm
+      if (dweight) sgemm(false, true, OC, C, tc, 1.f, dmx, tc, vx, tc, 1.f, du.get() + ux, C);  // du += dm v^T
+      if (dinp) sgemm(true, false, C, tc, OC, 1.f, u.get() + ux, C, dmx, tc, 0.f, vx, tc);     // dv = u^T dm
     });
-    if (dinp) transform_input_adjoint(dinp, v.data(), s, t, n0);
+    if (dinp) transform_input_adjoint(dinp, v.get(), s, t, n0);
   }
-  if (dweight) transform_filter_adjoint(dweight, du.data(), OC, C);
+  if (dweight) transform_filter_adjoint(dweight, du.get(), OC, C);
 }
 
 }  // namespace qforge
