@@ -14,7 +14,8 @@ namespace qforge {
 // (tests compare both, bit for bit).
 extern bool winograd_simd_enabled;
 
-// 3x3 kernel, stride 1, padding 1, no dilation, one group.
+// 3x3 kernel, stride 1, padding 1, no dilation, one group, and at least 32
+// tiles of 2x2 outputs over the batch.
 bool winograd_applies(const Conv2dShape& s);
 
 // out (N,OC,H,W) is written (no bias). chunk_images: images transformed at

@@ -66,6 +66,7 @@ const ConvCase kConvCases[] = {
     {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},   // dilated "same"
     {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},  // no vertical padding: fewer rows out than in
     {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},   // kernel wider than the input: taps all in padding
+    {2, 2, 8, 8, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},   // 32 tiles: Winograd
 };
 
 }  // namespace
@@ -112,7 +113,6 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
       CAPTURE(oc);
       Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
       Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
-      REQUIRE(winograd_applies(s));
       Tensor want = naive_conv(x, wt, Tensor(), same);
       Tensor dy = Tensor::randn(want.shape(), rng());
       // im2col's gradients, added onto a nonzero start as the op does.
@@ -140,8 +140,10 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
     }
   }
   set_num_threads(1);
-  // Anything else stays on im2col.
-  Shape x{1, 2, 6, 6};
+  // Batches of 32 tiles or more take Winograd through conv2d; anything else stays on im2col.
+  CHECK(winograd_applies(conv2d_shape({2, 2, 8, 8}, {3, 2, 3, 3}, same)));
+  CHECK_FALSE(winograd_applies(conv2d_shape({1, 2, 8, 7}, {3, 2, 3, 3}, same)));
+  Shape x{8, 2, 6, 6};
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 1})));
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {1, 1, 0, 0, 1, 1, 1})));
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {2, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 2})));

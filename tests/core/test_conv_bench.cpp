@@ -1,0 +1,66 @@
+// Convolution benchmarks, not tests: skipped by default. Run with
+//   test_core -tc="bench*" --no-skip
+// Times forward and backward of each ResNet18 3x3 stride-1 layer shape with
+// Winograd and with im2col, on the pool's threads.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "core/ops/conv2d.h"
+#include "core/threads.h"
+
+using namespace qforge;
+
+namespace {
+
+double median_ms(const std::function<void()>& f, int runs) {
+  std::vector<double> t;
+  f();
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void bench(const char* title, int n, const int (*layers)[2], int count, bool backward) {
+  std::printf("%s\n%-14s %10s %10s %8s\n", title, "layer", "im2col ms", "wino ms", "ratio");
+  std::mt19937_64 rng(0);
+  for (int i = 0; i < count; ++i) {
+    const int hw = layers[i][0], c = layers[i][1];
+    Tensor x = Tensor::randn({n, c, hw, hw}, rng), w = Tensor::randn({c, c, 3, 3}, rng);
+    Tensor out = Tensor::empty({n, c, hw, hw}), dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w.shape());
+    Conv2dShape s = conv2d_shape(x.shape(), w.shape(), {1, 1, 1, 1, 1, 1, 1});
+    double t[2];
+    for (ConvAlgo a : {ConvAlgo::kIm2col, ConvAlgo::kAuto})
+      t[a == ConvAlgo::kAuto] = median_ms(
+          [&] {
+            if (backward)
+              conv2d_backward(dx.data(), dw.data(), nullptr, out.data(), x.data(), w.data(), s, a);
+            else
+              conv2d_forward(out.data(), x.data(), w.data(), nullptr, s, a);
+          },
+          backward ? 5 : 15);
+    char name[32];
+    std::snprintf(name, sizeof name, "%dx%d c%d", hw, hw, c);
+    std::printf("%-14s %10.3f %10.3f %7.2fx\n", name, t[0], t[1], t[0] / t[1]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("bench conv2d: Winograd against im2col on ResNet18's 3x3 stride-1 layers" * doctest::skip()) {
+  set_num_threads(2);
+  const int imagenet[][2] = {{56, 64}, {28, 128}, {14, 256}, {7, 512}};
+  const int fashion[][2] = {{28, 64}, {14, 128}, {7, 256}, {4, 512}};
+  bench("224x224 batch 1, forward", 1, imagenet, 4, false);
+  bench("28x28 batch 128, forward", 128, fashion, 4, false);
+  bench("28x28 batch 128, backward (dX and dW)", 128, fashion, 4, true);
+}
