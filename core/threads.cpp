@@ -1,6 +1,8 @@
 #include "core/threads.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -12,7 +14,30 @@ extern "C" void openblas_set_num_threads(int);
 namespace qforge {
 namespace {
 
+// How long a thread spins for the next job (a worker) or for the others to
+// finish (the caller) before it sleeps. A forward pass is hundreds of short
+// parallel loops; waking a sleeping thread costs tens of microseconds each.
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+// Spins until done() or kSpin has passed; true if done() became true.
+template <typename F>
+bool spin_until(F&& done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (std::chrono::steady_clock::now() > until) return done();
+  }
+}
+
 // A fixed set of workers; each parallel_for hands out one chunk per thread.
+// A job is published under the mutex by bumping generation_; workers spin on
+// it for a while, then sleep on cv_ (counted in sleepers_, so the caller only
+// makes the wake-up call when someone sleeps).
 class Pool {
  public:
   explicit Pool(int n) { resize(n); }
@@ -24,7 +49,7 @@ class Pool {
     stop();
     stopping_ = false;
     // New workers must not mistake the last finished job for a new one.
-    const uint64_t gen = generation_;
+    const uint64_t gen = generation_.load();
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
   }
 
@@ -38,10 +63,11 @@ class Pool {
     fn_ = &fn;
     n_ = n;
     chunks_ = chunks;
-    pending_ = static_cast<int>(chunks - 1);
-    ++generation_;
+    pending_.store(static_cast<int>(chunks - 1));
+    generation_.fetch_add(1, std::memory_order_release);
+    const bool wake = sleepers_ > 0;
     lk.unlock();
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
     std::exception_ptr mine;
     in_parallel_ = true;
     try {
@@ -51,8 +77,12 @@ class Pool {
     }
     in_parallel_ = false;
     // Always wait: the workers still use fn, which lives in the caller's frame.
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      lk.lock();
+      done_cv_.wait(lk, [this] { return pending_.load() == 0; });
+      lk.unlock();
+    }
     lk.lock();
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
     fn_ = nullptr;
     std::exception_ptr err = mine ? mine : worker_error_;
     worker_error_ = nullptr;
@@ -63,10 +93,13 @@ class Pool {
  private:
   void loop(int idx, uint64_t seen) {
     for (;;) {
+      spin_until([&] { return stopping_.load() || generation_.load(std::memory_order_acquire) != seen; });
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+      ++sleepers_;
+      cv_.wait(lk, [&] { return stopping_.load() || generation_.load() != seen; });
+      --sleepers_;
       if (stopping_) return;
-      seen = generation_;
+      seen = generation_.load();
       if (idx >= chunks_) continue;
       const auto* fn = fn_;
       int64_t b = n_ * idx / chunks_, e = n_ * (idx + 1) / chunks_;
@@ -79,9 +112,16 @@ class Pool {
         err = std::current_exception();
       }
       in_parallel_ = false;
-      lk.lock();
-      if (err && !worker_error_) worker_error_ = err;
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (err) {
+        lk.lock();
+        if (!worker_error_) worker_error_ = err;
+        lk.unlock();
+      }
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        lk.lock();  // the caller may be between its check and its wait
+        lk.unlock();
+        done_cv_.notify_one();
+      }
     }
   }
 
@@ -100,10 +140,11 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  int sleepers_ = 0;
   std::exception_ptr worker_error_;  // the first exception a worker threw in the current job
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};
   static thread_local bool in_parallel_;
 };
 
