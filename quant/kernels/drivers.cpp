@@ -99,14 +99,14 @@ void run_conv(const KernelTable& k, const QConvArgs& a, const uint8_t* in, uint8
 }
 
 // The batch-major kernel where it applies: plain C-byte slices, enough images to fill its tiles
-// (they hold up to conv_mr images of one position), padding to skip, and small images. Measured
-// on ResNet18 28x28 b64 (one thread, GMAC/s, pixel tiles -> batch-major): 4x4x512 in 517 -> 607,
-// 7x7x256 in 510 -> 510 (s1) and 515 -> 600 (s2), but 14x14x128 484 -> 448 and 28x28x64
-// 462 -> 408: a tile reads one pixel from each of 6 images, which the prefetchers do not follow
-// once an image's rows no longer stay in L1/L2.
+// (they hold up to 5 images of one position), padding to skip, and images small enough that the
+// tile's images stay in L2 (a tile reads one pixel from each image, which the prefetchers do not
+// follow once an image's rows leave L1/L2). On ResNet18 28x28 b64 (2 threads) moving the limit
+// from 16 KB (layers 3-4) to 64 KB (every layer) took the int8 run from 28.6 to 27.0 ms; with
+// 6-image tiles, whose accumulators spilled, the larger images had been slower.
 bool use_pos(const KernelTable& k, const QConvArgs& a) {
   return k.qconv2d_pos && a.tap_wsum && !a.row_merged && a.kt == a.ktp && a.N >= k.conv_mr &&
-         (a.pad_h > 0 || a.pad_w > 0) && int64_t(a.H) * a.W * a.C <= 16384;
+         (a.pad_h > 0 || a.pad_w > 0) && int64_t(a.H) * a.W * a.C <= 65536;
 }
 
 // Runs the batch-major kernel. Pieces are runs of output positions (all images, all channels),

@@ -30,7 +30,7 @@ struct Case {
   }
 };
 
-// Around the tile sizes (up to 6 images, balanced), the panel widths (16..64 channels), borders
+// Around the tile sizes (up to 5 images, balanced), the panel widths (16..64 channels), borders
 // (padding 1 and 2 on 1x1 to 8x8 images, strides 1 and 2), zero points 0 / 128 / 255.
 std::vector<Case> cases() {
   std::vector<Case> v;
