@@ -8,6 +8,7 @@
 #include "core/autograd.h"
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/ops/scratch.h"
 #include "core/ops/winograd.h"
 #include "core/threads.h"
 
@@ -187,8 +188,8 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   const int chunk = images_per_chunk(s);
   // Scratch, fully written before it is read.
-  auto col = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(k) * chunk * ohw);
-  auto tmp = std::make_unique_for_overwrite<float[]>(chunk > 1 ? static_cast<size_t>(ocg) * chunk * ohw : 0);
+  auto col = scratch_floats(static_cast<size_t>(k) * chunk * ohw);
+  auto tmp = scratch_floats(chunk > 1 ? static_cast<size_t>(ocg) * chunk * ohw : 0);
   for (int n0 = 0; n0 < s.n; n0 += chunk) {
     int nb = std::min(chunk, s.n - n0), cols = nb * ohw;
     for (int g = 0; g < G; ++g) {
@@ -280,8 +281,8 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (use_winograd(s, algo)) return winograd_backward(dinp, dweight, dout, inp, weight, s);
   const int chunk = images_per_chunk(s);
   // Scratch, fully written before it is read.
-  auto col = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(k) * chunk * ohw);
-  auto tmp = std::make_unique_for_overwrite<float[]>(chunk > 1 ? static_cast<size_t>(ocg) * chunk * ohw : 0);
+  auto col = scratch_floats(static_cast<size_t>(k) * chunk * ohw);
+  auto tmp = scratch_floats(chunk > 1 ? static_cast<size_t>(ocg) * chunk * ohw : 0);
   for (int n0 = 0; n0 < s.n; n0 += chunk) {
     int nb = std::min(chunk, s.n - n0), cols = nb * ohw;
     for (int g = 0; g < G; ++g) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/blas.h"
+#include "core/ops/scratch.h"
 #include "core/threads.h"
 
 namespace qforge {
@@ -361,12 +362,14 @@ void transform_input(float* v, const float* x, const Conv2dShape& s, const Tiles
   const int C = s.c, H = s.h, W = s.w, n = t.tw + 1, rows = 2 * t.th + 2;
   parallel_for(static_cast<int64_t>(C) * t.nb, 1, [&](int64_t b, int64_t e) {
     // The padded plane, deinterleaved: rows -1 .. 2th, each E then O.
-    std::vector<float> pad(static_cast<size_t>(rows) * 2 * n, 0.f), scratch(8 * n);
+    const size_t npad = static_cast<size_t>(rows) * 2 * n;
+    Scratch pad = scratch_floats(npad), scratch = scratch_floats(8 * n);
+    std::fill(pad.get(), pad.get() + npad, 0.f);
     for (int64_t pc = b; pc < e; ++pc) {
       const int img = static_cast<int>(pc / C), c = static_cast<int>(pc % C);
       const float* plane = x + (static_cast<int64_t>(n0 + img) * C + c) * H * W;
       for (int ih = 0; ih < H; ++ih) {
-        float* row = pad.data() + static_cast<int64_t>(ih + 1) * 2 * n;
+        float* row = pad.get() + static_cast<int64_t>(ih + 1) * 2 * n;
         if (avx512)
           split_row_avx512(row, row + n, plane + static_cast<int64_t>(ih) * W, W, t.tw);
         else
@@ -375,7 +378,7 @@ void transform_input(float* v, const float* x, const Conv2dShape& s, const Tiles
       for (int i = 0; i < t.th; ++i) {
         const float *er[4], *orow[4];
         for (int r = 0; r < 4; ++r) {
-          er[r] = pad.data() + static_cast<int64_t>(2 * i + r) * 2 * n;
+          er[r] = pad.get() + static_cast<int64_t>(2 * i + r) * 2 * n;
           orow[r] = er[r] + n;
         }
         float* vp[kXi];
@@ -384,7 +387,7 @@ void transform_input(float* v, const float* x, const Conv2dShape& s, const Tiles
         if (avx512)
           input_tile_row_avx512(vp, er, orow, t.tw);
         else
-          input_tile_row(vp, er, orow, scratch.data(), t.tw);
+          input_tile_row(vp, er, orow, scratch.get(), t.tw);
       }
     }
   });
@@ -439,14 +442,15 @@ void transform_input_adjoint(float* dx, const float* dv, const Conv2dShape& s, c
   const bool avx512 = use_avx512();
   const int C = s.c, H = s.h, W = s.w, n = t.tw + 1, rows = 2 * t.th + 2;
   parallel_for(static_cast<int64_t>(C) * t.nb, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> pad(static_cast<size_t>(rows) * 2 * n), scratch(16 * t.tw);
+    const size_t npad = static_cast<size_t>(rows) * 2 * n;
+    Scratch pad = scratch_floats(npad), scratch = scratch_floats(16 * t.tw);
     for (int64_t pc = b; pc < e; ++pc) {
       const int img = static_cast<int>(pc / C), c = static_cast<int>(pc % C);
-      std::fill(pad.begin(), pad.end(), 0.f);
+      std::fill(pad.get(), pad.get() + npad, 0.f);
       for (int i = 0; i < t.th; ++i) {
         float *er[4], *orow[4];
         for (int r = 0; r < 4; ++r) {
-          er[r] = pad.data() + static_cast<int64_t>(2 * i + r) * 2 * n;
+          er[r] = pad.get() + static_cast<int64_t>(2 * i + r) * 2 * n;
           orow[r] = er[r] + n;
         }
         const float* dp[kXi];
@@ -455,11 +459,11 @@ void transform_input_adjoint(float* dx, const float* dv, const Conv2dShape& s, c
         if (avx512)
           input_tile_row_adjoint_avx512(er, orow, dp, t.tw);
         else
-          input_tile_row_adjoint(er, orow, dp, scratch.data(), t.tw);
+          input_tile_row_adjoint(er, orow, dp, scratch.get(), t.tw);
       }
       float* plane = dx + (static_cast<int64_t>(n0 + img) * C + c) * H * W;
       for (int ih = 0; ih < H; ++ih) {
-        const float* row = pad.data() + static_cast<int64_t>(ih + 1) * 2 * n;
+        const float* row = pad.get() + static_cast<int64_t>(ih + 1) * 2 * n;
         add_row(plane + static_cast<int64_t>(ih) * W, row, row + n, W);
       }
     }
@@ -498,8 +502,8 @@ void transform_output(float* out, const float* m, const Conv2dShape& s, const Ti
   const bool avx512 = use_avx512();
   const int OC = s.oc, OH = s.oh, OW = s.ow;
   parallel_for(static_cast<int64_t>(OC) * t.nb, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> y(4 * t.tw);
-    float* yp[4] = {y.data(), y.data() + t.tw, y.data() + 2 * t.tw, y.data() + 3 * t.tw};
+    Scratch y = scratch_floats(4 * t.tw);
+    float* yp[4] = {y.get(), y.get() + t.tw, y.get() + 2 * t.tw, y.get() + 3 * t.tw};
     for (int64_t pc = b; pc < e; ++pc) {
       const int img = static_cast<int>(pc / OC), o = static_cast<int>(pc % OC);
       float* plane = out + (static_cast<int64_t>(n0 + img) * OC + o) * OH * OW;
@@ -554,8 +558,8 @@ void transform_output_adjoint(float* dm, const float* dy, const Conv2dShape& s, 
   const bool avx512 = use_avx512();
   const int OC = s.oc, OH = s.oh, OW = s.ow;
   parallel_for(static_cast<int64_t>(OC) * t.nb, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> y(4 * t.tw);
-    float* yp[4] = {y.data(), y.data() + t.tw, y.data() + 2 * t.tw, y.data() + 3 * t.tw};
+    Scratch y = scratch_floats(4 * t.tw);
+    float* yp[4] = {y.get(), y.get() + t.tw, y.get() + 2 * t.tw, y.get() + 3 * t.tw};
     for (int64_t pc = b; pc < e; ++pc) {
       const int img = static_cast<int>(pc / OC), o = static_cast<int>(pc % OC);
       const float* plane = dy + (static_cast<int64_t>(n0 + img) * OC + o) * OH * OW;
@@ -573,14 +577,12 @@ void transform_output_adjoint(float* dm, const float* dy, const Conv2dShape& s, 
         if (y1)
           deinterleave_row(yp[2], yp[3], y1, OW, t.tw);
         else
-          std::fill(y.begin() + 2 * t.tw, y.end(), 0.f);
+          std::fill(y.get() + 2 * t.tw, y.get() + 4 * t.tw, 0.f);
         output_tile_row_adjoint(mp, yp, t.tw);
       }
     }
   });
 }
-
-std::unique_ptr<float[]> uninit(size_t n) { return std::make_unique_for_overwrite<float[]>(n); }
 
 // One product per transformed element; the 16 are spread over the threads.
 template <typename F>
@@ -606,7 +608,7 @@ bool winograd_applies(const Conv2dShape& s) {
 void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images) {
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
-  auto u = uninit(static_cast<size_t>(kXi) * OC * C), v = uninit(kXi * C * full.tc), m = uninit(kXi * OC * full.tc);
+  auto u = scratch_floats(static_cast<size_t>(kXi) * OC * C), v = scratch_floats(kXi * C * full.tc), m = scratch_floats(kXi * OC * full.tc);
   transform_filter(u.get(), weight, OC, C);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
@@ -625,13 +627,16 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   const size_t nu = static_cast<size_t>(kXi) * OC * C;
-  std::unique_ptr<float[]> u, du;
-  auto v = uninit(kXi * C * full.tc), dm = uninit(kXi * OC * full.tc);
+  Scratch u, du;
+  auto v = scratch_floats(kXi * C * full.tc), dm = scratch_floats(kXi * OC * full.tc);
   if (dinp) {
-    u = uninit(nu);
+    u = scratch_floats(nu);
     transform_filter(u.get(), weight, OC, C);
   }
-  if (dweight) du = std::make_unique<float[]>(nu);  // zeroed: the chunks add into it
+  if (dweight) {
+    du = scratch_floats(nu);
+    std::fill(du.get(), du.get() + nu, 0.f);  // the chunks add into it
+  }
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
     const int tc = static_cast<int>(t.tc);

@@ -1,0 +1,23 @@
+// Scratch memory for the ops: uninitialised floats, 64-byte aligned like
+// tensors, so whether SIMD rows straddle cache lines does not depend on where
+// malloc put a buffer.
+#pragma once
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+namespace qforge {
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using Scratch = std::unique_ptr<float[], FreeDeleter>;
+
+inline Scratch scratch_floats(size_t n) {
+  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+  if (!p) throw std::bad_alloc();
+  return Scratch(static_cast<float*>(p));
+}
+
+}  // namespace qforge
