@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <vector>
 
 #include "core/blas.h"
 #include "core/ops/scratch.h"
@@ -25,6 +24,14 @@ struct Tiles {
   int64_t per_image;  // th * tw
   int nb;             // images in this chunk
   int64_t tc;         // tiles in this chunk: the columns of each product
+
+  // p[xi]: where tile row i of image img starts in row c of transformed plane
+  // xi, laid out [xi][channels][tc].
+  template <typename T>
+  void row_ptrs(T** p, T* base, int channels, int c, int img, int i) const {
+    const int64_t t0 = img * per_image + static_cast<int64_t>(i) * tw;
+    for (int xi = 0; xi < kXi; ++xi) p[xi] = base + (static_cast<int64_t>(xi) * channels + c) * tc + t0;
+  }
 };
 
 Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
@@ -382,8 +389,7 @@ void transform_input(float* v, const float* x, const Conv2dShape& s, const Tiles
           orow[r] = er[r] + n;
         }
         float* vp[kXi];
-        const int64_t t0 = img * t.per_image + static_cast<int64_t>(i) * t.tw;
-        for (int xi = 0; xi < kXi; ++xi) vp[xi] = v + (static_cast<int64_t>(xi) * C + c) * t.tc + t0;
+        t.row_ptrs(vp, v, C, c, img, i);
         if (avx512)
           input_tile_row_avx512(vp, er, orow, t.tw);
         else
@@ -454,8 +460,7 @@ void transform_input_adjoint(float* dx, const float* dv, const Conv2dShape& s, c
           orow[r] = er[r] + n;
         }
         const float* dp[kXi];
-        const int64_t t0 = img * t.per_image + static_cast<int64_t>(i) * t.tw;
-        for (int xi = 0; xi < kXi; ++xi) dp[xi] = dv + (static_cast<int64_t>(xi) * C + c) * t.tc + t0;
+        t.row_ptrs(dp, dv, C, c, img, i);
         if (avx512)
           input_tile_row_adjoint_avx512(er, orow, dp, t.tw);
         else
@@ -508,9 +513,8 @@ void transform_output(float* out, const float* m, const Conv2dShape& s, const Ti
       const int img = static_cast<int>(pc / OC), o = static_cast<int>(pc % OC);
       float* plane = out + (static_cast<int64_t>(n0 + img) * OC + o) * OH * OW;
       for (int i = 0; i < t.th; ++i) {
-        const int64_t t0 = img * t.per_image + static_cast<int64_t>(i) * t.tw;
         const float* mp[kXi];
-        for (int x = 0; x < kXi; ++x) mp[x] = m + (static_cast<int64_t>(x) * OC + o) * t.tc + t0;
+        t.row_ptrs(mp, m, OC, o, img, i);
         float* y0 = plane + static_cast<int64_t>(2 * i) * OW;
         float* y1 = 2 * i + 1 < OH ? y0 + OW : nullptr;
         if (avx512) {
@@ -566,9 +570,8 @@ void transform_output_adjoint(float* dm, const float* dy, const Conv2dShape& s, 
       for (int i = 0; i < t.th; ++i) {
         const float* y0 = plane + static_cast<int64_t>(2 * i) * OW;
         const float* y1 = 2 * i + 1 < OH ? y0 + OW : nullptr;
-        const int64_t t0 = img * t.per_image + static_cast<int64_t>(i) * t.tw;
         float* mp[kXi];
-        for (int x = 0; x < kXi; ++x) mp[x] = dm + (static_cast<int64_t>(x) * OC + o) * t.tc + t0;
+        t.row_ptrs(mp, dm, OC, o, img, i);
         if (avx512) {
           output_tile_row_adjoint_avx512(mp, y0, y1, t.tw, OW);
           continue;
