@@ -1,10 +1,12 @@
-// Winograd F(2x2, 3x3) for the 3x3 stride-1 padding-1 convolutions that make
-// up most of a ResNet: each 2x2 output tile costs 16 multiplies per channel
-// pair instead of 36, so the matrix products shrink 2.25x. The input and the
-// filter are transformed into 16 "frequency" planes, multiplied plane by plane
-// with sgemm, and transformed back (Lavin & Gray, 2015). Backward runs the
-// adjoint of each step: dW from the products of the transformed output
-// gradient with the transformed input, dX through the transposed filter.
+// Winograd F(4x4, 3x3) for the 3x3 stride-1 padding-1 convolutions that make
+// up most of a ResNet: each 4x4 output tile costs 36 multiplies per channel
+// pair instead of 144, so the matrix products shrink up to 4x. The input and
+// the filter are transformed into 36 "frequency" planes, multiplied plane by
+// plane with sgemm, and transformed back (Lavin & Gray, 2015).
+// Backward: dX is itself a 3x3 stride-1 convolution (of dY with the filter
+// flipped and transposed) and runs the forward path; dW runs the adjoint of
+// the output and filter transforms around products of the transformed output
+// gradient with the transformed input.
 #pragma once
 #include "core/ops/conv2d.h"
 
@@ -14,8 +16,8 @@ namespace qforge {
 // (tests compare both, bit for bit).
 extern bool winograd_simd_enabled;
 
-// 3x3 kernel, stride 1, padding 1, no dilation, one group, and at least 32
-// tiles of 2x2 outputs over the batch.
+// 3x3 kernel, stride 1, padding 1, no dilation, one group, and enough 4x4
+// output tiles over the batch for the products to pay for the transforms.
 bool winograd_applies(const Conv2dShape& s);
 
 // out (N,OC,H,W) is written (no bias). chunk_images: images transformed at
