@@ -21,7 +21,7 @@ struct Conv2dShape {
 // Checks the shapes and computes the output size; errors name both shapes.
 Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a);
 
-// How the products are formed. kAuto takes Winograd F(2x2,3x3) where it
+// How the products are formed. kAuto takes Winograd F(4x4,3x3) where it
 // applies (3x3, stride 1, padding 1: see winograd.h), else im2col + sgemm.
 enum class ConvAlgo { kAuto, kIm2col };
 

@@ -135,6 +135,8 @@ struct Tiles {
   int64_t per_image;  // th * tw
   int nb;             // images in this chunk
   int64_t tc;         // tiles in this chunk
+  int64_t ts;         // stride of a channel's row of tiles in the transformed planes: the full chunk's tc
+                      // rounded up to 16, so that every block of 16 tiles is one aligned cache line
 };
 
 // The transformed input and output of a chunk stay within this many floats
@@ -155,6 +157,7 @@ Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
   }
   t.nb = std::min(chunk_images, s.n);
   t.tc = t.nb * t.per_image;
+  t.ts = (t.tc + kLanes - 1) / kLanes * kLanes;
   return t;
 }
 
@@ -340,11 +343,11 @@ void transform_input(float* v, const float* x, int ch, int h, int w, const Tiles
   const int64_t hw = static_cast<int64_t>(h) * w;
   for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
     const Plane<const float> p{x + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-    float* vc = v + c * t.tc;
+    float* vc = v + c * t.ts;
     if (simd)
-      input_block_avx512(vc, ch * t.tc, p, tt, t0, cnt);
+      input_block_avx512(vc, ch * t.ts, p, tt, t0, cnt);
     else
-      input_block_ref(vc, ch * t.tc, p, tt, t0, cnt);
+      input_block_ref(vc, ch * t.ts, p, tt, t0, cnt);
   });
 }
 
@@ -356,11 +359,11 @@ void transform_output(float* out, const float* m, int ch, int h, int w, const Ti
   const int64_t hw = static_cast<int64_t>(h) * w;
   for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
     const Plane<float> p{out + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-    const float* mc = m + c * t.tc;
+    const float* mc = m + c * t.ts;
     if (simd)
-      output_block_avx512(p, mc, ch * t.tc, tt, t0, cnt, accumulate);
+      output_block_avx512(p, mc, ch * t.ts, tt, t0, cnt, accumulate);
     else
-      output_block_ref(p, mc, ch * t.tc, tt, t0, cnt, accumulate);
+      output_block_ref(p, mc, ch * t.ts, tt, t0, cnt, accumulate);
   });
 }
 
@@ -372,11 +375,11 @@ void transform_output_adjoint(float* dm, const float* dy, int ch, int h, int w, 
   const int64_t hw = static_cast<int64_t>(h) * w;
   for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
     const Plane<const float> p{dy + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-    float* dc = dm + c * t.tc;
+    float* dc = dm + c * t.ts;
     if (simd)
-      output_adjoint_block_avx512(dc, ch * t.tc, p, tt, t0, cnt);
+      output_adjoint_block_avx512(dc, ch * t.ts, p, tt, t0, cnt);
     else
-      output_adjoint_block_ref(dc, ch * t.tc, p, tt, t0, cnt);
+      output_adjoint_block_ref(dc, ch * t.ts, p, tt, t0, cnt);
   });
 }
 
@@ -482,13 +485,27 @@ void for_each_xi(F&& f) {
 // m hold the chunk's transformed input and output.
 void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t,
                 const TileTable& tt, int n0, float* v, float* m, bool accumulate) {
-  const int tc = static_cast<int>(t.tc);
+  const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   transform_input(v, in, ci, h, w, t, tt, n0);
   for_each_xi([&](int x) {
-    sgemm(false, false, co, tc, ci, 1.f, u + static_cast<int64_t>(x) * co * ci, ci, v + x * ci * t.tc, tc, 0.f,
-          m + x * co * t.tc, tc);
+    sgemm(false, false, co, tc, ci, 1.f, u + static_cast<int64_t>(x) * co * ci, ci, v + x * ci * t.ts, ts, 0.f,
+          m + x * co * t.ts, ts);
   });
   transform_output(out, m, co, h, w, t, tt, n0, accumulate);
+}
+
+// The transformed filters of a 512x512 layer take 38 MB, above the size (32
+// MB) from which malloc maps fresh pages on every call: each thread keeps its
+// two filter buffers (filters, their gradient) between calls instead.
+float* filter_buffer(int slot, size_t n) {
+  thread_local Scratch buf[2];
+  thread_local size_t cap[2] = {0, 0};
+  if (cap[slot] < n) {
+    buf[slot].reset();
+    buf[slot] = scratch_floats(n);
+    cap[slot] = n;
+  }
+  return buf[slot].get();
 }
 
 }  // namespace
@@ -507,12 +524,12 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   const TileTable tt(full);
-  auto u = scratch_floats(static_cast<size_t>(kXi) * OC * C), v = scratch_floats(kXi * C * full.tc),
-       m = scratch_floats(kXi * OC * full.tc);
-  transform_filter(u.get(), weight, OC, C, false);
+  float* u = filter_buffer(0, static_cast<size_t>(kXi) * OC * C);
+  auto v = scratch_floats(kXi * C * full.ts), m = scratch_floats(kXi * OC * full.ts);
+  transform_filter(u, weight, OC, C, false);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    conv_chunk(out, inp, u.get(), C, OC, s.oh, s.ow, t, tt, n0, v.get(), m.get(), false);
+    conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, tt, n0, v.get(), m.get(), false);
   }
 }
 
@@ -524,30 +541,30 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   const TileTable tt(full);
   const size_t nu = static_cast<size_t>(kXi) * OC * C;
   // a: OC channels of transformed tiles (dY's), b: C channels (dX's or X's).
-  auto a = scratch_floats(kXi * OC * full.tc), b = scratch_floats(kXi * C * full.tc);
-  Scratch u, du;
+  auto a = scratch_floats(kXi * OC * full.ts), b = scratch_floats(kXi * C * full.ts);
+  float *u = nullptr, *du = nullptr;
   if (dinp) {  // dX = dY convolved with the filter turned by 180 degrees, C and OC swapped
-    u = scratch_floats(nu);
-    transform_filter(u.get(), weight, C, OC, true);
+    u = filter_buffer(0, nu);
+    transform_filter(u, weight, C, OC, true);
   }
   if (dweight) {
-    du = scratch_floats(nu);
-    std::fill(du.get(), du.get() + nu, 0.f);  // the chunks add into it
+    du = filter_buffer(1, nu);
+    std::fill(du, du + nu, 0.f);  // the chunks add into it
   }
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    const int tc = static_cast<int>(t.tc);
-    if (dinp) conv_chunk(dinp, dout, u.get(), OC, C, s.h, s.w, t, tt, n0, a.get(), b.get(), true);
+    const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
+    if (dinp) conv_chunk(dinp, dout, u, OC, C, s.h, s.w, t, tt, n0, a.get(), b.get(), true);
     if (dweight) {
       transform_output_adjoint(a.get(), dout, OC, s.oh, s.ow, t, tt, n0);
       transform_input(b.get(), inp, C, s.h, s.w, t, tt, n0);
       for_each_xi([&](int x) {  // du += dm v^T
-        sgemm(false, true, OC, C, tc, 1.f, a.get() + x * OC * t.tc, tc, b.get() + x * C * t.tc, tc, 1.f,
-              du.get() + static_cast<int64_t>(x) * OC * C, C);
+        sgemm(false, true, OC, C, tc, 1.f, a.get() + x * OC * t.ts, ts, b.get() + x * C * t.ts, ts, 1.f,
+              du + static_cast<int64_t>(x) * OC * C, C);
       });
     }
   }
-  if (dweight) transform_filter_adjoint(dweight, du.get(), OC, C);
+  if (dweight) transform_filter_adjoint(dweight, du, OC, C);
 }
 
 }  // namespace qforge

@@ -66,7 +66,7 @@ const ConvCase kConvCases[] = {
     {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},   // dilated "same"
     {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},  // no vertical padding: fewer rows out than in
     {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},   // kernel wider than the input: taps all in padding
-    {2, 2, 8, 8, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},   // 32 tiles: Winograd
+    {2, 2, 8, 8, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},   // 8 tiles of 4x4: Winograd
 };
 
 }  // namespace
