@@ -180,4 +180,19 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   pool().run(n, grain, fn);
 }
 
+void parallel_pieces(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  const int64_t pieces = (n + piece - 1) / piece;
+  const int threads = num_threads();
+  if (pieces <= 1 || threads == 1) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min<int64_t>(threads, pieces), 1, [&](int64_t, int64_t) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces;)
+      fn(i * piece, std::min(n, (i + 1) * piece));
+  });
+}
+
 }  // namespace qforge

@@ -16,4 +16,11 @@ int num_threads();
 // parallel_for inside a parallel_for runs serially.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Calls fn(begin, end) over [0, n) in pieces of `piece`, which the pool's
+// threads take in turn from a shared counter: a thread that wakes late (an idle
+// vCPU can take tens of microseconds) or is slowed by a neighbour leaves its
+// share to the others instead of delaying the whole loop. On the calling thread
+// alone when there is at most one piece.
+void parallel_pieces(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace qforge

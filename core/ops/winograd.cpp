@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <vector>
 
@@ -155,7 +156,9 @@ Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
     const int64_t budget = std::max(kChunkFloats, kXi * static_cast<int64_t>(s.c) * s.oc);
     chunk_images = static_cast<int>(std::clamp<int64_t>(budget / per, 1, s.n));
   }
-  t.nb = std::min(chunk_images, s.n);
+  // The gathers index a chunk's planes with 32-bit offsets.
+  const int64_t image = static_cast<int64_t>(std::max(s.c, s.oc)) * s.oh * s.ow;
+  t.nb = static_cast<int>(std::min<int64_t>({chunk_images, s.n, INT32_MAX / image}));
   t.tc = t.nb * t.per_image;
   t.ts = (t.tc + kLanes - 1) / kLanes * kLanes;
   return t;
@@ -328,7 +331,7 @@ bool use_avx512() { return winograd_simd_enabled && __builtin_cpu_supports("avx5
 template <typename F>
 void for_each_block(int channels, int64_t tc, F&& f) {
   const int64_t blocks = (tc + kLanes - 1) / kLanes;
-  parallel_for(channels * blocks, 4, [&](int64_t b, int64_t e) {
+  parallel_pieces(channels * blocks, 8, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int64_t t0 = (i % blocks) * kLanes;
       f(static_cast<int>(i / blocks), t0, static_cast<int>(std::min<int64_t>(kLanes, tc - t0)));
@@ -418,7 +421,7 @@ void transform_filter(float* u, const float* w, int rows, int cols, bool flip) {
   const int es = flip ? -1 : 1;
   const float* w0 = flip ? w + 8 : w;
   const int blocks = (cols + kLanes - 1) / kLanes;
-  parallel_for(static_cast<int64_t>(rows) * blocks, 4, [&](int64_t b, int64_t e) {
+  parallel_pieces(static_cast<int64_t>(rows) * blocks, 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int r = static_cast<int>(i / blocks), k0 = static_cast<int>(i % blocks) * kLanes;
       const int cnt = std::min(kLanes, cols - k0);
@@ -460,7 +463,7 @@ QF_AVX512 void filter_adjoint_block_avx512(float* dw, const float* du, int oc_n,
 void transform_filter_adjoint(float* dw, const float* du, int oc_n, int c_n) {
   const bool simd = use_avx512();
   const int blocks = (c_n + kLanes - 1) / kLanes;
-  parallel_for(static_cast<int64_t>(oc_n) * blocks, 4, [&](int64_t b, int64_t e) {
+  parallel_pieces(static_cast<int64_t>(oc_n) * blocks, 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int oc = static_cast<int>(i / blocks), c0 = static_cast<int>(i % blocks) * kLanes;
       const int cnt = std::min(kLanes, c_n - c0);
@@ -472,10 +475,10 @@ void transform_filter_adjoint(float* dw, const float* du, int oc_n, int c_n) {
   });
 }
 
-// One product per transformed element; the 36 are spread over the threads.
+// One product per transformed element; the threads take them in turn.
 template <typename F>
 void for_each_xi(F&& f) {
-  parallel_for(kXi, 1, [&](int64_t b, int64_t e) {
+  parallel_pieces(kXi, 1, [&](int64_t b, int64_t e) {
     for (int64_t x = b; x < e; ++x) f(static_cast<int>(x));
   });
 }
@@ -515,6 +518,8 @@ bool winograd_applies(const Conv2dShape& s) {
   if (!(s.kh == 3 && s.kw == 3 && a.stride_h == 1 && a.stride_w == 1 && a.pad_h == 1 && a.pad_w == 1 &&
         a.dil_h == 1 && a.dil_w == 1 && a.groups == 1))
     return false;
+  // The gathers' 32-bit offsets must reach across one image's channels.
+  if (static_cast<int64_t>(std::max(s.c, s.oc)) * s.oh * s.ow > INT32_MAX) return false;
   // With few tiles in all, the 36 products are too thin to pay for the transforms.
   const int64_t tiles = static_cast<int64_t>(s.n) * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
   return tiles >= 8;

@@ -46,23 +46,6 @@ void* thread_scratch(size_t bytes) {
   return buf.data();
 }
 
-// Runs fn(begin, end) over [0, n) in pieces of `piece`, which the pool's threads take from a shared
-// counter (see run_conv); on the calling thread alone when there is at most one piece.
-void run_pieces(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
-  const int64_t pieces = (n + piece - 1) / piece;
-  const int threads = num_threads();
-  if (pieces <= 1 || threads == 1) {
-    fn(0, n);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  parallel_for(std::min<int64_t>(threads, pieces), 1, [&](int64_t, int64_t) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < pieces;)
-      fn(i * piece, std::min(n, (i + 1) * piece));
-  });
-}
-
 // Runs a conv kernel over the whole output. The work is cut into pieces that the pool's threads
 // take in turn from a shared counter, so a thread that wakes late (an idle vCPU can take tens of
 // microseconds) leaves its share to the others instead of delaying the op. Pieces are runs of
@@ -287,7 +270,7 @@ void qconv2d_add(const QConvParams& p, const PackedConvWeights& w, const uint8_t
   else
     run_conv(k, a, in, out, nullptr);
   if (k.conv_fused_add) return;
-  run_pieces(int64_t(a.N) * a.OH * a.OW * a.OC, 16384,
+  parallel_pieces(int64_t(a.N) * a.OH * a.OW * a.OC, 16384,
              [&](int64_t s, int64_t e) { k.qadd(out + s, out + s, residual + s, e - s, add); });
 }
 
@@ -391,7 +374,7 @@ QAddParams make_qadd_params(const QParams& a, const QParams& b, const QParams& o
 
 void qadd(const QAddParams& p, int64_t n, const uint8_t* a, const uint8_t* b, uint8_t* out, Isa isa) {
   const KernelTable& k = kernels_for(isa);
-  run_pieces(n, 16384, [&](int64_t s, int64_t e) { k.qadd(out + s, a + s, b + s, e - s, p); });
+  parallel_pieces(n, 16384, [&](int64_t s, int64_t e) { k.qadd(out + s, a + s, b + s, e - s, p); });
 }
 
 QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int stride_h, int stride_w, int pad_h,
@@ -412,7 +395,7 @@ void qmaxpool2d(const QPool2dParams& p, const uint8_t* in, uint8_t* out, Isa isa
   const KernelTable& k = kernels_for(isa);
   const int64_t P = int64_t(p.N) * p.OH * p.OW;
   const int64_t piece = std::max<int64_t>(1, 65536 / (int64_t(p.C) * p.KH * p.KW));
-  run_pieces(P, piece, [&](int64_t b, int64_t e) { k.qmaxpool2d(out, in, p, b, e); });
+  parallel_pieces(P, piece, [&](int64_t b, int64_t e) { k.qmaxpool2d(out, in, p, b, e); });
 }
 
 QGlobalAvgPoolParams make_global_avgpool_params(int N, int H, int W, int C, const QParams& in, const QParams& out) {
@@ -435,7 +418,7 @@ QGlobalAvgPoolParams make_global_avgpool_params(int N, int H, int W, int C, cons
 void qglobal_avgpool(const QGlobalAvgPoolParams& p, const uint8_t* in, uint8_t* out, Isa isa) {
   const KernelTable& k = kernels_for(isa);
   const int64_t piece = std::max<int64_t>(1, 65536 / (int64_t(p.H) * p.W * p.C));
-  run_pieces(p.N, piece, [&](int64_t b, int64_t e) { k.qglobal_avgpool(out, in, p, b, e); });
+  parallel_pieces(p.N, piece, [&](int64_t b, int64_t e) { k.qglobal_avgpool(out, in, p, b, e); });
 }
 
 namespace {
@@ -450,13 +433,13 @@ QuantizeParams quantize_params(const QParams& qp, int N, int C, int H, int W, co
 void quantize_nchw_to_nhwc(const QParams& qp, int N, int C, int H, int W, const float* in, uint8_t* out, Isa isa) {
   const QuantizeParams p = quantize_params(qp, N, C, H, W, "quantize");
   const KernelTable& k = kernels_for(isa);
-  run_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.quantize(out, in, p, b, e); });
+  parallel_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.quantize(out, in, p, b, e); });
 }
 
 void dequantize_nhwc_to_nchw(const QParams& qp, int N, int C, int H, int W, const uint8_t* in, float* out, Isa isa) {
   const QuantizeParams p = quantize_params(qp, N, C, H, W, "dequantize");
   const KernelTable& k = kernels_for(isa);
-  run_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.dequantize(out, in, p, b, e); });
+  parallel_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.dequantize(out, in, p, b, e); });
 }
 
 }  // namespace qforge::quant

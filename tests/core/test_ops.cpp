@@ -144,7 +144,7 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
     }
   }
   set_num_threads(1);
-  // Batches of 32 tiles or more take Winograd through conv2d; anything else stays on im2col.
+  // Enough 4x4 tiles in the batch take Winograd through conv2d; anything else stays on im2col.
   CHECK(winograd_applies(conv2d_shape({2, 2, 8, 8}, {3, 2, 3, 3}, same)));
   CHECK_FALSE(winograd_applies(conv2d_shape({1, 2, 8, 7}, {3, 2, 3, 3}, same)));
   Shape x{8, 2, 6, 6};
