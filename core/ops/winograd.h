@@ -12,9 +12,10 @@
 
 namespace qforge {
 
-// The transforms run AVX-512 code where the CPU has it, unless this is false
-// (tests compare both, bit for bit).
-extern bool winograd_simd_enabled;
+// The transforms run the best instruction set the CPU has, up to this level
+// (tests lower it to compare every level with the scalar loops, bit for bit).
+enum class WinogradIsa { kScalar, kAvx2, kAvx512 };
+extern WinogradIsa winograd_max_isa;
 
 // 3x3 kernel, stride 1, padding 1, no dilation, one group, and enough 4x4
 // output tiles over the batch for the products to pay for the transforms.

@@ -154,30 +154,45 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 5, 5}, {1, 1, 1, 1, 1, 1, 1})));
 }
 
-TEST_CASE("winograd: the AVX-512 transforms give the portable loops' bits") {
-  if (!__builtin_cpu_supports("avx512f")) return;  // nothing to compare on this CPU
+TEST_CASE("winograd: the AVX2 and AVX-512 transforms give the portable loops' bits") {
   Conv2dArgs same{1, 1, 1, 1, 1, 1, 1};
   // Blocks of 16 tiles and of 16 filters, full and partial; tiles cut by the image's edges.
   const int shapes[][5] = {{2, 3, 5, 37, 4}, {1, 2, 34, 33, 3}, {3, 4, 6, 7, 5}, {2, 2, 1, 2, 2}, {2, 20, 6, 5, 17}};
-  for (const auto& sh : shapes) {
-    const int n = sh[0], c = sh[1], h = sh[2], w = sh[3], oc = sh[4];
-    CAPTURE(w);
-    Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
-    Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
-    Tensor dy = Tensor::randn({n, oc, h, w}, rng());
-    Tensor out[2], dx[2], dw[2];
-    for (int simd : {0, 1}) {
-      winograd_simd_enabled = simd;
-      out[simd] = Tensor::empty(dy.shape());
-      dx[simd] = Tensor::zeros(x.shape());
-      dw[simd] = Tensor::zeros(wt.shape());
-      winograd_forward(out[simd].data(), x.data(), wt.data(), s);
-      winograd_backward(dx[simd].data(), dw[simd].data(), dy.data(), x.data(), wt.data(), s);
+  struct Level {
+    WinogradIsa isa;
+    const char* name;
+    bool supported;
+  };
+  const Level levels[] = {{WinogradIsa::kAvx2, "avx2", __builtin_cpu_supports("avx2") != 0},
+                          {WinogradIsa::kAvx512, "avx512f", __builtin_cpu_supports("avx512f") != 0}};
+  for (const auto& [isa, name, supported] : levels) {
+    CAPTURE(name);
+    if (!supported) {
+      MESSAGE("skipped: this CPU has no ", name);
+      continue;
     }
-    winograd_simd_enabled = true;
-    CHECK(std::memcmp(out[0].data(), out[1].data(), out[0].numel() * sizeof(float)) == 0);
-    CHECK(std::memcmp(dx[0].data(), dx[1].data(), dx[0].numel() * sizeof(float)) == 0);
-    CHECK(std::memcmp(dw[0].data(), dw[1].data(), dw[0].numel() * sizeof(float)) == 0);
+    for (const auto& sh : shapes) {
+      const int n = sh[0], c = sh[1], h = sh[2], w = sh[3], oc = sh[4];
+      CAPTURE(w);
+      CAPTURE(c);
+      Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
+      Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
+      Tensor dy = Tensor::randn({n, oc, h, w}, rng());
+      const Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
+      Tensor out[2], dx[2], dw[2];
+      for (int simd : {0, 1}) {
+        winograd_max_isa = simd ? isa : WinogradIsa::kScalar;
+        out[simd] = Tensor::empty(dy.shape());
+        dx[simd] = dx0.clone();  // added onto, as the op does
+        dw[simd] = dw0.clone();
+        winograd_forward(out[simd].data(), x.data(), wt.data(), s);
+        winograd_backward(dx[simd].data(), dw[simd].data(), dy.data(), x.data(), wt.data(), s);
+      }
+      winograd_max_isa = WinogradIsa::kAvx512;
+      CHECK(std::memcmp(out[0].data(), out[1].data(), out[0].numel() * sizeof(float)) == 0);
+      CHECK(std::memcmp(dx[0].data(), dx[1].data(), dx[0].numel() * sizeof(float)) == 0);
+      CHECK(std::memcmp(dw[0].data(), dw[1].data(), dw[0].numel() * sizeof(float)) == 0);
+    }
   }
 }
 
