@@ -66,7 +66,7 @@ const ConvCase kConvCases[] = {
     {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},   // dilated "same"
     {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},  // no vertical padding: fewer rows out than in
     {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},   // kernel wider than the input: taps all in padding
-    {2, 2, 8, 8, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},   // 8 tiles of 4x4: Winograd
+    {2, 2, 16, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},  // 32 tiles of 4x4: Winograd
 };
 
 }  // namespace
@@ -145,9 +145,13 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
   }
   set_num_threads(1);
   // Enough 4x4 tiles in the batch take Winograd through conv2d; anything else stays on im2col.
-  CHECK(winograd_applies(conv2d_shape({2, 2, 8, 8}, {3, 2, 3, 3}, same)));
-  CHECK_FALSE(winograd_applies(conv2d_shape({1, 2, 8, 7}, {3, 2, 3, 3}, same)));
+  CHECK(winograd_applies(conv2d_shape({2, 2, 16, 16}, {3, 2, 3, 3}, same)));
+  CHECK(winograd_applies(conv2d_shape({32, 2, 4, 4}, {3, 2, 3, 3}, same)));
+  CHECK_FALSE(winograd_applies(conv2d_shape({1, 2, 16, 15}, {3, 2, 3, 3}, same)));  // 16 tiles
+  CHECK_FALSE(winograd_applies(conv2d_shape({64, 2, 2, 2}, {3, 2, 3, 3}, same)));   // 2x2 maps
+  CHECK_FALSE(winograd_applies(conv2d_shape({64, 2, 5, 5}, {3, 2, 3, 3}, same)));   // 4 tiles for 25 outputs
   Shape x{8, 2, 6, 6};
+  CHECK(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, same)));  // and not with any of these changes:
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 1})));
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {1, 1, 0, 0, 1, 1, 1})));
   CHECK_FALSE(winograd_applies(conv2d_shape(x, {2, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 2})));
