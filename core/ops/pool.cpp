@@ -31,9 +31,36 @@ PoolShape pool_shape(const char* op, const Tensor& x, const Pool2dArgs& a) {
 Tensor max_pool2d(const Tensor& x, Pool2dArgs a) {
   PoolShape s = pool_shape("max_pool2d", x, a);
   Tensor out = Tensor::empty({s.n, s.c, s.oh, s.ow});
-  auto argmax = std::make_shared<std::vector<int32_t>>(out.numel());
   const float* px = x.data();
   float* po = out.data();
+  if (!needs_grad({&x})) {
+    // No argmax to keep: the maximum down the window's rows, then along them.
+    parallel_for(s.n * s.c, 1, [&](int64_t b, int64_t e) {
+      std::vector<float> rm(s.w);
+      for (int64_t p = b; p < e; ++p) {
+        const float* in = px + p * s.h * s.w;
+        for (int64_t oh = 0; oh < s.oh; ++oh) {
+          const int64_t ih0 = oh * a.stride_h - a.pad_h;
+          const int64_t kh0 = std::max<int64_t>(0, -ih0), kh1 = std::min<int64_t>(a.kernel_h, s.h - ih0);
+          std::copy_n(in + (ih0 + kh0) * s.w, s.w, rm.data());
+          for (int64_t kh = kh0 + 1; kh < kh1; ++kh) {
+            const float* row = in + (ih0 + kh) * s.w;
+            for (int64_t i = 0; i < s.w; ++i) rm[i] = std::max(rm[i], row[i]);
+          }
+          float* o = po + (p * s.oh + oh) * s.ow;
+          for (int64_t ow = 0; ow < s.ow; ++ow) {
+            const int64_t iw0 = ow * a.stride_w - a.pad_w;
+            const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min<int64_t>(a.kernel_w, s.w - iw0);
+            float best = rm[iw0 + kw0];
+            for (int64_t kw = kw0 + 1; kw < kw1; ++kw) best = std::max(best, rm[iw0 + kw]);
+            o[ow] = best;
+          }
+        }
+      }
+    });
+    return out;
+  }
+  auto argmax = std::make_shared<std::vector<int32_t>>(out.numel());
   parallel_for(s.n * s.c, 1, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       const float* in = px + p * s.h * s.w;

@@ -312,6 +312,26 @@ TEST_CASE("pooling: values and gradients") {
   CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return avg_pool2d(t[0], ap); }, {x}) < 1e-3);
   CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return global_avg_pool2d(t[0]); }, {x}) < 1e-3);
 
+  // Without gradients max_pool2d takes another path (no argmax): the same values, against the definition.
+  Tensor r = Tensor::randn({2, 3, 9, 8}, rng());
+  for (Pool2dArgs pa : {Pool2dArgs{3, 3, 2, 2, 1, 1}, Pool2dArgs{2, 3, 1, 2, 1, 0}, Pool2dArgs{3, 2, 3, 1, 0, 1}}) {
+    Tensor got;
+    {
+      NoGradGuard ng;
+      got = max_pool2d(r, pa);
+    }
+    for (int64_t p = 0; p < 6; ++p)
+      for (int64_t oh = 0; oh < got.size(2); ++oh)
+        for (int64_t ow = 0; ow < got.size(3); ++ow) {
+          float want = -INFINITY;
+          for (int kh = 0; kh < pa.kernel_h; ++kh)
+            for (int kw = 0; kw < pa.kernel_w; ++kw) {
+              const int64_t ih = oh * pa.stride_h - pa.pad_h + kh, iw = ow * pa.stride_w - pa.pad_w + kw;
+              if (ih >= 0 && ih < 9 && iw >= 0 && iw < 8) want = std::max(want, r.data()[(p * 9 + ih) * 8 + iw]);
+            }
+          REQUIRE(got.data()[(p * got.size(2) + oh) * got.size(3) + ow] == want);
+        }
+  }
   Tensor s = Tensor::from({1, 1, 2, 2}, {1.f, 5.f, -3.f, 2.f});
   CHECK(max_pool2d(s, {2, 2, 2, 2}).item() == 5.f);
   CHECK(avg_pool2d(s, {2, 2, 2, 2}).item() == 1.25f);
