@@ -29,11 +29,11 @@ int images_per_chunk(const Conv2dShape& s) {
 // constant offset, so it is one contiguous copy plus a few zeros in the
 // padding, instead of a short copy per row.
 struct Shift {
-  int dy, dx;            // input offset of the tap
-  int oh_lo, oh_hi;      // output rows whose input row exists
-  int ow_lo, ow_hi;      // output columns whose input column exists
-  int64_t dst0, src0;    // first element of the contiguous run, in the output and input plane
-  int64_t len;           // its length (0 if the tap sees only padding)
+  int dy, dx;          // input offset of the tap
+  int oh_lo, oh_hi;    // output rows whose input row exists
+  int ow_lo, ow_hi;    // output columns whose input column exists
+  int64_t dst0, src0;  // first element of the contiguous run, in the output and input plane
+  int64_t len;         // its length (0 if the tap sees only padding)
 };
 
 bool same_width(const Conv2dShape& s) { return s.a.stride_h == 1 && s.a.stride_w == 1 && s.ow == s.w; }
@@ -112,39 +112,43 @@ void col2im_same_width(float* dinp, float* col, const Conv2dShape& s, int n0, in
 void im2col(float* col, const float* inp, const Conv2dShape& s, int n0, int nb, int g) {
   if (same_width(s)) return im2col_same_width(col, inp, s, n0, nb, g);
   const int cg = s.c / s.a.groups, ohw = s.oh * s.ow, cols = nb * ohw;
-  parallel_for(cg, 1, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; ++c)
-      for (int kh = 0; kh < s.kh; ++kh)
-        for (int kw = 0; kw < s.kw; ++kw) {
-          float* row = col + ((c * s.kh + kh) * s.kw + kw) * static_cast<int64_t>(cols);
-          for (int n = 0; n < nb; ++n) {
-            const float* plane = inp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
-            float* dst = row + static_cast<int64_t>(n) * ohw;
-            for (int oh = 0; oh < s.oh; ++oh) {
-              int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dil_h;
-              float* d = dst + oh * s.ow;
-              if (ih < 0 || ih >= s.h) {
-                std::memset(d, 0, s.ow * sizeof(float));
-                continue;
-              }
-              const float* src = plane + static_cast<int64_t>(ih) * s.w;
-              int iw0 = -s.a.pad_w + kw * s.a.dil_w;
-              if (s.a.stride_w == 1) {
-                int lo = std::clamp(-iw0, 0, s.ow), hi = std::clamp(s.w - iw0, lo, s.ow);
-                // Rows are short (4 to 56 floats): plain loops beat three library calls.
-                const float* sp = src + iw0;
-                for (int ow = 0; ow < lo; ++ow) d[ow] = 0.f;
-                for (int ow = lo; ow < hi; ++ow) d[ow] = sp[ow];
-                for (int ow = hi; ow < s.ow; ++ow) d[ow] = 0.f;
-              } else {
-                for (int ow = 0; ow < s.ow; ++ow) {
-                  int iw = iw0 + ow * s.a.stride_w;
-                  d[ow] = (iw >= 0 && iw < s.w) ? src[iw] : 0.f;
-                }
-              }
-            }
+  // By rows of col, not channels: a stem has 1 to 3 channels for 2 threads.
+  parallel_for(static_cast<int64_t>(cg) * s.kh * s.kw, 1, [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const int64_t c = r / (s.kh * s.kw);
+      const int kh = static_cast<int>(r / s.kw % s.kh), kw = static_cast<int>(r % s.kw);
+      float* row = col + r * cols;
+      for (int n = 0; n < nb; ++n) {
+        const float* plane = inp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
+        float* dst = row + static_cast<int64_t>(n) * ohw;
+        for (int oh = 0; oh < s.oh; ++oh) {
+          int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dil_h;
+          float* d = dst + oh * s.ow;
+          if (ih < 0 || ih >= s.h) {
+            std::memset(d, 0, s.ow * sizeof(float));
+            continue;
+          }
+          const float* src = plane + static_cast<int64_t>(ih) * s.w;
+          int iw0 = -s.a.pad_w + kw * s.a.dil_w;
+          if (s.a.stride_w == 1) {
+            int lo = std::clamp(-iw0, 0, s.ow), hi = std::clamp(s.w - iw0, lo, s.ow);
+            // Rows are short (4 to 56 floats): plain loops beat three library calls.
+            const float* sp = src + iw0;
+            for (int ow = 0; ow < lo; ++ow) d[ow] = 0.f;
+            for (int ow = lo; ow < hi; ++ow) d[ow] = sp[ow];
+            for (int ow = hi; ow < s.ow; ++ow) d[ow] = 0.f;
+          } else {
+            // Columns lo .. hi read inside the row: iw0 + ow * stride in [0, w).
+            const int sw = s.a.stride_w;
+            const int lo = std::clamp((-iw0 + sw - 1) / sw, 0, s.ow);
+            const int hi = std::clamp((s.w - iw0 + sw - 1) / sw, lo, s.ow);
+            for (int ow = 0; ow < lo; ++ow) d[ow] = 0.f;
+            for (int ow = lo; ow < hi; ++ow) d[ow] = src[iw0 + ow * sw];
+            for (int ow = hi; ow < s.ow; ++ow) d[ow] = 0.f;
           }
         }
+      }
+    }
   });
 }
 

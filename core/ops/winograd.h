@@ -23,8 +23,7 @@ bool winograd_applies(const Conv2dShape& s);
 
 // out (N,OC,H,W) is written (no bias). chunk_images: images transformed at
 // once (0 = chosen from the sizes; tests set it to cover the chunking).
-void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
-                      int chunk_images = 0);
+void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images = 0);
 
 // Adds into dinp and dweight (either may be null).
 void winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,

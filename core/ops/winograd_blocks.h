@@ -150,12 +150,10 @@ struct BlockKernels {
   void (*output)(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0, int cnt,
                  bool accumulate);
   // dm = A dy A^T for each tile's 4x4 output gradient (zero outside the plane).
-  void (*output_adjoint)(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
-                         int cnt);
+  void (*output_adjoint)(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt);
   // u[xi][r][k] = (G g G^T)[xi], g the 3x3 filter at w + r * rs + k * ks, its
   // element e at + e * es.
-  void (*filter)(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r, int k0,
-                 int cnt);
+  void (*filter)(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r, int k0, int cnt);
   // dw[oc][c] += G^T du[.][oc][c] G for filters (oc, c0 .. c0 + cnt).
   void (*filter_adjoint)(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt);
 };

@@ -20,8 +20,8 @@ struct BlockGeo {
   __mmask16 rows[6], cols[6];
 };
 
-QF_AVX512 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 lanes, int64_t img_stride, int h,
-                                    int w, int d, int n) {
+QF_AVX512 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 lanes, int64_t img_stride, int h, int w,
+                                    int d, int n) {
   BlockGeo g;
   const __m512i img = _mm512_maskz_loadu_epi32(lanes, tt.img.data() + t0);
   const __m512i row = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, tt.row.data() + t0), _mm512_set1_epi32(d));
@@ -81,8 +81,8 @@ QF_AVX512 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<co
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
 
-QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols,
-                                   int r, int k0, int cnt) {
+QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r,
+                                   int k0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(ks)));
@@ -96,8 +96,8 @@ QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t
 
 QF_AVX512 void filter_adjoint_block_avx512(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(9));
+  const __m512i idx =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(9));
   V16 d[kXi], h[9];
   for (int xi = 0; xi < kXi; ++xi)
     d[xi] = _mm512_maskz_loadu_ps(lanes, du + (xi * static_cast<int64_t>(oc_n) + oc) * c_n + c0);

@@ -271,7 +271,7 @@ void qconv2d_add(const QConvParams& p, const PackedConvWeights& w, const uint8_t
     run_conv(k, a, in, out, nullptr);
   if (k.conv_fused_add) return;
   parallel_pieces(int64_t(a.N) * a.OH * a.OW * a.OC, 16384,
-             [&](int64_t s, int64_t e) { k.qadd(out + s, out + s, residual + s, e - s, add); });
+                  [&](int64_t s, int64_t e) { k.qadd(out + s, out + s, residual + s, e - s, add); });
 }
 
 // ---------------------------------------------------------------------------
@@ -433,13 +433,15 @@ QuantizeParams quantize_params(const QParams& qp, int N, int C, int H, int W, co
 void quantize_nchw_to_nhwc(const QParams& qp, int N, int C, int H, int W, const float* in, uint8_t* out, Isa isa) {
   const QuantizeParams p = quantize_params(qp, N, C, H, W, "quantize");
   const KernelTable& k = kernels_for(isa);
-  parallel_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.quantize(out, in, p, b, e); });
+  parallel_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C),
+                  [&](int64_t b, int64_t e) { k.quantize(out, in, p, b, e); });
 }
 
 void dequantize_nhwc_to_nchw(const QParams& qp, int N, int C, int H, int W, const uint8_t* in, float* out, Isa isa) {
   const QuantizeParams p = quantize_params(qp, N, C, H, W, "dequantize");
   const KernelTable& k = kernels_for(isa);
-  parallel_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C), [&](int64_t b, int64_t e) { k.dequantize(out, in, p, b, e); });
+  parallel_pieces(int64_t(N) * p.HW, std::max(1, 16384 / C),
+                  [&](int64_t b, int64_t e) { k.dequantize(out, in, p, b, e); });
 }
 
 }  // namespace qforge::quant

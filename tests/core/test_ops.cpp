@@ -62,10 +62,10 @@ const ConvCase kConvCases[] = {
     {2, 4, 6, 6, 4, 3, {1, 1, 1, 1, 1, 1, 4}, true},   // depthwise
     {2, 3, 5, 5, 8, 1, {2, 2, 0, 0, 1, 1, 1}, false},  // 1x1 stride 2 (ResNet downsample)
     // Stride 1 with output width == input width takes the shifted-plane path:
-    {2, 3, 6, 5, 4, 5, {1, 1, 2, 2, 1, 1, 1}, false},  // 5x5 "same"
-    {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},   // dilated "same"
-    {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},  // no vertical padding: fewer rows out than in
-    {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},   // kernel wider than the input: taps all in padding
+    {2, 3, 6, 5, 4, 5, {1, 1, 2, 2, 1, 1, 1}, false},   // 5x5 "same"
+    {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},    // dilated "same"
+    {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},   // no vertical padding: fewer rows out than in
+    {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},    // kernel wider than the input: taps all in padding
     {2, 2, 16, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},  // 32 tiles of 4x4: Winograd
 };
 
@@ -104,8 +104,8 @@ TEST_CASE("conv2d gradients match finite differences") {
 TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, forward and backward") {
   Conv2dArgs same{1, 1, 1, 1, 1, 1, 1};
   // Odd and even sizes (a partial last tile row/column), 1x1 and 2x2 images, chunks of 1, 2 and all images.
-  const int shapes[][5] = {{3, 4, 7, 6, 5}, {2, 3, 8, 8, 4}, {3, 2, 1, 1, 3}, {2, 5, 2, 3, 2}, {4, 3, 5, 5, 6},
-                           {2, 18, 9, 10, 17}};
+  const int shapes[][5] = {{3, 4, 7, 6, 5}, {2, 3, 8, 8, 4}, {3, 2, 1, 1, 3},
+                           {2, 5, 2, 3, 2}, {4, 3, 5, 5, 6}, {2, 18, 9, 10, 17}};
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& sh : shapes) {
