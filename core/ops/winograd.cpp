@@ -48,7 +48,16 @@ struct Tiles {
   int64_t tc;         // tiles in this chunk
   int64_t ts;         // stride of a channel's row of tiles in the transformed planes: the full chunk's tc
                       // rounded up to 16, so that every block of 16 tiles is one aligned cache line
+  int64_t plane(int channels) const;  // stride of the transformed planes of this many channels
 };
+
+// A plane stride one cache line longer than the plane: the 36 planes a block
+// reads or writes then do not all fall in one set of the L1 cache, as they did
+// at 64-channel planes, whose sizes are multiples of 4 KB (the transforms of
+// ResNet18's 28x28 layers took 1.5-2x as long).
+int64_t plane_stride(int64_t floats) { return floats + kLanes; }
+
+int64_t Tiles::plane(int channels) const { return plane_stride(channels * ts); }
 
 // The transformed input and output of a chunk stay within this many floats
 // (2 MB, so they stay in the caches between the transforms and the products;
@@ -103,7 +112,7 @@ void transform_input(float* v, const float* x, int ch, int h, int w, const Tiles
   for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
     const Plane<const float> p{x + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
     float* vc = v + c * t.ts;
-    k.input(vc, ch * t.ts, p, tt, t0, cnt);
+    k.input(vc, t.plane(ch), p, tt, t0, cnt);
   });
 }
 
@@ -116,7 +125,7 @@ void transform_output(float* out, const float* m, int ch, int h, int w, const Ti
   for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
     const Plane<float> p{out + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
     const float* mc = m + c * t.ts;
-    k.output(p, mc, ch * t.ts, tt, t0, cnt, accumulate);
+    k.output(p, mc, t.plane(ch), tt, t0, cnt, accumulate);
   });
 }
 
@@ -129,7 +138,7 @@ void transform_output_adjoint(float* dm, const float* dy, int ch, int h, int w, 
   for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
     const Plane<const float> p{dy + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
     float* dc = dm + c * t.ts;
-    k.output_adjoint(dc, ch * t.ts, p, tt, t0, cnt);
+    k.output_adjoint(dc, t.plane(ch), p, tt, t0, cnt);
   });
 }
 
@@ -142,24 +151,26 @@ void transform_filter(float* u, const float* w, int rows, int cols, bool flip) {
   const int64_t rs = flip ? 9 : int64_t{9} * cols, ks = flip ? int64_t{9} * rows : 9;
   const int es = flip ? -1 : 1;
   const float* w0 = flip ? w + 8 : w;
+  const int64_t us = plane_stride(static_cast<int64_t>(rows) * cols);
   const int blocks = (cols + kLanes - 1) / kLanes;
   parallel_pieces(static_cast<int64_t>(rows) * blocks, 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int r = static_cast<int>(i / blocks), k0 = static_cast<int>(i % blocks) * kLanes;
       const int cnt = std::min(kLanes, cols - k0);
-      k.filter(u, w0, rs, ks, es, rows, cols, r, k0, cnt);
+      k.filter(u, w0, rs, ks, es, us, cols, r, k0, cnt);
     }
   });
 }
 
 void transform_filter_adjoint(float* dw, const float* du, int oc_n, int c_n) {
   const BlockKernels& k = blocks();
+  const int64_t us = plane_stride(static_cast<int64_t>(oc_n) * c_n);
   const int blocks = (c_n + kLanes - 1) / kLanes;
   parallel_pieces(static_cast<int64_t>(oc_n) * blocks, 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int oc = static_cast<int>(i / blocks), c0 = static_cast<int>(i % blocks) * kLanes;
       const int cnt = std::min(kLanes, c_n - c0);
-      k.filter_adjoint(dw, du, oc_n, c_n, oc, c0, cnt);
+      k.filter_adjoint(dw, du, us, c_n, oc, c0, cnt);
     }
   });
 }
@@ -180,8 +191,8 @@ void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int
   const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   transform_input(v, in, ci, h, w, t, tt, n0);
   for_each_xi([&](int x) {
-    sgemm(false, false, co, tc, ci, 1.f, u + static_cast<int64_t>(x) * co * ci, ci, v + x * ci * t.ts, ts, 0.f,
-          m + x * co * t.ts, ts);
+    sgemm(false, false, co, tc, ci, 1.f, u + x * plane_stride(static_cast<int64_t>(co) * ci), ci, v + x * t.plane(ci),
+          ts, 0.f, m + x * t.plane(co), ts);
   });
   transform_output(out, m, co, h, w, t, tt, n0, accumulate);
 }
@@ -226,8 +237,8 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   const TileTable tt(full.tc, full.per_image, full.tw);
-  float* u = filter_buffer(0, static_cast<size_t>(kXi) * OC * C);
-  auto v = scratch_floats(kXi * C * full.ts), m = scratch_floats(kXi * OC * full.ts);
+  float* u = filter_buffer(0, kXi * plane_stride(static_cast<int64_t>(OC) * C));
+  auto v = scratch_floats(kXi * full.plane(C)), m = scratch_floats(kXi * full.plane(OC));
   transform_filter(u, weight, OC, C, false);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
@@ -241,9 +252,9 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   const TileTable tt(full.tc, full.per_image, full.tw);
-  const size_t nu = static_cast<size_t>(kXi) * OC * C;
+  const int64_t us = plane_stride(static_cast<int64_t>(OC) * C), nu = kXi * us;
   // a: OC channels of transformed tiles (dY's), b: C channels (dX's or X's).
-  auto a = scratch_floats(kXi * OC * full.ts), b = scratch_floats(kXi * C * full.ts);
+  auto a = scratch_floats(kXi * full.plane(OC)), b = scratch_floats(kXi * full.plane(C));
   float *u = nullptr, *du = nullptr;
   if (dinp) {  // dX = dY convolved with the filter turned by 180 degrees, C and OC swapped
     u = filter_buffer(0, nu);
@@ -261,8 +272,8 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
       transform_output_adjoint(a.get(), dout, OC, s.oh, s.ow, t, tt, n0);
       transform_input(b.get(), inp, C, s.h, s.w, t, tt, n0);
       for_each_xi([&](int x) {  // du += dm v^T
-        sgemm(false, true, OC, C, tc, 1.f, a.get() + x * OC * t.ts, ts, b.get() + x * C * t.ts, ts, 1.f,
-              du + static_cast<int64_t>(x) * OC * C, C);
+        sgemm(false, true, OC, C, tc, 1.f, a.get() + x * t.plane(OC), ts, b.get() + x * t.plane(C), ts, 1.f,
+              du + x * us, C);
       });
     }
   }

@@ -54,20 +54,20 @@ void output_adjoint_block_ref(float* dm, int64_t xs, const Plane<const float>& p
   }
 }
 
-void filter_block_ref(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r, int k0,
+void filter_block_ref(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
                       int cnt) {
   for (int k = k0; k < k0 + cnt; ++k) {
     float g[9], o[kXi];
     for (int e = 0; e < 9; ++e) g[e] = w[r * rs + k * ks + e * es];
     filter_2d(o, g);
-    for (int xi = 0; xi < kXi; ++xi) u[(xi * static_cast<int64_t>(rows) + r) * cols + k] = o[xi];
+    for (int xi = 0; xi < kXi; ++xi) u[xi * us + static_cast<int64_t>(r) * cols + k] = o[xi];
   }
 }
 
-void filter_adjoint_block_ref(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt) {
+void filter_adjoint_block_ref(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
   for (int c = c0; c < c0 + cnt; ++c) {
     float d[kXi], h[9];
-    for (int xi = 0; xi < kXi; ++xi) d[xi] = du[(xi * static_cast<int64_t>(oc_n) + oc) * c_n + c];
+    for (int xi = 0; xi < kXi; ++xi) d[xi] = du[xi * us + static_cast<int64_t>(oc) * c_n + c];
     filter_adjoint_2d(h, d);
     float* g = dw + (static_cast<int64_t>(oc) * c_n + c) * 9;
     for (int e = 0; e < 9; ++e) g[e] += h[e];

@@ -141,7 +141,9 @@ struct Plane {
 // The blocks, one table per instruction set. A block is up to kLanes tiles
 // t0 .. t0 + cnt of one channel, or filters k0 .. k0 + cnt of one row. The
 // transformed planes are [xi][channel][tile]: the channel's row of plane xi
-// is at v + xi * xs.
+// is at v + xi * xs. The drivers keep plane strides (xs, us) off multiples of
+// 4 KB: a block touches all 36 planes, and at such strides they would share
+// one set of the L1 cache.
 struct BlockKernels {
   // v = B^T d B for the 6x6 input patch d of each tile (rows and columns
   // 4i-1 .. 4i+4, zero outside the plane).
@@ -151,11 +153,12 @@ struct BlockKernels {
                  bool accumulate);
   // dm = A dy A^T for each tile's 4x4 output gradient (zero outside the plane).
   void (*output_adjoint)(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt);
-  // u[xi][r][k] = (G g G^T)[xi], g the 3x3 filter at w + r * rs + k * ks, its
-  // element e at + e * es.
-  void (*filter)(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r, int k0, int cnt);
-  // dw[oc][c] += G^T du[.][oc][c] G for filters (oc, c0 .. c0 + cnt).
-  void (*filter_adjoint)(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt);
+  // u[xi][r][k] = (G g G^T)[xi] at u + xi * us + r * cols + k, g the 3x3
+  // filter at w + r * rs + k * ks, its element e at + e * es.
+  void (*filter)(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
+                 int cnt);
+  // dw[oc][c] += G^T du[.][oc][c] G for filters (oc, c0 .. c0 + cnt), du[xi][oc][c] at du + xi * us + oc * c_n + c.
+  void (*filter_adjoint)(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt);
 };
 
 extern const BlockKernels kBlocksRef;     // tile by tile, any CPU

@@ -93,7 +93,7 @@ QF_AVX2 void output_adjoint_half(float* dm, int64_t xs, const Plane<const float>
   for (int xi = 0; xi < kXi; ++xi) _mm256_maskstore_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
 
-QF_AVX2 void filter_half(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r, int k0,
+QF_AVX2 void filter_half(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
                          int cnt) {
   const __m256i lanes = tail_mask(cnt);
   const __m256i idx =
@@ -103,15 +103,14 @@ QF_AVX2 void filter_half(float* u, const float* w, int64_t rs, int64_t ks, int e
   for (int e = 0; e < 9; ++e)
     g[e] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base + e * es, idx, _mm256_castsi256_ps(lanes), 4);
   filter_2d(o, g);
-  for (int xi = 0; xi < kXi; ++xi)
-    _mm256_maskstore_ps(u + (xi * static_cast<int64_t>(rows) + r) * cols + k0, lanes, o[xi]);
+  for (int xi = 0; xi < kXi; ++xi) _mm256_maskstore_ps(u + xi * us + static_cast<int64_t>(r) * cols + k0, lanes, o[xi]);
 }
 
-QF_AVX2 void filter_adjoint_half(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt) {
+QF_AVX2 void filter_adjoint_half(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
   const __m256i lanes = tail_mask(cnt);
   V8 d[kXi], h[9];
   for (int xi = 0; xi < kXi; ++xi)
-    d[xi] = _mm256_maskload_ps(du + (xi * static_cast<int64_t>(oc_n) + oc) * c_n + c0, lanes);
+    d[xi] = _mm256_maskload_ps(du + xi * us + static_cast<int64_t>(oc) * c_n + c0, lanes);
   filter_adjoint_2d(h, d);
   alignas(32) float hs[9][8];
   for (int e = 0; e < 9; ++e) _mm256_store_ps(hs[e], h[e]);
@@ -139,15 +138,15 @@ void output_adjoint_block_avx2(float* dm, int64_t xs, const Plane<const float>& 
   if (cnt > 8) output_adjoint_half(dm, xs, p, tt, t0 + 8, cnt - 8);
 }
 
-void filter_block_avx2(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r, int k0,
+void filter_block_avx2(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
                        int cnt) {
-  filter_half(u, w, rs, ks, es, rows, cols, r, k0, std::min(cnt, 8));
-  if (cnt > 8) filter_half(u, w, rs, ks, es, rows, cols, r, k0 + 8, cnt - 8);
+  filter_half(u, w, rs, ks, es, us, cols, r, k0, std::min(cnt, 8));
+  if (cnt > 8) filter_half(u, w, rs, ks, es, us, cols, r, k0 + 8, cnt - 8);
 }
 
-void filter_adjoint_block_avx2(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt) {
-  filter_adjoint_half(dw, du, oc_n, c_n, oc, c0, std::min(cnt, 8));
-  if (cnt > 8) filter_adjoint_half(dw, du, oc_n, c_n, oc, c0 + 8, cnt - 8);
+void filter_adjoint_block_avx2(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
+  filter_adjoint_half(dw, du, us, c_n, oc, c0, std::min(cnt, 8));
+  if (cnt > 8) filter_adjoint_half(dw, du, us, c_n, oc, c0 + 8, cnt - 8);
 }
 
 }  // namespace

@@ -81,8 +81,8 @@ QF_AVX512 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<co
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
 
-QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int rows, int cols, int r,
-                                   int k0, int cnt) {
+QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols,
+                                   int r, int k0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(ks)));
@@ -91,16 +91,16 @@ QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t
   for (int e = 0; e < 9; ++e) g[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, idx, base + e * es, 4);
   filter_2d(o, g);
   for (int xi = 0; xi < kXi; ++xi)
-    _mm512_mask_storeu_ps(u + (xi * static_cast<int64_t>(rows) + r) * cols + k0, lanes, o[xi]);
+    _mm512_mask_storeu_ps(u + xi * us + static_cast<int64_t>(r) * cols + k0, lanes, o[xi]);
 }
 
-QF_AVX512 void filter_adjoint_block_avx512(float* dw, const float* du, int oc_n, int c_n, int oc, int c0, int cnt) {
+QF_AVX512 void filter_adjoint_block_avx512(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const __m512i idx =
       _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(9));
   V16 d[kXi], h[9];
   for (int xi = 0; xi < kXi; ++xi)
-    d[xi] = _mm512_maskz_loadu_ps(lanes, du + (xi * static_cast<int64_t>(oc_n) + oc) * c_n + c0);
+    d[xi] = _mm512_maskz_loadu_ps(lanes, du + xi * us + static_cast<int64_t>(oc) * c_n + c0);
   filter_adjoint_2d(h, d);
   float* g = dw + (static_cast<int64_t>(oc) * c_n + c0) * 9;
   for (int e = 0; e < 9; ++e) {
