@@ -92,14 +92,17 @@ Tiles last_chunk(Tiles t, int images) {
 // ---------------------------------------------------------------------------
 // Whole transforms, over channels x blocks on the pool's threads.
 
-// Calls f(channel, first tile, tiles) for every block of every channel.
-template <typename F>
-void for_each_block(int channels, int64_t tc, F&& f) {
-  const int64_t blocks = (tc + kLanes - 1) / kLanes;
-  parallel_pieces(channels * blocks, 8, [&](int64_t b, int64_t e) {
+// Calls f(plane, row, first tile, tiles) for every block of every channel of
+// x (N, ch, h, w) in the chunk: plane is the channel's images, row the offset
+// of its row of tiles in the transformed planes.
+template <typename T, typename F>
+void for_each_block(T* x, int ch, int h, int w, const Tiles& t, int n0, F&& f) {
+  const int64_t hw = static_cast<int64_t>(h) * w, blocks = (t.tc + kLanes - 1) / kLanes;
+  parallel_pieces(ch * blocks, 8, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const int64_t t0 = (i % blocks) * kLanes;
-      f(static_cast<int>(i / blocks), t0, static_cast<int>(std::min<int64_t>(kLanes, tc - t0)));
+      const int64_t c = i / blocks, t0 = (i % blocks) * kLanes;
+      const Plane<T> p{x + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
+      f(p, c * t.ts, t0, static_cast<int>(std::min<int64_t>(kLanes, t.tc - t0)));
     }
   });
 }
@@ -108,11 +111,8 @@ void for_each_block(int channels, int64_t tc, F&& f) {
 // and columns 4i-1 .. 4i+4, zero outside the image); x (N, ch, h, w).
 void transform_input(float* v, const float* x, int ch, int h, int w, const Tiles& t, const TileTable& tt, int n0) {
   const BlockKernels& k = blocks();
-  const int64_t hw = static_cast<int64_t>(h) * w;
-  for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
-    const Plane<const float> p{x + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-    float* vc = v + c * t.ts;
-    k.input(vc, t.plane(ch), p, tt, t0, cnt);
+  for_each_block(x, ch, h, w, t, n0, [&](const Plane<const float>& p, int64_t row, int64_t t0, int cnt) {
+    k.input(v + row, t.plane(ch), p, tt, t0, cnt);
   });
 }
 
@@ -121,11 +121,8 @@ void transform_input(float* v, const float* x, int ch, int h, int w, const Tiles
 void transform_output(float* out, const float* m, int ch, int h, int w, const Tiles& t, const TileTable& tt, int n0,
                       bool accumulate) {
   const BlockKernels& k = blocks();
-  const int64_t hw = static_cast<int64_t>(h) * w;
-  for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
-    const Plane<float> p{out + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-    const float* mc = m + c * t.ts;
-    k.output(p, mc, t.plane(ch), tt, t0, cnt, accumulate);
+  for_each_block(out, ch, h, w, t, n0, [&](const Plane<float>& p, int64_t row, int64_t t0, int cnt) {
+    k.output(p, m + row, t.plane(ch), tt, t0, cnt, accumulate);
   });
 }
 
@@ -134,11 +131,8 @@ void transform_output(float* out, const float* m, int ch, int h, int w, const Ti
 void transform_output_adjoint(float* dm, const float* dy, int ch, int h, int w, const Tiles& t, const TileTable& tt,
                               int n0) {
   const BlockKernels& k = blocks();
-  const int64_t hw = static_cast<int64_t>(h) * w;
-  for_each_block(ch, t.tc, [&](int c, int64_t t0, int cnt) {
-    const Plane<const float> p{dy + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-    float* dc = dm + c * t.ts;
-    k.output_adjoint(dc, t.plane(ch), p, tt, t0, cnt);
+  for_each_block(dy, ch, h, w, t, n0, [&](const Plane<const float>& p, int64_t row, int64_t t0, int cnt) {
+    k.output_adjoint(dm + row, t.plane(ch), p, tt, t0, cnt);
   });
 }
 
