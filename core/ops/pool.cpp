@@ -26,6 +26,17 @@ PoolShape pool_shape(const char* op, const Tensor& x, const Pool2dArgs& a) {
   return s;
 }
 
+// A window along one axis: it starts at input i0 = o * stride - pad, and its
+// taps k0 .. k1 fall inside [0, size).
+struct Window {
+  int64_t i0, k0, k1;
+};
+
+Window window(int64_t o, int stride, int pad, int kernel, int64_t size) {
+  const int64_t i0 = o * stride - pad;
+  return {i0, std::max<int64_t>(0, -i0), std::min<int64_t>(kernel, size - i0)};
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, Pool2dArgs a) {
@@ -40,19 +51,17 @@ Tensor max_pool2d(const Tensor& x, Pool2dArgs a) {
       for (int64_t p = b; p < e; ++p) {
         const float* in = px + p * s.h * s.w;
         for (int64_t oh = 0; oh < s.oh; ++oh) {
-          const int64_t ih0 = oh * a.stride_h - a.pad_h;
-          const int64_t kh0 = std::max<int64_t>(0, -ih0), kh1 = std::min<int64_t>(a.kernel_h, s.h - ih0);
-          std::copy_n(in + (ih0 + kh0) * s.w, s.w, rm.data());
-          for (int64_t kh = kh0 + 1; kh < kh1; ++kh) {
-            const float* row = in + (ih0 + kh) * s.w;
+          const Window wh = window(oh, a.stride_h, a.pad_h, a.kernel_h, s.h);
+          std::copy_n(in + (wh.i0 + wh.k0) * s.w, s.w, rm.data());
+          for (int64_t kh = wh.k0 + 1; kh < wh.k1; ++kh) {
+            const float* row = in + (wh.i0 + kh) * s.w;
             for (int64_t i = 0; i < s.w; ++i) rm[i] = std::max(rm[i], row[i]);
           }
           float* o = po + (p * s.oh + oh) * s.ow;
           for (int64_t ow = 0; ow < s.ow; ++ow) {
-            const int64_t iw0 = ow * a.stride_w - a.pad_w;
-            const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min<int64_t>(a.kernel_w, s.w - iw0);
-            float best = rm[iw0 + kw0];
-            for (int64_t kw = kw0 + 1; kw < kw1; ++kw) best = std::max(best, rm[iw0 + kw]);
+            const Window ww = window(ow, a.stride_w, a.pad_w, a.kernel_w, s.w);
+            float best = rm[ww.i0 + ww.k0];
+            for (int64_t kw = ww.k0 + 1; kw < ww.k1; ++kw) best = std::max(best, rm[ww.i0 + kw]);
             o[ow] = best;
           }
         }
@@ -65,17 +74,15 @@ Tensor max_pool2d(const Tensor& x, Pool2dArgs a) {
     for (int64_t p = b; p < e; ++p) {
       const float* in = px + p * s.h * s.w;
       for (int64_t oh = 0; oh < s.oh; ++oh) {
-        const int64_t ih0 = oh * a.stride_h - a.pad_h;
-        const int64_t kh0 = std::max<int64_t>(0, -ih0), kh1 = std::min<int64_t>(a.kernel_h, s.h - ih0);
+        const Window wh = window(oh, a.stride_h, a.pad_h, a.kernel_h, s.h);
         for (int64_t ow = 0; ow < s.ow; ++ow) {
-          const int64_t iw0 = ow * a.stride_w - a.pad_w;
-          const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min<int64_t>(a.kernel_w, s.w - iw0);
+          const Window ww = window(ow, a.stride_w, a.pad_w, a.kernel_w, s.w);
           // Padding is never the max: the window always holds a real pixel (pad <= kernel / 2).
-          int32_t bi = static_cast<int32_t>((ih0 + kh0) * s.w + iw0 + kw0);
+          int32_t bi = static_cast<int32_t>((wh.i0 + wh.k0) * s.w + ww.i0 + ww.k0);
           float best = in[bi];
-          for (int64_t kh = kh0; kh < kh1; ++kh)
-            for (int64_t kw = kw0; kw < kw1; ++kw) {
-              int32_t idx = static_cast<int32_t>((ih0 + kh) * s.w + iw0 + kw);
+          for (int64_t kh = wh.k0; kh < wh.k1; ++kh)
+            for (int64_t kw = ww.k0; kw < ww.k1; ++kw) {
+              int32_t idx = static_cast<int32_t>((wh.i0 + kh) * s.w + ww.i0 + kw);
               if (in[idx] > best) best = in[idx], bi = idx;
             }
           int64_t o = (p * s.oh + oh) * s.ow + ow;
