@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
-#include <vector>
 
 #include "core/blas.h"
 #include "core/ops/scratch.h"
@@ -136,6 +134,19 @@ void transform_output_adjoint(float* dm, const float* dy, int ch, int h, int w, 
   });
 }
 
+// Calls f(row, first column, columns) for every block of 16 filters of every
+// row of a rows x cols filter matrix.
+template <typename F>
+void for_each_filter_block(int rows, int cols, F&& f) {
+  const int blocks = (cols + kLanes - 1) / kLanes;
+  parallel_pieces(static_cast<int64_t>(rows) * blocks, 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int k0 = static_cast<int>(i % blocks) * kLanes;
+      f(static_cast<int>(i / blocks), k0, std::min(kLanes, cols - k0));
+    }
+  });
+}
+
 // u[xi][r][k] = (G g G^T)[xi] for weight (OC, C, 3, 3). Forward: rows = OC,
 // cols = C, g = w[r][k]. flip (for dX): rows = C, cols = OC, g = w[k][r]
 // turned by 180 degrees.
@@ -146,27 +157,14 @@ void transform_filter(float* u, const float* w, int rows, int cols, bool flip) {
   const int es = flip ? -1 : 1;
   const float* w0 = flip ? w + 8 : w;
   const int64_t us = plane_stride(static_cast<int64_t>(rows) * cols);
-  const int blocks = (cols + kLanes - 1) / kLanes;
-  parallel_pieces(static_cast<int64_t>(rows) * blocks, 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int r = static_cast<int>(i / blocks), k0 = static_cast<int>(i % blocks) * kLanes;
-      const int cnt = std::min(kLanes, cols - k0);
-      k.filter(u, w0, rs, ks, es, us, cols, r, k0, cnt);
-    }
-  });
+  for_each_filter_block(rows, cols, [&](int r, int k0, int cnt) { k.filter(u, w0, rs, ks, es, us, cols, r, k0, cnt); });
 }
 
+// The adjoint of transform_filter (forward layout): dw[oc][c] += G^T du[.][oc][c] G.
 void transform_filter_adjoint(float* dw, const float* du, int oc_n, int c_n) {
   const BlockKernels& k = blocks();
   const int64_t us = plane_stride(static_cast<int64_t>(oc_n) * c_n);
-  const int blocks = (c_n + kLanes - 1) / kLanes;
-  parallel_pieces(static_cast<int64_t>(oc_n) * blocks, 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int oc = static_cast<int>(i / blocks), c0 = static_cast<int>(i % blocks) * kLanes;
-      const int cnt = std::min(kLanes, c_n - c0);
-      k.filter_adjoint(dw, du, us, c_n, oc, c0, cnt);
-    }
-  });
+  for_each_filter_block(oc_n, c_n, [&](int oc, int c0, int cnt) { k.filter_adjoint(dw, du, us, c_n, oc, c0, cnt); });
 }
 
 // One product per transformed element; the threads take them in turn.
@@ -220,7 +218,7 @@ bool winograd_applies(const Conv2dShape& s) {
   // Maps so small that most of a 4x4 tile is padding save too few multiplies
   // (a 2x2 map: 36 per tile against 9 x 4 direct).
   const int64_t per_image = static_cast<int64_t>((s.oh + 3) / 4) * ((s.ow + 3) / 4);
-  if (2 * 36 * per_image > 9 * static_cast<int64_t>(s.oh) * s.ow) return false;
+  if (2 * kXi * per_image > 9 * static_cast<int64_t>(s.oh) * s.ow) return false;
   // With fewer tiles in all, the 36 products are too thin to pay for the
   // transforms (measured: 16 tiles of 14x14 or 7x7 with 256-512 channels are
   // slower than im2col, 32 even, 64 1.5x faster).

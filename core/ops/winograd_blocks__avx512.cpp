@@ -38,15 +38,22 @@ QF_AVX512 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 l
   return g;
 }
 
+// Where tap (r, q) of each lane's window sits, and its value (zero outside the plane).
+QF_AVX512 inline __m512i tap_index(const BlockGeo& g, int r, int q, int w) {
+  return _mm512_add_epi32(g.idx, _mm512_set1_epi32(r * w + q));
+}
+
+QF_AVX512 inline V16 gather(const float* base, const BlockGeo& g, int r, int q, int w) {
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g.rows[r] & g.cols[q], tap_index(g, r, q, w), base, 4);
+}
+
 QF_AVX512 void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
                                   int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const BlockGeo g = block_geo(tt, t0, lanes, p.img_stride, p.h, p.w, -1, 6);
   V16 d[kXi], o[kXi];
   for (int r = 0; r < 6; ++r)
-    for (int q = 0; q < 6; ++q)
-      d[r * 6 + q] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g.rows[r] & g.cols[q],
-                                              _mm512_add_epi32(g.idx, _mm512_set1_epi32(r * p.w + q)), p.base, 4);
+    for (int q = 0; q < 6; ++q) d[r * 6 + q] = gather(p.base, g, r, q, p.w);
   input_2d(o, d);
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(v + xi * xs + t0, lanes, o[xi]);
 }
@@ -60,11 +67,9 @@ QF_AVX512 void output_block_avx512(const Plane<float>& p, const float* m, int64_
   output_2d(y, mm);
   for (int a = 0; a < 4; ++a)
     for (int b = 0; b < 4; ++b) {
-      const __mmask16 k = g.rows[a] & g.cols[b];
-      const __m512i idx = _mm512_add_epi32(g.idx, _mm512_set1_epi32(a * p.w + b));
       V16 val = y[a * 4 + b];
-      if (accumulate) val = V16(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, p.base, 4)) + val;
-      _mm512_mask_i32scatter_ps(p.base, k, idx, val, 4);
+      if (accumulate) val = gather(p.base, g, a, b, p.w) + val;
+      _mm512_mask_i32scatter_ps(p.base, g.rows[a] & g.cols[b], tap_index(g, a, b, p.w), val, 4);
     }
 }
 
@@ -74,9 +79,7 @@ QF_AVX512 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<co
   const BlockGeo g = block_geo(tt, t0, lanes, p.img_stride, p.h, p.w, 0, 4);
   V16 dy[16], o[kXi];
   for (int a = 0; a < 4; ++a)
-    for (int b = 0; b < 4; ++b)
-      dy[a * 4 + b] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g.rows[a] & g.cols[b],
-                                               _mm512_add_epi32(g.idx, _mm512_set1_epi32(a * p.w + b)), p.base, 4);
+    for (int b = 0; b < 4; ++b) dy[a * 4 + b] = gather(p.base, g, a, b, p.w);
   output_adjoint_2d(o, dy);
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
