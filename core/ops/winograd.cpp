@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "core/blas.h"
+#include "core/ops/gemm_f32.h"
 #include "core/ops/scratch.h"
 #include "core/ops/winograd_blocks.h"
 #include "core/threads.h"
@@ -182,9 +183,11 @@ void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int
                 const TileTable& tt, int n0, float* v, float* m, bool accumulate) {
   const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   transform_input(v, in, ci, h, w, t, tt, n0);
+  const GemmF32Kernel kernel = gemm_f32_kernel();
   for_each_xi([&](int x) {
-    sgemm(false, false, co, tc, ci, 1.f, u + x * plane_stride(static_cast<int64_t>(co) * ci), ci, v + x * t.plane(ci),
-          ts, 0.f, m + x * t.plane(co), ts);
+    const float* ux = u + x * plane_stride(static_cast<int64_t>(co) * ci);
+    if (kernel) return kernel(co, tc, ci, ux, ci, v + x * t.plane(ci), ts, m + x * t.plane(co), ts);
+    sgemm(false, false, co, tc, ci, 1.f, ux, ci, v + x * t.plane(ci), ts, 0.f, m + x * t.plane(co), ts);
   });
   transform_output(out, m, co, h, w, t, tt, n0, accumulate);
 }
@@ -221,7 +224,8 @@ bool winograd_applies(const Conv2dShape& s) {
   if (2 * kXi * per_image > 9 * static_cast<int64_t>(s.oh) * s.ow) return false;
   // With fewer tiles in all, the 36 products are too thin to pay for the
   // transforms (measured: 16 tiles of 14x14 or 7x7 with 256-512 channels are
-  // slower than im2col, 32 even, 64 1.5x faster).
+  // slower than im2col, 32 even, 64 1.5x faster; ResNet18 at 224x224 batch 1
+  // took 11.2 ms with its 14x14 layers by Winograd, 10.4 ms by im2col).
   return s.n * per_image >= 32;
 }
 
