@@ -20,6 +20,7 @@
 #include "core/blas.h"
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/ops/gemm_f32.h"
 #include "core/ops/loss.h"
 #include "core/threads.h"
 #include "nn/resnet.h"
@@ -210,7 +211,8 @@ void print_table(const nlohmann::json& o) {
 void run_bench(const BenchArgs& a) {
   set_num_threads(a.threads);
   nlohmann::json out = {
-      {"threads", num_threads()}, {"isa", cpu_summary()}, {"blas_core", blas_core_name()}, {"batch", a.batch}};
+      {"threads", num_threads()}, {"isa", cpu_summary()}, {"blas_core", blas_core_name()},
+      {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())}, {"batch", a.batch}};
   if (a.train) {
     out["arch"] = a.arch, out["stem"] = a.stem, out["input"] = a.input;
     bench_train(a, out);
@@ -272,8 +274,8 @@ void run_bench(const BenchArgs& a) {
     std::printf("%s\n", out.dump(1).c_str());
     return;
   }
-  std::printf("qforge bench: %d threads, CPU %s, BLAS %s%s\n", out["threads"].get<int>(), cpu_summary().c_str(),
-              blas_core_name().c_str(),
+  std::printf("qforge bench: %d threads, CPU %s, BLAS %s, float GEMM %s%s\n", out["threads"].get<int>(),
+              cpu_summary().c_str(), blas_core_name().c_str(), out["fp32_gemm"].get<std::string>().c_str(),
               out.contains("int8_isa") ? (", int8 kernels " + out["int8_isa"].get<std::string>()).c_str() : "");
   if (a.train) {
     std::printf("training step, batch %d: float32 %.1f img/s", a.batch, out["train_img_per_s"].get<double>());

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
+#include "core/error.h"
 #include "core/threads.h"
 
 namespace qforge {
@@ -17,9 +19,25 @@ void gemm_f32_ref(int m, int n, int k, const float* a, int64_t lda, const float*
     }
 }
 
+GemmF32Kernel gemm_f32_choose(const char* qforge_gemm) {
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const std::string v = qforge_gemm ? qforge_gemm : "";
+  if (v.empty()) return avx512 ? gemm_f32_6x64__avx512 : nullptr;
+  if (v == "openblas") return nullptr;
+  if (v == "avx512") {
+    QF_CHECK(avx512, "QFORGE_GEMM=" + v + ": this CPU does not support it");
+    return gemm_f32_6x64__avx512;
+  }
+  throw Error("QFORGE_GEMM=" + v + ": unknown float GEMM (expected openblas or avx512)");
+}
+
 GemmF32Kernel gemm_f32_kernel() {
-  static const GemmF32Kernel k = __builtin_cpu_supports("avx512f") ? gemm_f32_6x64__avx512 : nullptr;
+  static const GemmF32Kernel k = gemm_f32_choose(std::getenv("QFORGE_GEMM"));
   return k;
+}
+
+const char* gemm_f32_name(GemmF32Kernel kernel) {
+  return kernel == gemm_f32_6x64__avx512 ? "avx512" : "openblas";
 }
 
 // Blocks of 24 rows (four tiles): enough pieces for two threads to share even

@@ -4,8 +4,10 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/ops/gemm_f32.h"
 #include "core/threads.h"
 
@@ -55,31 +57,51 @@ TEST_CASE("gemm_f32_ref: a chain of fused multiply-adds close to the exact produ
 
 // Sizes around the tile (6 rows, 64 columns in vectors of 16) and the k-block
 // (128), and around the threaded driver's blocks (24 rows, 64-256 columns).
-TEST_CASE("gemm_f32: the AVX-512 kernel and the threaded driver give the reference's bits") {
-  if (!__builtin_cpu_supports("avx512f")) {
-    MESSAGE("skipped: this CPU has no avx512f");
-    return;
-  }
-  CHECK((gemm_f32_kernel() == &gemm_f32_6x64__avx512));
+TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's bits") {
+  struct Level {
+    GemmF32Kernel kernel;
+    const char* name;
+    bool supported;
+  };
+  const Level levels[] = {{gemm_f32_6x64__avx512, "avx512", __builtin_cpu_supports("avx512f") != 0}};
   std::mt19937 rng(11);
-  const int ms[] = {1, 5, 6, 7, 12, 25, 49}, ns[] = {1, 15, 16, 17, 49, 64, 65, 196, 300}, ks[] = {1, 2, 127, 129, 300};
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    for (int m : ms)
-      for (int n : ns)
-        for (int k : ks) {
-          CAPTURE(m);
-          CAPTURE(n);
-          CAPTURE(k);
-          Problem p = make_problem(m, n, k, rng);
-          std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
-          gemm_f32_ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
-          gemm_f32_6x64__avx512(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc);
-          gemm_f32(gemm_f32_6x64__avx512, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
-          // memcmp: NaN gaps compare equal bit for bit, and -0 differs from +0.
-          REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
-          REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
-        }
+  const int ms[] = {1, 5, 6, 7, 12, 25, 49}, ns[] = {1, 7, 8, 9, 15, 16, 17, 49, 64, 65, 196, 300}, ks[] = {1, 2, 127, 129, 300};
+  for (const auto& [kernel, name, supported] : levels) {
+    CAPTURE(name);
+    if (!supported) {
+      MESSAGE("skipped: this CPU has no ", name);
+      continue;
+    }
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int m : ms)
+        for (int n : ns)
+          for (int k : ks) {
+            CAPTURE(m);
+            CAPTURE(n);
+            CAPTURE(k);
+            Problem p = make_problem(m, n, k, rng);
+            std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
+            gemm_f32_ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
+            kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc);
+            gemm_f32(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
+            // memcmp: NaN gaps compare equal bit for bit, and -0 differs from +0.
+            REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
+            REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
+          }
+    }
   }
   set_num_threads(1);
+}
+
+TEST_CASE("gemm_f32: the best kernel by default, QFORGE_GEMM forces one, errors name the value") {
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const GemmF32Kernel best = avx512 ? gemm_f32_6x64__avx512 : nullptr;
+  CHECK((gemm_f32_choose(nullptr) == best));
+  CHECK((gemm_f32_choose("") == best));
+  CHECK((gemm_f32_choose("openblas") == nullptr));
+  CHECK(std::string(gemm_f32_name(nullptr)) == "openblas");
+  if (avx512) CHECK(std::string(gemm_f32_name(gemm_f32_choose("avx512"))) == "avx512");
+  CHECK_THROWS_WITH_AS(gemm_f32_choose("avx2"), doctest::Contains("QFORGE_GEMM=avx2"), Error);
+  if (!avx512) CHECK_THROWS_WITH_AS(gemm_f32_choose("avx512"), doctest::Contains("does not support"), Error);
 }
