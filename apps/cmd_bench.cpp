@@ -210,9 +210,11 @@ void print_table(const nlohmann::json& o) {
 
 void run_bench(const BenchArgs& a) {
   set_num_threads(a.threads);
-  nlohmann::json out = {
-      {"threads", num_threads()}, {"isa", cpu_summary()}, {"blas_core", blas_core_name()},
-      {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())}, {"batch", a.batch}};
+  nlohmann::json out = {{"threads", num_threads()},
+                        {"isa", cpu_summary()},
+                        {"blas_core", blas_core_name()},
+                        {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())},
+                        {"batch", a.batch}};
   if (a.train) {
     out["arch"] = a.arch, out["stem"] = a.stem, out["input"] = a.input;
     bench_train(a, out);

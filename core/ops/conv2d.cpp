@@ -199,7 +199,8 @@ void col2im(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g
 // behind OpenBLAS, which packs it (measured 0.85x at m 512, k 2304, n 1808).
 void weights_times_col(float* out, const float* w, const float* col, int m, int n, int k) {
   GemmF32Kernel kernel = gemm_f32_kernel();
-  if (kernel && static_cast<int64_t>(k) * n <= (int64_t{2} << 20)) return gemm_f32(kernel, m, n, k, w, k, col, n, out, n);
+  if (kernel && static_cast<int64_t>(k) * n <= (int64_t{2} << 20))
+    return gemm_f32(kernel, m, n, k, w, k, col, n, out, n);
   sgemm(false, false, m, n, k, 1.f, w, k, col, n, 0.f, out, n);
 }
 

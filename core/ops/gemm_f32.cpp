@@ -37,9 +37,7 @@ GemmF32Kernel gemm_f32_kernel() {
   return k;
 }
 
-const char* gemm_f32_name(GemmF32Kernel kernel) {
-  return kernel == gemm_f32_6x64__avx512 ? "avx512" : "openblas";
-}
+const char* gemm_f32_name(GemmF32Kernel kernel) { return kernel == gemm_f32_6x64__avx512 ? "avx512" : "openblas"; }
 
 // Blocks of 24 rows (four tiles): enough pieces for two threads to share even
 // the 256-row, 196-column products. Blocks of columns narrow enough that
@@ -53,8 +51,8 @@ void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t
   parallel_pieces(mb * nb, 1, [&](int64_t pb, int64_t pe) {
     for (int64_t p = pb; p < pe; ++p) {
       const int i = static_cast<int>(p % mb) * kBlockRows, j = static_cast<int>(p / mb) * kBlockCols;
-      kernel(std::min(kBlockRows, m - i), std::min(kBlockCols, n - j), k, a + i * lda, lda, b + j, ldb,
-             c + i * ldc + j, ldc);
+      kernel(std::min(kBlockRows, m - i), std::min(kBlockCols, n - j), k, a + i * lda, lda, b + j, ldb, c + i * ldc + j,
+             ldc);
     }
   });
 }

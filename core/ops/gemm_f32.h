@@ -15,11 +15,10 @@
 namespace qforge {
 
 // A leaf: one block of C on the calling thread, no allocation.
-using GemmF32Kernel = void (*)(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
-                               float* c, int64_t ldc);
+using GemmF32Kernel = void (*)(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                               int64_t ldc);
 
-void gemm_f32_ref(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                  int64_t ldc);
+void gemm_f32_ref(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
 void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                            int64_t ldc);
 
@@ -29,7 +28,7 @@ void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, con
 // unknown or if the CPU lacks AVX-512).
 GemmF32Kernel gemm_f32_kernel();
 GemmF32Kernel gemm_f32_choose(const char* qforge_gemm);  // what the variable's value selects; null = unset
-const char* gemm_f32_name(GemmF32Kernel kernel);          // "avx512" or "openblas"
+const char* gemm_f32_name(GemmF32Kernel kernel);         // "avx512" or "openblas"
 
 // C = A B on the pool's threads, in blocks of rows and columns, with `kernel`.
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,

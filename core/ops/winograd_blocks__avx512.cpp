@@ -88,10 +88,10 @@ QF_AVX512 inline void transpose16(V16 r[16]) {
     const V16 e0 = __builtin_shuffle(r[j], r[4 + j], even128), e1 = __builtin_shuffle(r[j], r[4 + j], odd128);
     const V16 f0 = __builtin_shuffle(r[8 + j], r[12 + j], even128);
     const V16 f1 = __builtin_shuffle(r[8 + j], r[12 + j], odd128);
-    t[j] = __builtin_shuffle(e0, f0, even128);       // 128-bit lane 0 of each group: column j
-    t[8 + j] = __builtin_shuffle(e0, f0, odd128);    // lane 2: column 8 + j
-    t[4 + j] = __builtin_shuffle(e1, f1, even128);   // lane 1: column 4 + j
-    t[12 + j] = __builtin_shuffle(e1, f1, odd128);   // lane 3: column 12 + j
+    t[j] = __builtin_shuffle(e0, f0, even128);      // 128-bit lane 0 of each group: column j
+    t[8 + j] = __builtin_shuffle(e0, f0, odd128);   // lane 2: column 8 + j
+    t[4 + j] = __builtin_shuffle(e1, f1, even128);  // lane 1: column 4 + j
+    t[12 + j] = __builtin_shuffle(e1, f1, odd128);  // lane 3: column 12 + j
   }
   for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
@@ -148,7 +148,8 @@ QF_AVX512 void output_block_avx512(const Plane<float>& p, const float* m, int64_
   for (int t = 0; t < cnt; ++t) {
     const TileSpot s = tile_spot(tt, t0 + t, p.img_stride, p.h, p.w);
     const V16 rows[4] = {y[t], row_to_front<1>(y[t]), row_to_front<2>(y[t]), row_to_front<3>(y[t])};
-    for (int a = 0; a < s.rows; ++a) _mm512_mask_storeu_ps(p.base + s.at + static_cast<int64_t>(a) * p.w, s.cols, rows[a]);
+    for (int a = 0; a < s.rows; ++a)
+      _mm512_mask_storeu_ps(p.base + s.at + static_cast<int64_t>(a) * p.w, s.cols, rows[a]);
   }
 }
 

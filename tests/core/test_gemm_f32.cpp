@@ -65,7 +65,8 @@ TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's
   };
   const Level levels[] = {{gemm_f32_6x64__avx512, "avx512", __builtin_cpu_supports("avx512f") != 0}};
   std::mt19937 rng(11);
-  const int ms[] = {1, 5, 6, 7, 12, 25, 49}, ns[] = {1, 7, 8, 9, 15, 16, 17, 49, 64, 65, 196, 300}, ks[] = {1, 2, 127, 129, 300};
+  const int ms[] = {1, 5, 6, 7, 12, 25, 49}, ns[] = {1, 7, 8, 9, 15, 16, 17, 49, 64, 65, 196, 300},
+            ks[] = {1, 2, 127, 129, 300};
   for (const auto& [kernel, name, supported] : levels) {
     CAPTURE(name);
     if (!supported) {
