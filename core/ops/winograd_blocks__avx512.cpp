@@ -1,5 +1,6 @@
-// The AVX-512 Winograd blocks: 16 tiles at once, patches gathered and outputs
-// scattered with masks for the padding and the last block; the same bits as
+// The AVX-512 Winograd blocks: 16 tiles at once, patches gathered with masks
+// for the padding and the last block, outputs turned to 16 values per tile and
+// stored (or loaded, for the adjoint) row by row; the same bits as
 // winograd_blocks.cpp.
 #include <immintrin.h>
 
@@ -40,13 +41,10 @@ QF_AVX512 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 l
   return g;
 }
 
-// Where tap (r, q) of each lane's window sits, and its value (zero outside the plane).
-QF_AVX512 inline __m512i tap_index(const BlockGeo& g, int r, int q, int w) {
-  return _mm512_add_epi32(g.idx, _mm512_set1_epi32(r * w + q));
-}
-
+// Tap (r, q) of each lane's window (zero outside the plane).
 QF_AVX512 inline V16 gather(const float* base, const BlockGeo& g, int r, int q, int w) {
-  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g.rows[r] & g.cols[q], tap_index(g, r, q, w), base, 4);
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g.rows[r] & g.cols[q],
+                                  _mm512_add_epi32(g.idx, _mm512_set1_epi32(r * w + q)), base, 4);
 }
 
 QF_AVX512 void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
@@ -117,22 +115,19 @@ QF_AVX512 inline V16 row_to_front(V16 z) {
   return __builtin_shuffle(z, idx);
 }
 
-// Tile t's 4x4 values, lane 4a + b for row a and column b, zero outside the plane.
-QF_AVX512 inline V16 load_tile(const float* base, const TileTable& tt, int64_t t, int64_t img_stride, int h, int w) {
+// A tile's 4x4 values, lane 4a + b for row a and column b, zero outside the plane.
+QF_AVX512 inline V16 load_tile(const float* base, const TileSpot& s, int w) {
   // lanes 0-3 of two rows into lanes 0-3 and 4-7; of two such pairs into 0-7 and 8-15
   const I16 pair = {0, 1, 2, 3, 16, 17, 18, 19, 0, 0, 0, 0, 0, 0, 0, 0};
   const I16 quad = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-  const TileSpot s = tile_spot(tt, t, img_stride, h, w);
   V16 rows[4] = {};
   for (int a = 0; a < s.rows; ++a) rows[a] = _mm512_maskz_loadu_ps(s.cols, base + s.at + static_cast<int64_t>(a) * w);
   return __builtin_shuffle(__builtin_shuffle(rows[0], rows[1], pair), __builtin_shuffle(rows[2], rows[3], pair), quad);
 }
 
 // The outputs are turned from 16 tiles per value to 16 values per tile and
-// stored row by row (scatters took two thirds of this block's time). When
-// accumulating, all the block's old values are read before any is written:
-// at a 4x4 map with 512 channels the tiles are 32 KB apart, and a load right
-// after a store 4 KB away waits for it.
+// stored row by row (scatters took two thirds of this block's time); when
+// accumulating, each tile's old values are loaded as the adjoint loads them.
 QF_AVX512 void output_block_avx512(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0,
                                    int cnt, bool accumulate) {
   const __mmask16 lanes = tail_mask(cnt);
@@ -140,13 +135,9 @@ QF_AVX512 void output_block_avx512(const Plane<float>& p, const float* m, int64_
   for (int xi = 0; xi < kXi; ++xi) mm[xi] = _mm512_maskz_loadu_ps(lanes, m + xi * xs + t0);
   output_2d(y, mm);
   transpose16(y);
-  if (accumulate) {
-    V16 old[16];
-    for (int t = 0; t < cnt; ++t) old[t] = load_tile(p.base, tt, t0 + t, p.img_stride, p.h, p.w);
-    for (int t = 0; t < cnt; ++t) y[t] = old[t] + y[t];  // old value first, as the portable loop adds
-  }
   for (int t = 0; t < cnt; ++t) {
     const TileSpot s = tile_spot(tt, t0 + t, p.img_stride, p.h, p.w);
+    if (accumulate) y[t] = load_tile(p.base, s, p.w) + y[t];  // old value first, as the portable loop adds
     const V16 rows[4] = {y[t], row_to_front<1>(y[t]), row_to_front<2>(y[t]), row_to_front<3>(y[t])};
     for (int a = 0; a < s.rows; ++a)
       _mm512_mask_storeu_ps(p.base + s.at + static_cast<int64_t>(a) * p.w, s.cols, rows[a]);
@@ -158,7 +149,8 @@ QF_AVX512 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<co
                                            int64_t t0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   V16 dy[16], o[kXi];
-  for (int t = 0; t < 16; ++t) dy[t] = t < cnt ? load_tile(p.base, tt, t0 + t, p.img_stride, p.h, p.w) : V16{};
+  for (int t = 0; t < 16; ++t)
+    dy[t] = t < cnt ? load_tile(p.base, tile_spot(tt, t0 + t, p.img_stride, p.h, p.w), p.w) : V16{};
   transpose16(dy);
   output_adjoint_2d(o, dy);
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
