@@ -8,7 +8,6 @@
 #include "core/autograd.h"
 #include "core/blas.h"
 #include "core/error.h"
-#include "core/ops/gemm_f32.h"
 #include "core/ops/scratch.h"
 #include "core/ops/winograd.h"
 #include "core/threads.h"
@@ -194,16 +193,6 @@ void col2im(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g
   });
 }
 
-// out (m, n) = w (m, k) col (k, n). qforge's kernel where there is one and col
-// is at most 8 MB: beyond, reading col in place (rows many pages apart) falls
-// behind OpenBLAS, which packs it (measured 0.85x at m 512, k 2304, n 1808).
-void weights_times_col(float* out, const float* w, const float* col, int m, int n, int k) {
-  GemmF32Kernel kernel = gemm_f32_kernel();
-  if (kernel && static_cast<int64_t>(k) * n <= (int64_t{2} << 20))
-    return gemm_f32(kernel, m, n, k, w, k, col, n, out, n);
-  sgemm(false, false, m, n, k, 1.f, w, k, col, n, 0.f, out, n);
-}
-
 void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv2dShape& s) {
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   const int chunk = images_per_chunk(s);
@@ -217,10 +206,10 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
       const float* wg = weight + static_cast<int64_t>(g) * ocg * k;
       if (nb == 1) {
         float* o = out + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw;
-        weights_times_col(o, wg, col.get(), ocg, cols, k);
+        sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, o, cols);
         continue;
       }
-      weights_times_col(tmp.get(), wg, col.get(), ocg, cols, k);
+      sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, tmp.get(), cols);
       // tmp (OCg, nb, OHW) -> out (nb, OC, OHW)
       parallel_for(ocg, 4, [&](int64_t b, int64_t e) {
         for (int64_t oc = b; oc < e; ++oc)

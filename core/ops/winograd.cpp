@@ -4,7 +4,6 @@
 #include <climits>
 
 #include "core/blas.h"
-#include "core/ops/gemm_f32.h"
 #include "core/ops/scratch.h"
 #include "core/ops/winograd_blocks.h"
 #include "core/threads.h"
@@ -183,11 +182,9 @@ void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int
                 const TileTable& tt, int n0, float* v, float* m, bool accumulate) {
   const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   transform_input(v, in, ci, h, w, t, tt, n0);
-  const GemmF32Kernel kernel = gemm_f32_kernel();
   for_each_xi([&](int x) {
-    const float* ux = u + x * plane_stride(static_cast<int64_t>(co) * ci);
-    if (kernel) return kernel(co, tc, ci, ux, ci, v + x * t.plane(ci), ts, m + x * t.plane(co), ts);
-    sgemm(false, false, co, tc, ci, 1.f, ux, ci, v + x * t.plane(ci), ts, 0.f, m + x * t.plane(co), ts);
+    sgemm(false, false, co, tc, ci, 1.f, u + x * plane_stride(static_cast<int64_t>(co) * ci), ci, v + x * t.plane(ci),
+          ts, 0.f, m + x * t.plane(co), ts);
   });
   transform_output(out, m, co, h, w, t, tt, n0, accumulate);
 }
