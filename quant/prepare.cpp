@@ -31,28 +31,62 @@ void check_names(const nn::Module& root, const QConfigMapping& qc) {
   for (auto& [n, _] : qc.overrides) check(n, "overrides");
 }
 
+// What prepare attaches to a module, by its kind: weight fake-quant (per its
+// qconfig, q; null when the qconfig skips the module) and output fake-quant,
+// where the int8 graph requantizes. Modules of other kinds get nothing.
+struct PrepareRule {
+  bool (*is)(const nn::Module&);
+  void (*attach)(nn::Module& m, const std::string& name, const QConfig* q);
+};
+
+template <class T>
+bool is_a(const nn::Module& m) {
+  return dynamic_cast<const T*>(&m) != nullptr;
+}
+
+void attach_conv(nn::Module& m, const std::string&, const QConfig* q) {
+  if (!q) return;  // stays float
+  auto& c = static_cast<ConvBnAct&>(m);
+  c.set_weight_fake_quant(weight_fq(*q, c.conv->weight.size(0)));
+  c.set_post(act_fq(*q));
+}
+
+void attach_linear(nn::Module& m, const std::string&, const QConfig* q) {
+  if (!q) return;  // stays float
+  auto& l = static_cast<LinearAct&>(m);
+  l.set_weight_fake_quant(weight_fq(*q, l.linear->weight.size(0)));
+  l.set_post(act_fq(*q));
+}
+
+// Modules without weights whose output the int8 graph requantizes.
+void attach_output(nn::Module& m, const std::string& name, const QConfig* q) {
+  QF_CHECK(q,
+           "'" + name + "' (" + m.type() + ") cannot be skipped: only convolutions and linear layers can stay float");
+  m.set_post(act_fq(*q));
+}
+
+const std::vector<PrepareRule>& prepare_rules() {
+  static const std::vector<PrepareRule> rules = {
+      {is_a<ConvBnAct>, attach_conv},
+      {is_a<LinearAct>, attach_linear},
+      {is_a<nn::Add>, attach_output},
+      {is_a<nn::AdaptiveAvgPool2d>, attach_output},
+  };
+  return rules;
+}
+
 void insert(nn::Module& root, const QConfigMapping& qc) {
   check_names(root, qc);
   // The model input: a leading Identity child named "quant" (ResNet has one; else it is added).
   if (!root.find_child("quant")) root.insert_child_front("quant", std::make_shared<nn::Identity>());
   QF_CHECK(qc.for_module("quant"), "the model input ('quant') cannot be skipped");
   root.child("quant")->set_post(act_fq(*qc.for_module("quant")));
-  for (auto& [name, m] : root.named_modules()) {
-    const QConfig* q = qc.for_module(name);
-    if (auto c = std::dynamic_pointer_cast<ConvBnAct>(m)) {
-      if (!q) continue;
-      c->set_weight_fake_quant(weight_fq(*q, c->conv->weight.size(0)));
-      c->set_post(act_fq(*q));
-    } else if (auto l = std::dynamic_pointer_cast<LinearAct>(m)) {
-      if (!q) continue;
-      l->set_weight_fake_quant(weight_fq(*q, l->linear->weight.size(0)));
-      l->set_post(act_fq(*q));
-    } else if (std::dynamic_pointer_cast<nn::Add>(m) || std::dynamic_pointer_cast<nn::AdaptiveAvgPool2d>(m)) {
-      QF_CHECK(q, "'" + name + "' (" + m->type() +
-                      ") cannot be skipped: only convolutions and linear layers can stay float");
-      m->set_post(act_fq(*q));
-    }
-  }
+  for (auto& [name, m] : root.named_modules())
+    for (const PrepareRule& r : prepare_rules())
+      if (r.is(*m)) {
+        r.attach(*m, name, qc.for_module(name));
+        break;
+      }
 }
 
 template <class F>
