@@ -98,7 +98,7 @@ void bench_train(const BenchArgs& a, nlohmann::json& out) {
   if (a.no_int8) return;
   auto q = nn::resnet18(rc);
   q->train();
-  quant::fuse_modules(*q, true);
+  quant::fuse_modules(*q, true, in);
   quant::QConfigMapping qc;
   quant::prepare_qat(*q, qc);
   double sq = step_time(*q);
@@ -130,7 +130,7 @@ Pair random_pair(const BenchArgs& a) {
   if (!a.no_int8) {
     auto q = nn::resnet18(rc);
     q->eval();
-    quant::fuse_modules(*q, false);
+    quant::fuse_modules(*q, false, p.input);
     quant::QConfigMapping qc;
     qc.global.activation.kind = "minmax";
     quant::prepare(*q, qc);

@@ -34,7 +34,7 @@ void run_debug(const DebugArgs& a) {
   QF_CHECK(q.kind == "int8", a.int8 + ": not an int8 model (.qfm)");
   QF_CHECK(f.kind != "int8", a.model + ": give the float or prepared checkpoint as --model");
   if (f.kind == "float") {
-    quant::fuse_modules(*f.module, false);  // the same layers as the int8 graph, BN folded
+    quant::fuse_modules(*f.module, false, q.input);  // the same layers as the int8 graph, BN folded
   } else {
     quant::set_fake_quant(*f.module, false);  // the prepared model, computing in float
   }

@@ -171,12 +171,9 @@ void validate(const Config& c, bool check_files) {
            c.where("optim.schedule.div_factor") + ": div_factor and final_div_factor must be positive");
   QF_CHECK(s["warmup_steps"].get<int64_t>() >= 0 && s["gamma"].get<double>() > 0 && s["step_epochs"].get<int>() >= 1,
            c.where("optim.schedule") + ": warmup_steps >= 0, gamma > 0 and step_epochs >= 1 are required");
-  // Catches impossible normalisation and crops now rather than in a loader thread. Folder images are
-  // decoded to image_size; IDX images keep their size (28 for the MNIST family).
+  // Catches impossible normalisation and crops now rather than in a loader thread.
   try {
-    int ch = m["in_channels"],
-        size = c.j["data"]["image_size"].get<int>() > 0 ? c.j["data"]["image_size"].get<int>() : 28;
-    data::output_spec(transform_config(c), {ch, size, size});
+    model_input_spec(c);
   } catch (const Error& e) {
     throw Error(c.where("data") + ": " + e.what());
   }
@@ -235,6 +232,11 @@ data::TransformConfig transform_config(const Config& c) {
   t.resize = d["resize"];
   t.center_crop = d["center_crop"];
   return t;
+}
+
+data::ImageSpec model_input_spec(const Config& c) {
+  int ch = c.j["model"]["in_channels"], size = c.j["data"]["image_size"];
+  return data::output_spec(transform_config(c), {ch, size > 0 ? size : 28, size > 0 ? size : 28});
 }
 
 optim::SGDOptions sgd_options(const Config& c) {

@@ -37,5 +37,8 @@ Config make_config(const nlohmann::json& j, const std::string& path, const std::
 data::TransformConfig transform_config(const Config& c);
 optim::SGDOptions sgd_options(const Config& c);
 optim::ScheduleOptions schedule_options(const Config& c);
+// The model's input (C, H, W) after the eval transforms: folder images are
+// decoded to data.image_size, IDX images keep their size (28 for the MNIST family).
+data::ImageSpec model_input_spec(const Config& c);
 
 }  // namespace qforge::apps

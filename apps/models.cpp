@@ -1,5 +1,7 @@
 #include "apps/models.h"
 
+#include <cstdio>
+
 #include "core/error.h"
 #include "nn/resnet.h"
 #include "quant/fuse.h"
@@ -39,16 +41,19 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
 std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init) {
   auto model = load_init ? build_float_model(cfg) : resnet_of(cfg);
   auto qc = quant::qconfig_from_json(cfg.j["quant"], "quant in " + (cfg.path.empty() ? "the config" : cfg.path));
+  data::ImageSpec in = model_input_spec(cfg);
+  quant::FuseReport fr;
   if (kind == "qat") {
     model->train();
-    quant::fuse_modules(*model, true);
+    fr = quant::fuse_modules(*model, true, {in.channels, in.height, in.width});
     quant::prepare_qat(*model, qc);
   } else {
     QF_CHECK(kind == "ptq", "unknown model kind " + kind);
     model->eval();
-    quant::fuse_modules(*model, false);
+    fr = quant::fuse_modules(*model, false, {in.channels, in.height, in.width});
     quant::prepare(*model, qc);
   }
+  for (auto& s : fr.skipped) std::fprintf(stderr, "warning: not fused: %s\n", s.describe().c_str());
   return model;
 }
 

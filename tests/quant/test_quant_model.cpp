@@ -84,7 +84,7 @@ TEST_CASE("fusion: folded Conv+BN+ReLU equals conv, then BN, then ReLU in eval m
   auto fused = tiny_resnet(1);
   randomize_bn(*fused, 2);
   fused->eval();
-  int n = fuse_modules(*fused, false);
+  int n = fuse_modules(*fused, false, {1, 12, 12}).fused_modules();
   CHECK(n == 21);  // 20 convs (incl. 3 downsample) + fc
   CHECK(fused->child("conv1")->type() == "ConvReLU2d");
   CHECK(fused->child("bn1")->type() == "Identity");
@@ -94,7 +94,7 @@ TEST_CASE("fusion: folded Conv+BN+ReLU equals conv, then BN, then ReLU in eval m
   CHECK(max_abs_diff(a, b) < 1e-4 * (1 + std::abs(a.data()[0])));
   // Fusing for evaluation needs eval mode.
   auto t = tiny_resnet(1);
-  CHECK_THROWS_WITH_AS(fuse_modules(*t, false), doctest::Contains("eval()"), Error);
+  CHECK_THROWS_WITH_AS(fuse_modules(*t, false, {1, 12, 12}), doctest::Contains("eval()"), Error);
 }
 
 TEST_CASE("QAT ConvBn: with fake-quant off, training and eval forwards match the unfused model") {
@@ -103,7 +103,7 @@ TEST_CASE("QAT ConvBn: with fake-quant off, training and eval forwards match the
   auto q = tiny_resnet(4);
   randomize_bn(*q, 5);
   q->train();
-  fuse_modules(*q, true);
+  fuse_modules(*q, true, {1, 12, 12});
   CHECK(q->child("conv1")->type() == "ConvBnReLU2d");
   prepare_qat(*q, ptq_qconfig());
   set_fake_quant(*q, false);
@@ -120,14 +120,14 @@ TEST_CASE("QAT ConvBn: with fake-quant off, training and eval forwards match the
   // prepare_qat needs training mode.
   auto t = tiny_resnet(4);
   t->eval();
-  fuse_modules(*t, false);
+  fuse_modules(*t, false, {1, 12, 12});
   CHECK_THROWS_WITH_AS(prepare_qat(*t, ptq_qconfig()), doctest::Contains("training mode"), Error);
 }
 
 TEST_CASE("evaluation never changes a prepared model") {
   auto q = tiny_resnet(7);
   q->train();
-  fuse_modules(*q, true);
+  fuse_modules(*q, true, {1, 12, 12});
   prepare_qat(*q, ptq_qconfig());
   std::mt19937_64 rng(8);
   (*q)(Tensor::randn({4, 1, 12, 12}, rng));  // one training forward: observers initialised
@@ -146,7 +146,7 @@ TEST_CASE("a prepared tiny model learns by QAT") {
   auto [x, y] = testing::quadrant_problem(n, rng);
   auto net = testing::tiny_cnn(rng);
   net->train();
-  fuse_modules(*net, true);
+  fuse_modules(*net, true, {1, 8, 8});
   QConfigMapping qc;
   prepare_qat(*net, qc);
   CHECK(prepare_stats(*net).weight_points == 2);
@@ -188,7 +188,7 @@ TEST_CASE("convert: the int8 graph agrees with the fake-quant simulation, for ev
   // doubling through the layers; folding random BN is covered by the single-layer test below.
   auto q = tiny_resnet(10, 0.25);
   q->eval();
-  fuse_modules(*q, false);
+  fuse_modules(*q, false, {1, 12, 12});
   prepare(*q, ptq_qconfig());
   CHECK(calibrate(*q, random_batches(4, 8, 12), 4) == 4);
   std::mt19937_64 rng(13);
@@ -287,7 +287,7 @@ TEST_CASE("convert: one layer of each kind matches the simulation within one qua
     auto net = std::make_shared<nn::Sequential>(cases[ci].mods);
     randomize_bn(*net, 21);
     net->eval();
-    fuse_modules(*net, false);
+    fuse_modules(*net, false, cases[ci].input);
     prepare(*net, ptq_qconfig());
     const auto& in = cases[ci].input;
     int left = 3;
@@ -317,7 +317,7 @@ TEST_CASE("convert: one layer of each kind matches the simulation within one qua
 TEST_CASE("prepare rejects skip and override names that are not modules of the model") {
   auto q = tiny_resnet(17);
   q->eval();
-  fuse_modules(*q, false);
+  fuse_modules(*q, false, {1, 12, 12});
   QConfigMapping qc;
   qc.skip.insert("layer1.0.conv");
   CHECK_THROWS_WITH_AS(prepare(*q, qc), doctest::Contains("'layer1.0.conv'"), Error);
