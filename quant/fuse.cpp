@@ -46,7 +46,10 @@ struct Pattern {
   Builder build;
   std::string name() const {
     std::string s;
-    for (auto& k : seq) s += (s.empty() ? "" : "+") + std::string(k.name);
+    for (auto& k : seq) {
+      if (!s.empty()) s += '+';
+      s += k.name;
+    }
     return s;
   }
 };
@@ -216,7 +219,12 @@ class Fuser {
     auto it = places_.find(m);
     return it == places_.end() ? m->type() : it->second.name;
   }
-  std::string quoted(int call) const { return "'" + name_of(f_.calls[call].module) + "'"; }
+  std::string quoted(int call) const {
+    std::string s = "'";
+    s += name_of(f_.calls[call].module);
+    s += '\'';
+    return s;
+  }
   std::vector<std::string> names(const std::vector<int>& chain) const {
     std::vector<std::string> out;
     for (int c : chain) out.push_back(name_of(f_.calls[c].module));
@@ -255,7 +263,10 @@ class Fuser {
       if (next < 0) return a;  // not this pattern
       if (rs.size() != 1 && readers_reason.empty()) {
         std::string list;
-        for (auto& r : rs) list += (list.empty() ? "" : ", ") + (r.call < 0 ? "the model output" : quoted(r.call));
+        for (auto& r : rs) {
+          if (!list.empty()) list += ", ";
+          list += r.call < 0 ? std::string("the model output") : quoted(r.call);
+        }
         readers_reason =
             "the output of " + quoted(a.chain.back()) + " has " + std::to_string(rs.size()) + " readers (" + list + ")";
       }
@@ -340,7 +351,10 @@ class Fuser {
 
 std::string SkippedFusion::describe() const {
   std::string s;
-  for (auto& m : modules) s += (s.empty() ? "" : " + ") + m;
+  for (auto& m : modules) {
+    if (!s.empty()) s += " + ";
+    s += m;
+  }
   return s + " (" + pattern + "): " + reason;
 }
 
