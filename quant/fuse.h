@@ -9,10 +9,13 @@
 //   Conv2d                         -> ConvBnAct     Add               -> (already an Add)
 //
 // (a lone Conv2d or Linear is wrapped, so prepare and convert see one kind of
-// layer). A chain fuses only when every intermediate value has exactly one
-// reader, the next module of the row, and every module of the chain is called
-// exactly once; otherwise it is left unfused and reported with the reason,
-// never fused wrongly. The order children are registered in does not matter.
+// layer; wrapping one module changes nothing it computes, so it is done however
+// often the module is called, and also to those the trace did not reach). A
+// chain of several modules fuses only when every intermediate value has
+// exactly one reader, the next module of the row, and every module of the
+// chain is called exactly once; otherwise it is left unfused and reported with
+// the reason, never fused wrongly. A BatchNorm2d not fed by a Conv2d is
+// reported too. The order children are registered in does not matter.
 // Absorbed modules are replaced by Identity, keeping their names, so a forward
 // that calls them by name (ResNet, BasicBlock) still runs.
 //

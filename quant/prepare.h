@@ -4,10 +4,10 @@
 // average pool. Weights get per-channel fake-quant. Max pooling keeps its
 // input's parameters and needs nothing. Modules the qconfig skips stay float.
 //
-//   PTQ:  model->eval(); fuse_modules(*model, false); prepare(*model, qc);
+//   PTQ:  model->eval(); fuse_modules(*model, false, {3, 32, 32}); prepare(*model, qc);
 //         calibrate(*model, next_batch, 16);   // observers watch, nothing else changes
 //         // now fake-quant is on and observers are off: the simulated int8 model
-//   QAT:  model->train(); fuse_modules(*model, true); prepare_qat(*model, qc); ... train ...
+//   QAT:  model->train(); fuse_modules(*model, true, {3, 32, 32}); prepare_qat(*model, qc); ... train ...
 #pragma once
 #include <functional>
 
