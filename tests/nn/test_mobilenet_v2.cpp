@@ -176,7 +176,7 @@ TEST_CASE("mobilenet_v2: matches PyTorch on the committed fixture") {
   REQUIRE(st.meta("version") == "1");
   std::map<std::string, Tensor> sd = fixture_state(st);
   Tensor x = st.f32("input");
-  for (const char* stem : {"imagenet", "small"}) {
+  for (std::string stem : {"imagenet", "small"}) {
     CAPTURE(stem);
     auto net = mobilenet_v2({.num_classes = 10, .width_mult = 0.25, .stem = stem, .seed = 5});
     // Strict: every name the model has is in the file and every name in the file is in the model.
@@ -184,7 +184,7 @@ TEST_CASE("mobilenet_v2: matches PyTorch on the committed fixture") {
     net->eval();
     NoGradGuard g;
     Tensor y = (*net)(x);
-    Tensor want = st.f32(std::string(stem) == "small" ? "logits_small" : "logits");
+    Tensor want = st.f32(stem == "small" ? "logits_small" : "logits");
     CHECK(max_abs_diff(y, want) < 1e-4);
     // The comparison means something: the logits are not all alike.
     double spread = 0;
