@@ -12,7 +12,7 @@ using nlohmann::json;
 const json& config_schema() {
   static const json schema = json::parse(R"({
     "model": {"arch": "resnet18", "in_channels": 1, "num_classes": 10, "stem": "small", "width": 1.0,
-              "init_from": ""},
+              "width_mult": 1.0, "dropout": 0.2, "init_from": ""},
     "data": {
       "train": {"images": "", "labels": "", "dir": ""},
       "test": {"images": "", "labels": "", "dir": ""},

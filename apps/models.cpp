@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "nn/mobilenet_v2.h"
 #include "nn/resnet.h"
 #include "quant/fuse.h"
 #include "quant/graph.h"
@@ -13,8 +14,23 @@
 namespace qforge::apps {
 namespace {
 
-std::shared_ptr<nn::Module> resnet_of(const Config& cfg) {
+// The float network model.arch names, freshly initialised from train.seed.
+std::shared_ptr<nn::Module> network_of(const Config& cfg) {
   const auto& m = cfg.j["model"];
+  const std::string arch = m["arch"];
+  if (arch == "mobilenet_v2") {
+    nn::MobileNetV2Config mc;
+    mc.in_channels = m["in_channels"];
+    mc.num_classes = m["num_classes"];
+    mc.stem = m["stem"];
+    // Optional keys: configs written before MobileNetV2 lack them.
+    mc.width_mult = m.value("width_mult", 1.0);
+    mc.dropout = m.value("dropout", 0.2f);
+    mc.seed = cfg.j["train"]["seed"];
+    return nn::mobilenet_v2(mc);
+  }
+  QF_CHECK(arch == "resnet18",
+           cfg.where("model.arch") + ": unknown architecture \"" + arch + "\" (resnet18, mobilenet_v2)");
   nn::ResNetConfig rc;
   rc.in_channels = m["in_channels"];
   rc.num_classes = m["num_classes"];
@@ -27,7 +43,7 @@ std::shared_ptr<nn::Module> resnet_of(const Config& cfg) {
 }  // namespace
 
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
-  auto model = resnet_of(cfg);
+  auto model = network_of(cfg);
   std::string init = cfg.j["model"]["init_from"];
   if (!init.empty()) {
     LoadedCheckpoint ck = load_checkpoint(init);
@@ -39,7 +55,7 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
 }
 
 std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init) {
-  auto model = load_init ? build_float_model(cfg) : resnet_of(cfg);
+  auto model = load_init ? build_float_model(cfg) : network_of(cfg);
   auto qc = quant::qconfig_from_json(cfg.j["quant"], "quant in " + (cfg.path.empty() ? "the config" : cfg.path));
   data::ImageSpec in = model_input_spec(cfg);
   quant::FuseReport fr;
@@ -92,7 +108,7 @@ LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
     lm.kind = "float";
   }
   if (lm.kind == "float") {
-    lm.module = resnet_of(lm.config);
+    lm.module = network_of(lm.config);
     lm.module->load_state_dict(ck.model_state(), path);
   } else {
     // The fake-quant simulation: the same prepared structure, then its saved state.

@@ -11,7 +11,7 @@
 
 namespace qforge::apps {
 
-// resnet18 as model.* says, initialised from train.seed, then loaded from
+// resnet18 or mobilenet_v2 (model.arch) as model.* says, initialised from train.seed, then loaded from
 // model.init_from when set (a qforge checkpoint or any safetensors file with
 // torchvision's names).
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg);

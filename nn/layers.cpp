@@ -1,6 +1,7 @@
 #include "nn/layers.h"
 
 #include "core/error.h"
+#include "core/ops/dropout.h"
 #include "core/ops/elementwise.h"
 
 namespace qforge::nn {
@@ -9,6 +10,12 @@ Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Tensor ReLU6::forward(const Tensor& x) { return relu6(x); }
 Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, args); }
 Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return global_avg_pool2d(x); }
+
+Dropout::Dropout(float p_, uint64_t seed) : p(p_), rng_(seed) {
+  QF_CHECK(p >= 0.f && p <= 1.f, "Dropout: p must lie in [0, 1], got " + std::to_string(p));
+}
+
+Tensor Dropout::forward(const Tensor& x) { return training_ && p > 0.f ? dropout(x, p, rng_) : x; }
 
 Tensor Flatten::forward(const Tensor& x) {
   QF_CHECK(x.dim() >= 1, "Flatten: scalar input");

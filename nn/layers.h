@@ -1,5 +1,8 @@
 // Parameter-free layers and containers.
 #pragma once
+#include <cstdint>
+#include <random>
+
 #include "core/ops/pool.h"
 #include "nn/module.h"
 
@@ -42,6 +45,21 @@ class Flatten : public Module {
  public:
   std::string type() const override { return "Flatten"; }
   Tensor forward(const Tensor& x) override;  // (N, ...) -> (N, rest)
+};
+
+// Inverted dropout (torch.nn.Dropout): in training, zeroes each element with
+// probability p and scales the rest by 1 / (1 - p); the identity in eval mode.
+// The module owns its generator, seeded at construction (a model draws the seed
+// from its own seed), so a training run repeats.
+class Dropout : public Module {
+ public:
+  explicit Dropout(float p = 0.5f, uint64_t seed = 0);
+  std::string type() const override { return "Dropout"; }
+  Tensor forward(const Tensor& x) override;
+  float p;
+
+ private:
+  std::mt19937_64 rng_;
 };
 
 // Children run in order; named "0", "1", ... as torch.nn.Sequential.

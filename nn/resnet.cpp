@@ -75,10 +75,6 @@ Tensor ResNet::forward(const Tensor& x) {
   return (*child("fc"))(y.reshape({y.size(0), -1}));
 }
 
-bool is_container(const Module& m) {
-  return dynamic_cast<const Sequential*>(&m) || dynamic_cast<const BasicBlock*>(&m) || dynamic_cast<const ResNet*>(&m);
-}
-
 std::shared_ptr<ResNet> resnet18(const ResNetConfig& cfg) {
   return std::make_shared<ResNet>(cfg, std::vector<int>{2, 2, 2, 2});
 }

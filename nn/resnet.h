@@ -7,6 +7,7 @@
 #pragma once
 #include <random>
 
+#include "nn/containers.h"  // is_container, which used to live here
 #include "nn/module.h"
 
 namespace qforge::nn {
@@ -38,9 +39,5 @@ class ResNet : public Module {
 };
 
 std::shared_ptr<ResNet> resnet18(const ResNetConfig& cfg);
-
-// Modules whose forward only routes data between children (Sequential,
-// BasicBlock, ResNet): tracing descends into them, everything else is a leaf.
-bool is_container(const Module& m);
 
 }  // namespace qforge::nn

@@ -5,8 +5,8 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "nn/containers.h"
 #include "nn/layers.h"
-#include "nn/resnet.h"
 #include "quant/dynamic.h"
 #include "quant/fused.h"
 

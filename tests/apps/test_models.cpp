@@ -1,0 +1,83 @@
+// apps/models: model.arch picks the network; a foreign file with torchvision's
+// names loads into either.
+#include <doctest/doctest.h>
+
+#include "apps/models.h"
+#include "cli_util.h"
+#include "core/autograd.h"
+#include "core/error.h"
+#include "nn/layers.h"
+#include "nn/mobilenet_v2.h"
+#include "nn/resnet.h"
+#include "nn/safetensors.h"
+
+using namespace qforge;
+using qforge::testing::ScratchDir;
+
+namespace {
+
+// The schema's defaults with a model section; not run through validation, which
+// is another branch's (it may not list mobilenet_v2 yet).
+apps::Config config_with(const nlohmann::json& model) {
+  apps::Config c;
+  c.j = apps::config_schema();
+  for (auto& [k, v] : model.items()) c.j["model"][k] = v;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("models: model.arch builds resnet18 or mobilenet_v2, with width_mult and dropout") {
+  auto r = apps::build_float_model(config_with({{"arch", "resnet18"}, {"width", 0.25}}));
+  CHECK(std::dynamic_pointer_cast<nn::ResNet>(r));
+
+  auto m = apps::build_float_model(
+      config_with({{"arch", "mobilenet_v2"}, {"width_mult", 0.5}, {"dropout", 0.3}, {"num_classes", 7}}));
+  auto mb = std::dynamic_pointer_cast<nn::MobileNetV2>(m);
+  REQUIRE(mb);
+  CHECK(mb->config().width_mult == 0.5);
+  CHECK(mb->config().num_classes == 7);
+  CHECK(mb->config().in_channels == 1);
+  CHECK(mb->config().stem == "small");
+  CHECK(std::static_pointer_cast<nn::Dropout>(mb->child("classifier")->child("0"))->p == doctest::Approx(0.3));
+
+  // A config from before MobileNetV2 has neither key: torchvision's defaults.
+  apps::Config old = config_with({{"arch", "mobilenet_v2"}});
+  old.j["model"].erase("width_mult");
+  old.j["model"].erase("dropout");
+  auto d = std::dynamic_pointer_cast<nn::MobileNetV2>(apps::build_float_model(old));
+  REQUIRE(d);
+  CHECK(d->config().width_mult == 1.0);
+  CHECK(d->config().dropout == doctest::Approx(0.2));
+
+  CHECK_THROWS_WITH_AS(apps::build_float_model(config_with({{"arch", "vgg"}})), doctest::Contains("vgg"), Error);
+}
+
+TEST_CASE("models: a plain safetensors file with torchvision's MobileNetV2 names loads as init_from and as a model") {
+  ScratchDir dir("models");
+  const nlohmann::json model = {{"arch", "mobilenet_v2"}, {"width_mult", 0.25}, {"in_channels", 3}};
+  auto src = nn::mobilenet_v2({.num_classes = 10, .width_mult = 0.25, .stem = "small", .seed = 42});
+  std::vector<std::pair<std::string, nn::StEntry>> entries;
+  for (auto& [n, t] : src->state_dict()) entries.emplace_back(n, nn::f32_entry(t));
+  const int64_t tracked = 3;  // torchvision's extra buffer, which qforge drops
+  entries.emplace_back("features.0.1.num_batches_tracked", nn::raw_entry("I64", {}, &tracked));
+  const std::string file = dir / "mbv2.safetensors";
+  nn::write_safetensors(file, entries, {});
+
+  apps::Config cfg = config_with(model);
+  cfg.j["model"]["init_from"] = file;
+  auto a = apps::build_float_model(cfg);
+  apps::Config plain = config_with(model);
+  apps::LoadedModel lm = apps::load_model_file(file, &plain);
+  CHECK(lm.kind == "float");
+  src->eval();
+  a->eval();
+  NoGradGuard g;
+  std::mt19937_64 rng(1);
+  Tensor x = Tensor::randn({2, 3, 16, 16}, rng);
+  Tensor want = (*src)(x), ya = (*a)(x), yb = (*lm.module)(x);
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    REQUIRE(ya.data()[i] == want.data()[i]);
+    REQUIRE(yb.data()[i] == want.data()[i]);
+  }
+}
