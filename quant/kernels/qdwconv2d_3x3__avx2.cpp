@@ -112,8 +112,7 @@ inline void run(const QDwConvArgs& a, const uint8_t* const* base, const int64_t*
 
 }  // namespace
 
-void qdwconv2d_3x3__avx2(uint8_t* out, const uint8_t* in, const QDwConvArgs& a, int64_t row_begin,
-                         int64_t row_end) {
+void qdwconv2d_3x3__avx2(uint8_t* out, const uint8_t* in, const QDwConvArgs& a, int64_t row_begin, int64_t row_end) {
   const int C = a.C, s = a.stride, nb = (C + kV - 1) / kV;
   // Interior columns: every tap column inside [0, W).
   int ow_lo = (a.pad + s - 1) / s, ow_hi = a.W - 3 + a.pad >= 0 ? (a.W - 3 + a.pad) / s + 1 : 0;

@@ -11,8 +11,8 @@ void qdwconv2d_3x3__ref(uint8_t* out, const uint8_t* in, const QDwConvArgs& a, i
   QF_CHECK(a.stride >= 1 && a.pad >= 0 && a.OH == (a.H + 2 * a.pad - 3) / a.stride + 1 &&
                a.OW == (a.W + 2 * a.pad - 3) / a.stride + 1 && a.OH >= 1 && a.OW >= 1,
            "qdwconv2d_3x3: geometry H" + std::to_string(a.H) + " W" + std::to_string(a.W) + " stride " +
-               std::to_string(a.stride) + " pad " + std::to_string(a.pad) + " does not give OH" +
-               std::to_string(a.OH) + " OW" + std::to_string(a.OW));
+               std::to_string(a.stride) + " pad " + std::to_string(a.pad) + " does not give OH" + std::to_string(a.OH) +
+               " OW" + std::to_string(a.OW));
   const int C = a.C;
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t n = r / a.OH;
@@ -32,8 +32,8 @@ void qdwconv2d_3x3__ref(uint8_t* out, const uint8_t* in, const QDwConvArgs& a, i
             acc += static_cast<uint32_t>((x - a.in_zp) * a.weight[(kh * 3 + kw) * C + c]);
           }
         }
-        o[c] = static_cast<uint8_t>(
-            requantize(static_cast<int32_t>(acc), a.requant[c], a.out_zp, a.out_qmin, a.out_qmax));
+        o[c] =
+            static_cast<uint8_t>(requantize(static_cast<int32_t>(acc), a.requant[c], a.out_zp, a.out_qmin, a.out_qmax));
       }
     }
   }

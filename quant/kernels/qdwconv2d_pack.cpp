@@ -45,8 +45,8 @@ void pack_dwconv_3x3_channels(int32_t* bias_packed, int32_t* rq_multiplier, int3
     uint32_t wsum = 0;
     for (int t = 0; t < 9; ++t) wsum += static_cast<uint32_t>(a.weight[t * C + c]);
     // wrapping, as the accumulators: bias - in_zp * sum(w)
-    bias_packed[c] = static_cast<int32_t>((a.bias ? static_cast<uint32_t>(a.bias[c]) : 0u) -
-                                          static_cast<uint32_t>(a.in_zp) * wsum);
+    bias_packed[c] =
+        static_cast<int32_t>((a.bias ? static_cast<uint32_t>(a.bias[c]) : 0u) - static_cast<uint32_t>(a.in_zp) * wsum);
     const FixedPointMultiplier m = a.requant[c];
     rq_multiplier[c] = m.multiplier;
     rq_lshift[c] = m.shift > 0 ? m.shift : 0;

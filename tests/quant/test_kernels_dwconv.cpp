@@ -69,8 +69,7 @@ void pack_for(DwData& d, Isa isa) {
   const int Cp = dwconv_padded_channels(a.C);
   d.bias_packed.assign(Cp, -1), d.mult.assign(Cp, -1), d.lshift.assign(Cp, -1), d.rshift.assign(Cp, -1);
   d.zero_row.assign(Cp, 0);
-  pack_dwconv_3x3_channels(d.bias_packed.data(), d.mult.data(), d.lshift.data(), d.rshift.data(), d.zero_row.data(),
-                           a);
+  pack_dwconv_3x3_channels(d.bias_packed.data(), d.mult.data(), d.lshift.data(), d.rshift.data(), d.zero_row.data(), a);
   a.bias_packed = d.bias_packed.data(), a.rq_multiplier = d.mult.data(), a.rq_lshift = d.lshift.data();
   a.rq_rshift = d.rshift.data(), a.zero_row = d.zero_row.data();
   size_t bytes = 0;
@@ -291,10 +290,10 @@ void make_g(const GCase& c, std::mt19937& rng, GData& d) {
 
 std::vector<GCase> g_cases() {
   return {
-      {1, 5, 6, 4, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1, 128, 128},  {2, 7, 5, 12, 8, 4, 3, 3, 2, 1, 1, 0, 1, 1, 0, 255},
-      {1, 6, 6, 6, 9, 3, 3, 3, 1, 2, 2, 1, 2, 1, 255, 0},    {1, 9, 8, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 77, 10},
-      {1, 8, 8, 8, 16, 8, 5, 5, 2, 2, 2, 2, 1, 1, 128, 40},  {3, 4, 4, 9, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 20, 200},
-      {1, 7, 7, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0},   {1, 5, 5, 10, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 128, 128},
+      {1, 5, 6, 4, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1, 128, 128},   {2, 7, 5, 12, 8, 4, 3, 3, 2, 1, 1, 0, 1, 1, 0, 255},
+      {1, 6, 6, 6, 9, 3, 3, 3, 1, 2, 2, 1, 2, 1, 255, 0},     {1, 9, 8, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 77, 10},
+      {1, 8, 8, 8, 16, 8, 5, 5, 2, 2, 2, 2, 1, 1, 128, 40},   {3, 4, 4, 9, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 20, 200},
+      {1, 7, 7, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0},    {1, 5, 5, 10, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 128, 128},
       {1, 11, 10, 6, 12, 6, 3, 3, 1, 1, 2, 2, 2, 2, 60, 128},
   };
 }
@@ -331,9 +330,9 @@ TEST_CASE("qconv2d_grouped reference: within one step of dequantize -> float gro
         const double q = std::nearbyint(real / s_acc * d.real_m[o]) + c.zy;
         const double want = std::min<double>(255, std::max<double>(0, q));
         const int got = y[size_t(p) * c.OC + o];
-        REQUIRE_MESSAGE(std::fabs(got - want) <= 1.0,
-                        "groups " << c.groups << " C" << c.C << " OC" << c.OC << " pixel " << p << " oc " << o
-                                  << ": ref " << got << " float " << want);
+        REQUIRE_MESSAGE(std::fabs(got - want) <= 1.0, "groups " << c.groups << " C" << c.C << " OC" << c.OC << " pixel "
+                                                                << p << " oc " << o << ": ref " << got << " float "
+                                                                << want);
         exact += got == want;
         ++total;
       }
@@ -436,8 +435,8 @@ TEST_CASE("bench qdwconv2d_3x3 MobileNetV2 shapes" * doctest::skip()) {
       pack_for(d, isa);
       std::vector<uint8_t> y(size_t(c.OH()) * c.OW() * c.C);
       const int64_t rows = c.OH();
-      const double t = dw_best_time([&] { dw_kernel(isa)(y.data(), d.x.data(), d.a, 0, rows); },
-                                    isa == Isa::scalar ? 0.0 : 0.3);
+      const double t =
+          dw_best_time([&] { dw_kernel(isa)(y.data(), d.x.data(), d.a, 0, rows); }, isa == Isa::scalar ? 0.0 : 0.3);
       const double bytes = double(d.x.size()) + double(y.size());
       const double macs = double(y.size()) * 9;
       std::printf("%-16s %-10s %10.1f %9.2f %9.2f\n", sh.name, isa_name(isa), t * 1e6, bytes / t / 1e9, macs / t / 1e9);
