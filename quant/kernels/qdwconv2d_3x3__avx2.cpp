@@ -5,7 +5,7 @@
 // 2 * 255 * 128 < 2^31): 5 per 8 lanes cover the 9 taps (the tenth tap has zero weights). The
 // interleave puts channels 0-3, 8-11 in the "lo" accumulator and 4-7, 12-15 in the "hi" one; the
 // weights are packed in that order, the per-channel bias and requantization constants are
-// permuted into it once per row and block, and vpackusdw(lo, hi) restores channel order.
+// permuted into it once per row and block, and vpackssdw(lo, hi) restores channel order.
 // C % 16 != 0: the last block is the 16 channels ending at C (it recomputes some channels of the
 // previous block, to the same bytes). C < 16: taps are staged through a 16-byte copy.
 // Padded taps read zero_row (in_zp), whose term is in bias_packed; see qdwconv2d.h.
@@ -26,7 +26,8 @@ constexpr int kV = 16;  // channels per block
 struct BlockConsts {
   __m256i w[10];  // [pair p][half h]
   __m256i bias_lo, bias_hi;
-  Requant8 rq_lo, rq_hi;
+  Mul8 m_lo, m_hi;
+  __m256i zp, lo, hi;  // int16 lanes: out_zp, out_qmin, out_qmax
 };
 
 // Channels [c0, c0 + 16) of a Cp-padded array, split into the lo and hi lane orders.
@@ -47,8 +48,11 @@ inline BlockConsts block_consts(const QDwConvArgs& a, int block, int c0) {
   load_split(a.rq_multiplier + c0, m_lo, m_hi);
   load_split(a.rq_lshift + c0, l_lo, l_hi);
   load_split(a.rq_rshift + c0, r_lo, r_hi);
-  k.rq_lo = make_requant8(make_mul8(m_lo, l_lo, r_lo), a.out_zp, a.out_qmin, a.out_qmax);
-  k.rq_hi = make_requant8(make_mul8(m_hi, l_hi, r_hi), a.out_zp, a.out_qmin, a.out_qmax);
+  k.m_lo = make_mul8(m_lo, l_lo, r_lo);
+  k.m_hi = make_mul8(m_hi, l_hi, r_hi);
+  k.zp = _mm256_set1_epi16(static_cast<int16_t>(a.out_zp));
+  k.lo = _mm256_set1_epi16(static_cast<int16_t>(a.out_qmin));
+  k.hi = _mm256_set1_epi16(static_cast<int16_t>(a.out_qmax));
   return k;
 }
 
@@ -68,7 +72,11 @@ inline __m128i pixel(const uint8_t* const* t, const BlockConsts& k) {
   const __m256i x8 = load_x(t[8]), zero = _mm256_setzero_si256();
   lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x8, zero), k.w[8]));
   hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x8, zero), k.w[9]));
-  const __m256i v = _mm256_packus_epi32(requant8(lo, k.rq_lo), requant8(hi, k.rq_hi));  // channel order
+  // requantize's zero point and clamp, on int16 lanes in channel order: vpackssdw saturates q to
+  // [-2^15, 2^15), vpaddsw saturates q + zp, and the clamp to [qmin, qmax] (within [0, 255]) gives
+  // the value clamp(q + zp) has in exact integers either way.
+  __m256i v = _mm256_packs_epi32(mul8(lo, k.m_lo), mul8(hi, k.m_hi));
+  v = _mm256_min_epi16(_mm256_max_epi16(_mm256_adds_epi16(v, k.zp), k.lo), k.hi);
   return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 

@@ -22,7 +22,8 @@ constexpr int kV = 32;  // channels per block
 struct BlockConsts {
   __m512i w[10];  // [pair p][half h]
   __m512i bias_lo, bias_hi;
-  Requant16 rq_lo, rq_hi;
+  Mul16 m_lo, m_hi;
+  __m512i zp, lo, hi;  // int16 lanes: out_zp, out_qmin, out_qmax
 };
 
 // Channels [c0, c0 + 32) of a Cp-padded array, split into the lo and hi lane orders.
@@ -42,8 +43,11 @@ inline BlockConsts block_consts(const QDwConvArgs& a, int block, int c0) {
   load_split(a.rq_multiplier + c0, m_lo, m_hi);
   load_split(a.rq_lshift + c0, l_lo, l_hi);
   load_split(a.rq_rshift + c0, r_lo, r_hi);
-  k.rq_lo = make_requant16(make_mul16(m_lo, l_lo, r_lo), a.out_zp, a.out_qmin, a.out_qmax);
-  k.rq_hi = make_requant16(make_mul16(m_hi, l_hi, r_hi), a.out_zp, a.out_qmin, a.out_qmax);
+  k.m_lo = make_mul16(m_lo, l_lo, r_lo);
+  k.m_hi = make_mul16(m_hi, l_hi, r_hi);
+  k.zp = _mm512_set1_epi16(static_cast<int16_t>(a.out_zp));
+  k.lo = _mm512_set1_epi16(static_cast<int16_t>(a.out_qmin));
+  k.hi = _mm512_set1_epi16(static_cast<int16_t>(a.out_qmax));
   return k;
 }
 
@@ -68,8 +72,12 @@ inline void pixel(const uint8_t* const* t, const BlockConsts& k, __mmask32 m, ui
   const __m512i x8 = load_x<MASKED>(t[8], m), zero = _mm512_setzero_si512();
   lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(x8, zero), k.w[8]);
   hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(x8, zero), k.w[9]);
-  const __m512i v = _mm512_packs_epi32(requant16(lo, k.rq_lo), requant16(hi, k.rq_hi));  // channel order
-  const __m256i bytes = _mm512_cvtepi16_epi8(v);                                         // values in [0, 255]
+  // requantize's zero point and clamp, on int16 lanes in channel order: vpackssdw saturates q to
+  // [-2^15, 2^15), vpaddsw saturates q + zp, and the clamp to [qmin, qmax] (within [0, 255]) gives
+  // the value clamp(q + zp) has in exact integers either way.
+  __m512i v = _mm512_packs_epi32(mul16(lo, k.m_lo), mul16(hi, k.m_hi));
+  v = _mm512_min_epi16(_mm512_max_epi16(_mm512_adds_epi16(v, k.zp), k.lo), k.hi);
+  const __m256i bytes = _mm512_cvtepi16_epi8(v);
   if constexpr (MASKED)
     _mm256_mask_storeu_epi8(o, m, bytes);
   else
