@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config_keys.h"
 #include "data/transforms.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
@@ -22,11 +23,13 @@ struct Config {
   std::string where(const std::string& key) const;  // "key 'a.b' in file.json"
 };
 
-// The defaults, which are also the schema: a key must exist here to be valid,
-// and its value must have this type (numbers: integer where the default is one).
-const nlohmann::json& config_schema();
+// Every key of the config: type, default, allowed values, meaning. The quant
+// keys that make a qconfig are quant::qconfig_keys(), mounted under "quant".
+const config::KeySet& config_keys();
+// config_keys() at their defaults, as a JSON object.
+const nlohmann::json& config_defaults();
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {}, bool check_files = true);
 // Validates j (a complete or partial config) against the schema; `path` is for
 // messages. check_files = false skips the data files (a config stored in a
 // checkpoint, used away from the machine that trained it).
