@@ -1,7 +1,8 @@
-// The JSON config: one schema, validated on load. Every key has a default;
-// an unknown key, a wrong type, a missing file or an impossible value is an
-// error naming the key path and the config file. `--set a.b=value` overrides
-// any key (value parsed as JSON, else taken as a string).
+// The JSON config: one schema (config_keys()), validated on load. Every key has
+// a default; an unknown key, a wrong type, a value out of range, a missing file
+// or an impossible value is an error naming the key path and the config file
+// (or the --set). `--set a.b=value` overrides any key (value parsed as JSON,
+// else taken as a string), checked the same way.
 //
 //   Config cfg = load_config("configs/tiny.json", {"train.epochs=1"});
 //   int e = cfg.j["train"]["epochs"];
