@@ -15,5 +15,6 @@ void add_data_command(CLI::App& app);
 void add_quant_commands(CLI::App& app);  // qat, ptq, convert
 void add_export_command(CLI::App& app);
 void add_debug_command(CLI::App& app);
+void add_config_command(CLI::App& app);  // config --schema, config FILE
 
 }  // namespace qforge::apps

@@ -4,42 +4,87 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "quant/qconfig.h"
 
 namespace qforge::apps {
 
 using nlohmann::json;
 
-const json& config_schema() {
-  static const json schema = json::parse(R"({
-    "model": {"arch": "resnet18", "in_channels": 1, "num_classes": 10, "stem": "small", "width": 1.0,
-              "width_mult": 1.0, "dropout": 0.2, "init_from": ""},
-    "data": {
-      "train": {"images": "", "labels": "", "dir": ""},
-      "test": {"images": "", "labels": "", "dir": ""},
-      "image_size": 0,
-      "mean": [0.0], "std": [1.0],
-      "random_crop_padding": 0, "random_hflip": false, "resize": 0, "center_crop": 0,
-      "workers": 2, "limit_train": 0, "limit_test": 0
-    },
-    "train": {"epochs": 1, "batch_size": 128, "eval_batch_size": 256, "threads": 0, "seed": 0,
-              "label_smoothing": 0.0, "checkpoint_every": 0, "log_every": 50},
-    "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": false, "weight_decay": 0.0, "decay_bn_and_bias": true,
-              "schedule": {"kind": "constant", "warmup_steps": 0, "step_epochs": 30, "gamma": 0.1, "min_lr": 0.0,
-                           "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 10000.0,
-                           "cycle_momentum": true}},
-    "quant": {
-      "activation": {"observer": "moving_average_minmax", "averaging_constant": 0.01, "bins": 2048,
-                     "percentile": 99.99},
-      "weight": {"observer": "minmax", "per_channel": true, "lsq": false},
-      "skip": [],
-      "overrides": {},
-      "calibration_batches": 16,
-      "freeze_bn_epoch": -1, "freeze_observer_epoch": -1,
-      "mode": "static"
-    },
-    "output": {"dir": "runs/default"}
-  })");
-  return schema;
+const config::KeySet& config_keys() {
+  using namespace config;
+  static const KeySet keys = [] {
+    const optim::ScheduleOptions sched;  // the schedule's defaults are its struct's
+    KeySet k({
+        string("model.arch", "resnet18", "network architecture", {"resnet18", "mobilenet_v2"}),
+        integer_of("model.in_channels", 1, "image channels (1 grey, 3 colour)", {1, 3}),
+        integer("model.num_classes", 10, "number of classes", at_least(2)),
+        string("model.stem", "small", "small: 3x3 conv, no pool (28-32 px); imagenet: 7x7/2 conv + max pool",
+               {"small", "imagenet"}),
+        number("model.width", 1.0, "resnet18: channel multiplier (0.125 = an eighth of resnet18's channels)",
+               positive()),
+        number("model.width_mult", 1.0, "mobilenet_v2: width multiplier (torchvision's width_mult)", positive()),
+        number("model.dropout", 0.2, "mobilenet_v2: dropout probability before the classifier", closed_open(0, 1)),
+        string("model.init_from", "", "weights (.safetensors) to start from; \"\" for random"),
+        string("data.train.images", "", "training images (IDX file)"),
+        string("data.train.labels", "", "training labels (IDX file)"),
+        string("data.train.dir", "", "training image folder (one subfolder per class), instead of IDX"),
+        string("data.test.images", "", "test images (IDX file)"),
+        string("data.test.labels", "", "test labels (IDX file)"),
+        string("data.test.dir", "", "test image folder (one subfolder per class), instead of IDX"),
+        integer("data.image_size", 0, "pixels an image folder's images are decoded to (0: IDX size)", at_least(0)),
+        number_list("data.mean", {0.0}, "per-channel mean subtracted after scaling pixels to [0, 1]"),
+        number_list("data.std", {1.0}, "per-channel standard deviation divided by"),
+        integer("data.random_crop_padding", 0, "training: pad by this many pixels, then crop randomly", at_least(0)),
+        boolean("data.random_hflip", false, "training: flip images left-right at random"),
+        integer("data.resize", 0, "scale the shorter side to this many pixels (0: keep)", at_least(0)),
+        integer("data.center_crop", 0, "crop the centre to this square size (0: keep)", at_least(0)),
+        integer("data.workers", 2, "loader threads", at_least(1)),
+        integer("data.limit_train", 0, "use only the first n training images (0: all)", at_least(0)),
+        integer("data.limit_test", 0, "use only the first n test images (0: all)", at_least(0)),
+        integer("train.epochs", 1, "passes over the training set", at_least(1)),
+        integer("train.batch_size", 128, "training batch size", at_least(1)),
+        integer("train.eval_batch_size", 256, "evaluation batch size", at_least(1)),
+        integer("train.threads", 0, "compute threads (0: all cores)", at_least(0)),
+        integer("train.seed", 0, "seed of initialization, shuffling and augmentation", at_least(0)),
+        number("train.label_smoothing", 0.0, "label smoothing of the cross-entropy loss", closed_open(0, 1)),
+        integer("train.checkpoint_every", 0, "save last.safetensors every n steps (0: at epoch ends)", at_least(0)),
+        integer("train.log_every", 50, "print progress every n steps when not on a terminal (0: 50)", at_least(0)),
+        number("optim.lr", sched.lr, "learning rate (one_cycle: the peak)", positive()),
+        number("optim.momentum", 0.9, "SGD momentum", closed_open(0, 1)),
+        boolean("optim.nesterov", false, "Nesterov momentum"),
+        number("optim.weight_decay", 0.0, "L2 weight decay", at_least(0)),
+        boolean("optim.decay_bn_and_bias", true, "apply weight decay to 1-D parameters (batch norm, biases) too"),
+        string("optim.schedule.kind", sched.kind, "learning-rate schedule",
+               {"constant", "step", "cosine", "one_cycle"}),
+        integer("optim.schedule.warmup_steps", sched.warmup_steps, "linear warm-up steps (not one_cycle)", at_least(0)),
+        integer("optim.schedule.step_epochs", sched.step_epochs, "step: multiply lr by gamma every n epochs",
+                at_least(1)),
+        number("optim.schedule.gamma", sched.gamma, "step: lr factor", positive()),
+        number("optim.schedule.min_lr", sched.min_lr, "cosine: final learning rate", at_least(0)),
+        number("optim.schedule.pct_start", sched.pct_start, "one_cycle: fraction of steps spent rising", open(0, 1)),
+        number("optim.schedule.div_factor", sched.div_factor, "one_cycle: initial lr = lr / div_factor", positive()),
+        number("optim.schedule.final_div_factor", sched.final_div_factor,
+               "one_cycle: final lr = initial lr / final_div_factor", positive()),
+        boolean("optim.schedule.cycle_momentum", sched.cycle_momentum, "one_cycle: cycle momentum inversely to lr"),
+    });
+    k.mount("quant", quant::qconfig_keys());
+    k.add(integer("quant.calibration_batches", 16, "ptq: batches the observers see", at_least(1)));
+    k.add(integer("quant.freeze_bn_epoch", -1, "qat: freeze batch-norm statistics from this epoch (-1: never)",
+                  at_least(-1)));
+    k.add(
+        integer("quant.freeze_observer_epoch", -1, "qat: freeze observers from this epoch (-1: never)", at_least(-1)));
+    k.add(string("quant.mode", "static",
+                 "static: the whole int8 model; dynamic: int8 Linear layers, inputs quantized per batch",
+                 {"static", "dynamic"}));
+    k.add(string("output.dir", "runs/default", "directory for checkpoints and reports"));
+    return k;
+  }();
+  return keys;
+}
+
+const json& config_defaults() {
+  static const json d = config_keys().defaults();
+  return d;
 }
 
 std::string Config::where(const std::string& key) const {
@@ -47,57 +92,6 @@ std::string Config::where(const std::string& key) const {
 }
 
 namespace {
-
-std::string type_name(const json& v) {
-  if (v.is_boolean()) return "a boolean";
-  if (v.is_number_integer()) return "an integer";
-  if (v.is_number()) return "a number";
-  if (v.is_string()) return "a string";
-  if (v.is_array()) return "a list";
-  if (v.is_object()) return "an object";
-  return "null";
-}
-
-bool same_kind(const json& want, const json& got) {
-  if (want.is_number_integer()) return got.is_number_integer();
-  if (want.is_number()) return got.is_number();
-  if (want.is_boolean()) return got.is_boolean();
-  if (want.is_string()) return got.is_string();
-  if (want.is_array()) return got.is_array();
-  if (want.is_object()) return got.is_object();
-  return false;
-}
-
-// Free-form objects: their keys are the user's (module names).
-bool free_form(const std::string& key) { return key == "quant.overrides"; }
-
-// Merges user values into the defaults, checking names and types.
-void merge(json& dst, const json& src, const json& schema, const std::string& prefix, const std::string& file) {
-  for (auto& [k, v] : src.items()) {
-    std::string key = prefix.empty() ? k : prefix + "." + k;
-    if (!schema.contains(k)) {
-      std::string known;
-      for (auto& [sk, _] : schema.items()) known += (known.empty() ? "" : ", ") + sk;
-      throw Error("unknown key '" + key + "' in " + file + " (known here: " + known + ")");
-    }
-    const json& want = schema[k];
-    if (!same_kind(want, v))
-      throw Error("key '" + key + "' in " + file + " must be " + type_name(want) + ", got " + type_name(v) + " (" +
-                  v.dump() + ")");
-    if (want.is_object() && !free_form(key)) {
-      merge(dst[k], v, want, key, file);
-    } else if (want.is_array()) {
-      // Lists hold the type of the default's elements; an empty default (quant.skip) holds strings.
-      const json elem = want.empty() ? json("") : want[0];
-      for (auto& e : v)
-        if (!same_kind(elem, e))
-          throw Error("key '" + key + "' in " + file + " must hold " + type_name(elem) + "s, got " + e.dump());
-      dst[k] = v;
-    } else {
-      dst[k] = v;
-    }
-  }
-}
 
 json parse_value(const std::string& s) {
   try {
@@ -131,47 +125,17 @@ void check_dataset(const Config& c, const std::string& split) {
   }
 }
 
+// Per-key types, ranges and allowed values are checked on merge (config_keys()); what is
+// left here involves several keys or the file system.
 void validate(const Config& c, bool check_files) {
   const json& m = c.j["model"];
-  QF_CHECK(m["arch"] == "resnet18",
-           c.where("model.arch") + ": unknown architecture " + m["arch"].dump() + " (resnet18)");
-  QF_CHECK(m["stem"] == "small" || m["stem"] == "imagenet",
-           c.where("model.stem") + ": must be \"small\" or \"imagenet\", got " + m["stem"].dump());
-  QF_CHECK(m["in_channels"] == 1 || m["in_channels"] == 3, c.where("model.in_channels") + ": must be 1 or 3");
-  QF_CHECK(m["num_classes"].get<int>() >= 2, c.where("model.num_classes") + ": must be at least 2");
-  QF_CHECK(m["width"].get<double>() > 0, c.where("model.width") + ": must be positive");
-  if (check_files) check_file(c, "model.init_from", m["init_from"]);
-  const json& t = c.j["train"];
-  for (const char* k : {"epochs", "batch_size", "eval_batch_size"})
-    QF_CHECK(t[k].get<int>() >= 1, c.where(std::string("train.") + k) + ": must be at least 1");
-  QF_CHECK(t["threads"].get<int>() >= 0, c.where("train.threads") + ": must be >= 0 (0 = all cores)");
-  QF_CHECK(t["label_smoothing"].get<double>() >= 0 && t["label_smoothing"].get<double>() < 1,
-           c.where("train.label_smoothing") + ": must be in [0, 1)");
-  QF_CHECK(c.j["optim"]["lr"].get<double>() > 0, c.where("optim.lr") + ": must be positive");
-  QF_CHECK(c.j["data"]["workers"].get<int>() >= 1, c.where("data.workers") + ": must be at least 1");
-  const json& q = c.j["quant"];
-  QF_CHECK(q["mode"] == "static" || q["mode"] == "dynamic",
-           c.where("quant.mode") + ": must be \"static\" or \"dynamic\"");
   if (check_files) {
+    check_file(c, "model.init_from", m["init_from"]);
     check_dataset(c, "train");
     check_dataset(c, "test");
   }
-  QF_CHECK(q["calibration_batches"].get<int>() >= 1, c.where("quant.calibration_batches") + ": must be at least 1");
-  const json& o = c.j["optim"];
-  const json& s = o["schedule"];
-  QF_CHECK(o["momentum"].get<double>() >= 0 && o["momentum"].get<double>() < 1,
-           c.where("optim.momentum") + ": must be in [0, 1)");
-  QF_CHECK(o["weight_decay"].get<double>() >= 0, c.where("optim.weight_decay") + ": must be >= 0");
-  QF_CHECK(s["kind"] == "constant" || s["kind"] == "step" || s["kind"] == "cosine" || s["kind"] == "one_cycle",
-           c.where("optim.schedule.kind") + ": unknown schedule " + s["kind"].dump() +
-               " (constant, step, cosine, one_cycle)");
-  QF_CHECK(s["pct_start"].get<double>() > 0 && s["pct_start"].get<double>() < 1,
-           c.where("optim.schedule.pct_start") + ": must be in (0, 1)");
-  QF_CHECK(s["div_factor"].get<double>() > 0 && s["final_div_factor"].get<double>() > 0,
-           c.where("optim.schedule.div_factor") + ": div_factor and final_div_factor must be positive");
-  QF_CHECK(s["warmup_steps"].get<int64_t>() >= 0 && s["gamma"].get<double>() > 0 && s["step_epochs"].get<int>() >= 1,
-           c.where("optim.schedule") + ": warmup_steps >= 0, gamma > 0 and step_epochs >= 1 are required");
-  // Catches impossible normalisation and crops now rather than in a loader thread.
+  // Catches impossible normalisation and crops now rather than in a loader thread. Folder images are
+  // decoded to image_size; IDX images keep their size (28 for the MNIST family).
   try {
     model_input_spec(c);
   } catch (const Error& e) {
@@ -187,8 +151,8 @@ Config make_config(const json& user, const std::string& path, const std::vector<
   c.path = path;
   std::string file = path.empty() ? "the config" : path;
   QF_CHECK(user.is_object(), file + ": the config must be a JSON object");
-  c.j = config_schema();
-  merge(c.j, user, config_schema(), "", file);
+  c.j = config_defaults();
+  config_keys().merge(c.j, user, "", file);
   for (const std::string& o : overrides) {
     auto eq = o.find('=');
     QF_CHECK(eq != std::string::npos && eq > 0, "--set " + o + ": expected key.path=value");
@@ -204,13 +168,13 @@ Config make_config(const json& user, const std::string& path, const std::vector<
     // Build {"a": {"b": value}} and merge it like file content.
     json patch = parse_value(o.substr(eq + 1));
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) patch = json{{*it, patch}};
-    merge(c.j, patch, config_schema(), "", "--set " + o);
+    config_keys().merge(c.j, patch, "", "--set " + o);
   }
   validate(c, check_files);
   return c;
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, bool check_files) {
   std::ifstream f(path);
   QF_CHECK(f, path + ": cannot open config file");
   json j;
@@ -219,7 +183,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   } catch (const json::parse_error& e) {
     throw Error(path + ": not valid JSON: " + e.what());
   }
-  return make_config(j, path, overrides);
+  return make_config(j, path, overrides, check_files);
 }
 
 data::TransformConfig transform_config(const Config& c) {

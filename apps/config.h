@@ -1,7 +1,8 @@
-// The JSON config: one schema, validated on load. Every key has a default;
-// an unknown key, a wrong type, a missing file or an impossible value is an
-// error naming the key path and the config file. `--set a.b=value` overrides
-// any key (value parsed as JSON, else taken as a string).
+// The JSON config: one schema (config_keys()), validated on load. Every key has
+// a default; an unknown key, a wrong type, a value out of range, a missing file
+// or an impossible value is an error naming the key path and the config file
+// (or the --set). `--set a.b=value` overrides any key (value parsed as JSON,
+// else taken as a string), checked the same way.
 //
 //   Config cfg = load_config("configs/tiny.json", {"train.epochs=1"});
 //   int e = cfg.j["train"]["epochs"];
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config_keys.h"
 #include "data/transforms.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
@@ -22,11 +24,13 @@ struct Config {
   std::string where(const std::string& key) const;  // "key 'a.b' in file.json"
 };
 
-// The defaults, which are also the schema: a key must exist here to be valid,
-// and its value must have this type (numbers: integer where the default is one).
-const nlohmann::json& config_schema();
+// Every key of the config: type, default, allowed values, meaning. The quant
+// keys that make a qconfig are quant::qconfig_keys(), mounted under "quant".
+const config::KeySet& config_keys();
+// config_keys() at their defaults, as a JSON object.
+const nlohmann::json& config_defaults();
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {}, bool check_files = true);
 // Validates j (a complete or partial config) against the schema; `path` is for
 // messages. check_files = false skips the data files (a config stored in a
 // checkpoint, used away from the machine that trained it).

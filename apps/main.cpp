@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   qforge::apps::add_export_command(app);
   qforge::apps::add_debug_command(app);
   qforge::apps::add_data_command(app);
+  qforge::apps::add_config_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

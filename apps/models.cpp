@@ -56,7 +56,7 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
 
 std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init) {
   auto model = load_init ? build_float_model(cfg) : network_of(cfg);
-  auto qc = quant::qconfig_from_json(cfg.j["quant"], "quant in " + (cfg.path.empty() ? "the config" : cfg.path));
+  auto qc = quant::qconfig_from_json(cfg.j["quant"], cfg.path.empty() ? "the config" : cfg.path);
   data::ImageSpec in = model_input_spec(cfg);
   quant::FuseReport fr;
   if (kind == "qat") {

@@ -8,12 +8,17 @@
 //   "weight": {"observer": "minmax", "per_channel": true, "lsq": false},
 //   "skip": ["fc"],
 //   "overrides": {"layer4.1.conv2": {"activation": {"observer": "percentile"}}}
+//
+// The keys, their defaults (QConfig's and ObserverSpec's initializers) and their
+// checks are declared once, in qconfig_keys(); an override entry takes the same
+// activation.* and weight.* keys as the global qconfig.
 #pragma once
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 
+#include "core/config_keys.h"
 #include "quant/observer.h"
 
 namespace qforge::quant {
@@ -33,7 +38,13 @@ struct QConfigMapping {
   const QConfig* for_module(const std::string& name) const;
 };
 
-// `where` names the source in errors ("quant in configs/x.json").
-QConfigMapping qconfig_from_json(const nlohmann::json& quant, const std::string& where);
+// The keys of the "quant" section that make a QConfigMapping, relative to the
+// section: activation.*, weight.*, skip, overrides.
+const config::KeySet& qconfig_keys();
+
+// Reads the section's activation, weight, skip and overrides (its other keys
+// belong to the caller and are ignored), checked against qconfig_keys(); keys
+// left out keep QConfig's defaults. `source` names the file in errors.
+QConfigMapping qconfig_from_json(const nlohmann::json& quant, const std::string& source);
 
 }  // namespace qforge::quant
