@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/conv_geometry.h"
 #include "quant/qparams.h"
 
 namespace qforge::quant {
@@ -52,11 +53,13 @@ struct QAddParams {
 // Each slice of kt bytes is padded to ktp = roundup(kt, 4) with zero weights;
 // slices are read ktp bytes long, so a slice that would read past the end of
 // the input is copied to scratch first.
-struct QConvArgs {
-  // geometry: input (N,H,W,C) -> output (N,OH,OW,OC)
+// The geometry (stride_h, pad_h, dilation_h, ...; groups is 1) is the inherited ConvGeometry, so
+// the kernels read a.stride_h as before; they call none of its functions (SIMD files call no
+// inline function shared with generic code), OH and OW come computed.
+struct QConvArgs : ConvGeometry {
+  // input (N,H,W,C) -> output (N,OH,OW,OC)
   int N, H, W, C;
   int OC, KH, KW, OH, OW;
-  int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
   int32_t in_zp;
   int32_t out_zp, out_qmin, out_qmax;
   // scalar reference data: acc = bias[oc] + sum (x - in_zp) * w over in-bounds taps
