@@ -80,7 +80,7 @@ json attrs_to_json(const GraphNode& n, const std::string& at) {
     case OpKind::kQAdd:
       return {{"relu", n.act == Act::kReLU}};
     default:
-      return json::object();
+      return nullptr;  // what version 1 files hold for ops without attributes
   }
 }
 
