@@ -211,8 +211,8 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   w.row_merged = p.dilation_w == 1 && KW > 1 && C * KW <= 64 && (C % 4 != 0 || C < 16);
   w.taps = w.row_merged ? KH : KH * KW;
   w.kt = w.row_merged ? KW * C : C;
-  w.ktp = (w.kt + 3) / 4 * 4;
-  w.OCp = (OC + 15) / 16 * 16;
+  w.ktp = (w.kt + kConvKGroup - 1) / kConvKGroup * kConvKGroup;
+  w.OCp = (OC + kConvOcAlign - 1) / kConvOcAlign * kConvOcAlign;
   w.bias_packed.assign(w.OCp, 0);
   w.rq_multiplier.assign(w.OCp, 0);
   w.rq_lshift.assign(w.OCp, 0);
@@ -235,6 +235,13 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   if (k.conv_packed_bytes) {
     QConvArgs a = fill_args(w, p);
     w.packed.resize(k.conv_packed_bytes(a));
+    // Every layout holds OCp x taps x ktp elements of 1 or 2 bytes (kernels.h).
+    const size_t elems = conv_packed_elems(w.OCp, w.taps, w.ktp);
+    QF_CHECK(w.packed.size() == elems || w.packed.size() == 2 * elems,
+             what + ": " + k.name + " packs " + std::to_string(w.packed.size()) + " bytes, the layout " +
+                 std::to_string(elems) + " elements");
+    QF_CHECK(k.conv_panel_oc % kConvOcAlign == 0,
+             what + ": " + k.name + " panels of " + std::to_string(k.conv_panel_oc) + " channels do not tile OCp");
     a.packed = w.packed.data();
     k.conv_pack(w.packed.data(), a);
     w.weight = std::vector<int8_t>();  // only the scalar kernel reads it
