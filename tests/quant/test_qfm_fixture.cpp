@@ -1,12 +1,16 @@
 // A .qfm written before the int8 graph became typed (see fixtures/README.md) still loads, is
 // written back with the same graph JSON, and runs to the same logits.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "nn/safetensors.h"
 #include "quant/graph.h"
 #include "quant/runtime.h"
@@ -44,4 +48,28 @@ TEST_CASE("a version-1 .qfm from before the typed graph loads and runs to the sa
       }
     }
   }
+}
+
+TEST_CASE("activations: one name table, parsed back, unknown names rejected by name") {
+  for (Act a : {Act::kNone, Act::kReLU, Act::kReLU6}) CHECK(parse_act(act_name(a), "test") == a);
+  CHECK(std::string(act_name(Act::kReLU6)) == "relu6");
+  CHECK(std::string(act_type_suffix(Act::kReLU)) == "ReLU");
+  CHECK(std::string(act_type_suffix(Act::kNone)).empty());
+  CHECK_THROWS_WITH_AS(parse_act("gelu", "node 'x'"), doctest::Contains("node 'x': unknown activation 'gelu'"), Error);
+
+  // In a file: the fixture with one activation renamed (same length) fails to load, naming the node.
+  const std::string dir = std::string(QFORGE_TESTS_DIR) + "/quant/fixtures/";
+  std::string bytes;
+  {
+    std::ifstream f(dir + "tiny_resnet18_v1.qfm", std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  const std::string relu = "act\\\":\\\"relu\\\"";
+  auto pos = bytes.find(relu);
+  REQUIRE(pos != std::string::npos);
+  bytes.replace(pos + relu.size() - 6, 4, "gelu");
+  auto tmp = std::filesystem::temp_directory_path() / ("qforge_badact_" + std::to_string(::getpid()) + ".qfm");
+  std::ofstream(tmp, std::ios::binary) << bytes;
+  CHECK_THROWS_WITH_AS(load_int8_model(tmp.string()), doctest::Contains("(QConv2d): unknown activation 'gelu'"), Error);
+  std::filesystem::remove(tmp);
 }
