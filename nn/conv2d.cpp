@@ -6,11 +6,13 @@
 namespace qforge::nn {
 
 Conv2d::Conv2d(const Conv2dOptions& o, std::mt19937_64& rng) : opt_(o) {
-  QF_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel > 0 && o.groups > 0 && o.in_channels % o.groups == 0 &&
-               o.out_channels % o.groups == 0,
+  const int groups = o.geometry.groups;
+  o.geometry.check("Conv2d");
+  QF_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel > 0 && o.in_channels % groups == 0 &&
+               o.out_channels % groups == 0,
            "Conv2d: invalid channels " + std::to_string(o.in_channels) + "->" + std::to_string(o.out_channels) +
-               " with groups=" + std::to_string(o.groups));
-  weight = register_parameter("weight", Tensor::empty({o.out_channels, o.in_channels / o.groups, o.kernel, o.kernel}));
+               " with groups=" + std::to_string(groups));
+  weight = register_parameter("weight", Tensor::empty({o.out_channels, o.in_channels / groups, o.kernel, o.kernel}));
   kaiming_normal_fan_out(weight, rng);
   if (o.bias) {
     bias = register_parameter("bias", Tensor::empty({o.out_channels}));
@@ -18,10 +20,6 @@ Conv2d::Conv2d(const Conv2dOptions& o, std::mt19937_64& rng) : opt_(o) {
   }
 }
 
-Conv2dArgs Conv2d::args() const {
-  return {opt_.stride, opt_.stride, opt_.padding, opt_.padding, opt_.dilation, opt_.dilation, opt_.groups};
-}
-
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, args()); }
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, geometry()); }
 
 }  // namespace qforge::nn

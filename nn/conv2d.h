@@ -8,9 +8,19 @@
 namespace qforge::nn {
 
 struct Conv2dOptions {
-  int in_channels, out_channels, kernel;
-  int stride = 1, padding = 0, dilation = 1, groups = 1;
+  int in_channels = 0, out_channels = 0, kernel = 1;
+  ConvGeometry geometry;  // square: one stride, padding and dilation for both axes
   bool bias = false;
+
+  Conv2dOptions() = default;
+  // PyTorch's argument order: Conv2dOptions{in, out, kernel, stride, padding, dilation, groups, bias}.
+  Conv2dOptions(int in, int out, int kernel_size, int stride = 1, int padding = 0, int dilation = 1, int groups = 1,
+                bool has_bias = false)
+      : in_channels(in),
+        out_channels(out),
+        kernel(kernel_size),
+        geometry(ConvGeometry::square(stride, padding, dilation, groups)),
+        bias(has_bias) {}
 };
 
 class Conv2d : public Module {
@@ -20,7 +30,7 @@ class Conv2d : public Module {
   Tensor forward(const Tensor& x) override;
 
   const Conv2dOptions& options() const { return opt_; }
-  Conv2dArgs args() const;
+  const ConvGeometry& geometry() const { return opt_.geometry; }
   Tensor weight, bias;  // bias undefined when the layer has none
 
  private:

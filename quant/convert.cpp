@@ -46,7 +46,7 @@ class Converter {
     }
     for (auto& e : events) node_for(e);
     int out = last_;
-    if (g_.values[out].quantized) out = add_node("Dequantize", "output", {out}, {false, {}}, {});
+    if (g_.values[out].quantized) out = add_node(node(OpKind::kDequantize, "output", {out}), {false, {}});
     g_.output = out;
     return std::move(g_);
   }
@@ -59,12 +59,20 @@ class Converter {
     return it->second;
   }
 
-  int add_node(const std::string& op, const std::string& name, std::vector<int> ins, GraphValue out,
-               nlohmann::json attrs) {
+  static GraphNode node(OpKind op, const std::string& name, std::vector<int> ins) {
+    GraphNode n;
+    n.op = op;
+    n.name = name;
+    n.inputs = std::move(ins);
+    return n;
+  }
+
+  // Adds node n (its attributes set), writing a new value described by out; returns the value.
+  int add_node(GraphNode n, GraphValue out) {
     g_.values.push_back(out);
-    int id = static_cast<int>(g_.values.size()) - 1;
-    g_.nodes.push_back({op, name, std::move(ins), id, std::move(attrs)});
-    return id;
+    n.output = static_cast<int>(g_.values.size()) - 1;
+    g_.nodes.push_back(std::move(n));
+    return g_.nodes.back().output;
   }
 
   // Records that tensor t holds value v (a new value, or an alias such as a
@@ -125,13 +133,13 @@ class Converter {
         b = c->conv->bias;
       }
       add_weights(name, w, b, *c->weight_fake_quant, g_.values[in].qp.scale);
-      auto o = c->conv->options();
-      QF_CHECK(o.groups == 1, "convert: '" + name + "' is a grouped convolution (groups=" + std::to_string(o.groups) +
-                                  "); the int8 kernels support groups=1");
-      nlohmann::json a = {{"kernel", o.kernel},     {"stride", o.stride},           {"padding", o.padding},
-                          {"dilation", o.dilation}, {"in_channels", o.in_channels}, {"out_channels", o.out_channels},
-                          {"act", act_str(c->act)}};
-      bind(e.output, add_node("QConv2d", name, {in}, {true, act_qparams(m, name)}, a));
+      const nn::Conv2dOptions& o = c->conv->options();
+      QF_CHECK(o.geometry.groups == 1, "convert: '" + name + "' is a grouped convolution (groups=" +
+                                           std::to_string(o.geometry.groups) + "); the int8 kernels support groups=1");
+      GraphNode n = node(OpKind::kQConv2d, name, {in});
+      n.conv = {o.in_channels, o.out_channels, o.kernel, o.geometry};
+      n.act = c->act;
+      bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
     } else if (auto* l = dynamic_cast<const LinearAct*>(&m)) {
       int in = input_value(e.inputs[0], name);
       const nn::Linear& lin = *l->linear;
@@ -139,52 +147,56 @@ class Converter {
         // Float: its input is dequantized to NCHW, the order the weight already has.
         const Tensor& w = lin.weight;
         QF_CHECK(l->act == Act::kNone, "convert: float '" + name + "' with a fused activation is not supported");
-        if (g_.values[in].quantized) in = add_node("Dequantize", name + ".dequant", {in}, {false, {}}, {});
+        if (g_.values[in].quantized) in = add_node(node(OpKind::kDequantize, name + ".dequant", {in}), {false, {}});
         g_.tensors[name + ".weight"] = nn::f32_entry(w);
         Tensor b = lin.bias.defined() ? lin.bias : Tensor::zeros({lin.out_features()});
         g_.tensors[name + ".bias"] = nn::f32_entry(b);
-        bind(e.output, add_node("Linear", name, {in}, {false, {}},
-                                {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}}));
+        GraphNode n = node(OpKind::kLinear, name, {in});
+        n.linear = {lin.in_features(), lin.out_features()};
+        bind(e.output, add_node(std::move(n), {false, {}}));
         return;
       }
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
       add_weights(name, permuted_linear_weight(lin.weight, in), lin.bias, *l->weight_fake_quant,
                   g_.values[in].qp.scale);
-      bind(e.output,
-           add_node(
-               "QLinear", name, {in}, {true, act_qparams(m, name)},
-               {{"in_features", lin.in_features()}, {"out_features", lin.out_features()}, {"act", act_str(l->act)}}));
+      GraphNode n = node(OpKind::kQLinear, name, {in});
+      n.linear = {lin.in_features(), lin.out_features()};
+      n.act = l->act;
+      bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
     } else if (auto* d = dynamic_cast<const DynamicQuantLinear*>(&m)) {
       int in = input_value(e.inputs[0], name);
-      if (g_.values[in].quantized) in = add_node("Dequantize", name + ".dequant", {in}, {false, {}}, {});
+      if (g_.values[in].quantized) in = add_node(node(OpKind::kDequantize, name + ".dequant", {in}), {false, {}});
       g_.tensors[name + ".weight"] = nn::raw_entry("I8", {d->out_features, d->in_features}, d->weight.data());
       g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {d->out_features}, d->weight_scale.data());
       g_.tensors[name + ".bias"] = nn::raw_entry("F32", {d->out_features}, d->bias.data());
-      bind(e.output, add_node("DynamicLinear", name, {in}, {false, {}},
-                              {{"in_features", d->in_features}, {"out_features", d->out_features}}));
+      GraphNode n = node(OpKind::kDynamicLinear, name, {in});
+      n.linear = {d->in_features, d->out_features};
+      bind(e.output, add_node(std::move(n), {false, {}}));
     } else if (auto* a = dynamic_cast<const nn::Add*>(&m)) {
       int x = input_value(e.inputs[0], name), y = input_value(e.inputs[1], name);
       QF_CHECK(g_.values[x].quantized && g_.values[y].quantized,
                "convert: the inputs of '" + name + "' are not both quantized");
-      bind(e.output, add_node("QAdd", name, {x, y}, {true, act_qparams(m, name)}, {{"relu", a->relu}}));
+      GraphNode n = node(OpKind::kQAdd, name, {x, y});
+      n.act = a->relu ? Act::kReLU : Act::kNone;
+      bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
     } else if (auto* p = dynamic_cast<const nn::MaxPool2d*>(&m)) {
       int in = input_value(e.inputs[0], name);
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
       QF_CHECK(!m.post(), "convert: '" + name + "' (MaxPool2d) should not have its own quantization");
-      bind(e.output,
-           add_node("QMaxPool2d", name, {in}, g_.values[in],
-                    {{"kernel", p->args.kernel_h}, {"stride", p->args.stride_h}, {"padding", p->args.pad_h}}));
+      GraphNode n = node(OpKind::kQMaxPool2d, name, {in});
+      n.pool = {p->args.kernel_h, p->args.stride_h, p->args.pad_h};
+      bind(e.output, add_node(std::move(n), g_.values[in]));
     } else if (dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m)) {
       int in = input_value(e.inputs[0], name);
       QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      bind(e.output, add_node("QGlobalAvgPool", name, {in}, {true, act_qparams(m, name)}, {}));
+      bind(e.output, add_node(node(OpKind::kQGlobalAvgPool, name, {in}), {true, act_qparams(m, name)}));
     } else if (dynamic_cast<const nn::Identity*>(&m) || dynamic_cast<const nn::Flatten*>(&m)) {
       int in = input_value(e.inputs[0], name);
       if (!m.post()) {
         bind(e.output, in);  // a no-op: the output is the input
       } else {
         QF_CHECK(!g_.values[in].quantized, "convert: '" + name + "' quantizes a value that is already quantized");
-        bind(e.output, add_node("Quantize", name, {in}, {true, act_qparams(m, name)}, {}));
+        bind(e.output, add_node(node(OpKind::kQuantize, name, {in}), {true, act_qparams(m, name)}));
       }
     } else {
       throw Error(
@@ -207,8 +219,6 @@ class Converter {
             p.data()[o * C * H * W + (h * W + x) * C + c] = w.data()[o * C * H * W + (c * H + h) * W + x];
     return p;
   }
-
-  static const char* act_str(Act a) { return a == Act::kReLU ? "relu" : a == Act::kReLU6 ? "relu6" : "none"; }
 
   nn::Module& root_;
   Int8Graph g_;

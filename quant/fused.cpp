@@ -10,8 +10,6 @@
 
 namespace qforge::quant {
 
-const char* act_name(Act a) { return a == Act::kReLU ? "ReLU" : a == Act::kReLU6 ? "ReLU6" : ""; }
-
 Tensor apply_act(const Tensor& x, Act a) {
   if (a == Act::kReLU) return relu(x);
   if (a == Act::kReLU6) return relu6(x);
@@ -24,7 +22,7 @@ ConvBnAct::ConvBnAct(std::shared_ptr<nn::Conv2d> c, std::shared_ptr<nn::BatchNor
   if (bn) register_module("bn", bn);
 }
 
-std::string ConvBnAct::type() const { return std::string(bn ? "ConvBn" : "Conv") + act_name(act) + "2d"; }
+std::string ConvBnAct::type() const { return std::string(bn ? "ConvBn" : "Conv") + act_type_suffix(act) + "2d"; }
 
 void ConvBnAct::set_weight_fake_quant(std::shared_ptr<FakeQuantize> fq) {
   weight_fake_quant = fq;
@@ -66,13 +64,13 @@ void ConvBnAct::fold_bn() {
 
 Tensor ConvBnAct::forward(const Tensor& x) {
   auto fq = [&](const Tensor& w) { return weight_fake_quant ? (*weight_fake_quant)(w) : w; };
-  if (!bn) return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->args()), act);
+  if (!bn) return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->geometry()), act);
   // scale = gamma / running_std: fake-quantize the folded weight, divide the output back, then BN.
   const int oc = conv->weight.size(0);
   Tensor inv_std = Tensor::empty({oc});
   for (int c = 0; c < oc; ++c) inv_std.data()[c] = 1.f / std::sqrt(bn->running_var.data()[c] + bn->eps);
   Tensor scale = mul(bn->weight, inv_std);
-  Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->args());
+  Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->geometry());
   bool batch_stats = training() && !freeze_bn;
   if (conv->bias.defined()) {
     y = add_channels(scale_channels(y, reciprocal(scale), 1), conv->bias, 1);
@@ -89,7 +87,7 @@ LinearAct::LinearAct(std::shared_ptr<nn::Linear> l, Act a) : linear(std::move(l)
   register_module("linear", linear);
 }
 
-std::string LinearAct::type() const { return std::string("Linear") + act_name(act); }
+std::string LinearAct::type() const { return std::string("Linear") + act_type_suffix(act); }
 
 void LinearAct::set_weight_fake_quant(std::shared_ptr<FakeQuantize> fq) {
   weight_fake_quant = fq;

@@ -14,12 +14,11 @@
 #include "nn/batchnorm2d.h"
 #include "nn/conv2d.h"
 #include "nn/linear.h"
+#include "quant/activation.h"
 #include "quant/fake_quant.h"
 
 namespace qforge::quant {
 
-enum class Act { kNone, kReLU, kReLU6 };
-const char* act_name(Act a);
 Tensor apply_act(const Tensor& x, Act a);
 
 class ConvBnAct : public nn::Module {

@@ -1,5 +1,6 @@
 #include "quant/graph.h"
 
+#include <cmath>
 #include <set>
 
 #include "core/error.h"
@@ -8,9 +9,162 @@ namespace qforge::quant {
 
 using nlohmann::json;
 
+namespace {
+
+struct OpSpec {
+  OpKind op;
+  const char* name;
+  int inputs;
+  std::vector<std::string> in_types;  // "u8" / "f32" per input
+  std::string out_type;
+  std::vector<std::pair<std::string, std::string>> tensors;  // name, dtype
+};
+
+const std::vector<OpSpec>& op_specs() {
+  static const std::vector<OpSpec> specs = {
+      {OpKind::kQuantize, "Quantize", 1, {"f32"}, "u8", {}},
+      {OpKind::kQConv2d, "QConv2d", 1, {"u8"}, "u8", {{"weight", "I8"}, {"bias", "I32"}, {"weight_scale", "F32"}}},
+      {OpKind::kQLinear, "QLinear", 1, {"u8"}, "u8", {{"weight", "I8"}, {"bias", "I32"}, {"weight_scale", "F32"}}},
+      {OpKind::kQAdd, "QAdd", 2, {"u8", "u8"}, "u8", {}},
+      {OpKind::kQMaxPool2d, "QMaxPool2d", 1, {"u8"}, "u8", {}},
+      {OpKind::kQGlobalAvgPool, "QGlobalAvgPool", 1, {"u8"}, "u8", {}},
+      {OpKind::kDequantize, "Dequantize", 1, {"u8"}, "f32", {}},
+      {OpKind::kLinear, "Linear", 1, {"f32"}, "f32", {{"weight", "F32"}, {"bias", "F32"}}},
+      {OpKind::kDynamicLinear,
+       "DynamicLinear",
+       1,
+       {"f32"},
+       "f32",
+       {{"weight", "I8"}, {"weight_scale", "F32"}, {"bias", "F32"}}},
+  };
+  return specs;
+}
+
+const OpSpec& spec(OpKind op) {
+  for (const auto& s : op_specs())
+    if (s.op == op) return s;
+  throw Error("int8 graph: invalid op kind " + std::to_string(static_cast<int>(op)));
+}
+
+OpKind parse_op(const std::string& name, const std::string& at) {
+  for (const auto& s : op_specs())
+    if (name == s.name) return s.op;
+  throw Error(at + ": unknown op '" + name + "'");
+}
+
+bool is_linear(OpKind op) { return op == OpKind::kQLinear || op == OpKind::kLinear || op == OpKind::kDynamicLinear; }
+
+// The one place the attributes meet JSON. Names and meanings are those of format version 1.
+json attrs_to_json(const GraphNode& n, const std::string& at) {
+  switch (n.op) {
+    case OpKind::kQConv2d: {
+      const ConvGeometry& g = n.conv.geometry;
+      QF_CHECK(
+          g.is_square() && g.groups == 1,
+          at + ": a .qfm convolution has one stride, padding and dilation for both axes and groups 1, got " + g.str());
+      return {{"kernel", n.conv.kernel},
+              {"stride", g.stride_h},
+              {"padding", g.pad_h},
+              {"dilation", g.dilation_h},
+              {"in_channels", n.conv.in_channels},
+              {"out_channels", n.conv.out_channels},
+              {"act", act_name(n.act)}};
+    }
+    case OpKind::kQLinear:
+      return {{"in_features", n.linear.in_features}, {"out_features", n.linear.out_features}, {"act", act_name(n.act)}};
+    case OpKind::kLinear:
+    case OpKind::kDynamicLinear:
+      return {{"in_features", n.linear.in_features}, {"out_features", n.linear.out_features}};
+    case OpKind::kQMaxPool2d:
+      return {{"kernel", n.pool.kernel}, {"stride", n.pool.stride}, {"padding", n.pool.padding}};
+    case OpKind::kQAdd:
+      return {{"relu", n.act == Act::kReLU}};
+    default:
+      return nullptr;  // what version 1 files hold for ops without attributes
+  }
+}
+
+void attrs_from_json(GraphNode& n, const json& a, const std::string& at) {
+  auto integer = [&](const char* k) {
+    QF_CHECK(a.contains(k) && a[k].is_number_integer(), at + ": attribute '" + k + "' missing or not an integer");
+    const int64_t v = a[k].get<int64_t>();
+    QF_CHECK(v >= INT32_MIN && v <= INT32_MAX,
+             at + ": attribute '" + k + "' = " + std::to_string(v) + " is out of range");
+    return static_cast<int>(v);
+  };
+  auto act = [&] {
+    QF_CHECK(a.contains("act") && a["act"].is_string(), at + ": attribute 'act' missing");
+    return parse_act(a["act"].get<std::string>(), at);
+  };
+  switch (n.op) {
+    case OpKind::kQConv2d:
+      n.conv.kernel = integer("kernel");
+      n.conv.geometry = ConvGeometry::square(integer("stride"), integer("padding"), integer("dilation"));
+      n.conv.in_channels = integer("in_channels");
+      n.conv.out_channels = integer("out_channels");
+      n.act = act();
+      break;
+    case OpKind::kQLinear:
+    case OpKind::kLinear:
+    case OpKind::kDynamicLinear:
+      n.linear.in_features = integer("in_features");
+      n.linear.out_features = integer("out_features");
+      if (n.op == OpKind::kQLinear) n.act = act();
+      break;
+    case OpKind::kQMaxPool2d:
+      n.pool.kernel = integer("kernel");
+      n.pool.stride = integer("stride");
+      n.pool.padding = integer("padding");
+      break;
+    case OpKind::kQAdd:
+      QF_CHECK(a.contains("relu") && a["relu"].is_boolean(), at + ": attribute 'relu' missing or not a boolean");
+      n.act = a["relu"].get<bool>() ? Act::kReLU : Act::kNone;
+      break;
+    default:
+      break;
+  }
+}
+
+// Each op's attributes within bounds.
+void check_attrs(const GraphNode& n, const std::string& at) {
+  auto in_range = [&](const char* k, int64_t v, int64_t lo, int64_t hi) {
+    QF_CHECK(v >= lo && v <= hi, at + ": attribute '" + k + "' = " + std::to_string(v) + " is out of range [" +
+                                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  };
+  constexpr int64_t kBig = int64_t{1} << 24;
+  if (n.op == OpKind::kQConv2d) {
+    const ConvGeometry& g = n.conv.geometry;
+    in_range("kernel", n.conv.kernel, 1, 64);
+    in_range("stride", g.stride_h, 1, 64);
+    in_range("stride", g.stride_w, 1, 64);
+    in_range("dilation", g.dilation_h, 1, 64);
+    in_range("dilation", g.dilation_w, 1, 64);
+    in_range("padding", g.pad_h, 0, n.conv.kernel * 64);
+    in_range("padding", g.pad_w, 0, n.conv.kernel * 64);
+    in_range("groups", g.groups, 1, 1);
+    in_range("in_channels", n.conv.in_channels, 1, kBig);
+    in_range("out_channels", n.conv.out_channels, 1, kBig);
+  } else if (is_linear(n.op)) {
+    in_range("in_features", n.linear.in_features, 1, kBig);
+    in_range("out_features", n.linear.out_features, 1, kBig);
+  } else if (n.op == OpKind::kQMaxPool2d) {
+    in_range("kernel", n.pool.kernel, 1, 64);
+    in_range("stride", n.pool.stride, 1, 64);
+    in_range("padding", n.pool.padding, 0, n.pool.kernel / 2);
+  }
+  const bool has_act = n.op == OpKind::kQConv2d || n.op == OpKind::kQLinear || n.op == OpKind::kQAdd;
+  QF_CHECK(has_act || n.act == Act::kNone, at + ": has an activation the op cannot fuse");
+  QF_CHECK(n.op != OpKind::kQAdd || n.act != Act::kReLU6, at + ": a QAdd fuses ReLU only");
+}
+
+}  // namespace
+
+const char* op_name(OpKind op) { return spec(op).name; }
+
 const nn::StEntry& Int8Graph::tensor(const GraphNode& n, const std::string& what) const {
   auto it = tensors.find(n.name + "." + what);
-  QF_CHECK(it != tensors.end(), "int8 graph: node '" + n.name + "' (" + n.op + ") has no tensor '" + what + "'");
+  QF_CHECK(it != tensors.end(),
+           "int8 graph: node '" + n.name + "' (" + op_name(n.op) + ") has no tensor '" + what + "'");
   return it->second;
 }
 
@@ -23,75 +177,17 @@ json Int8Graph::to_json() const {
       vals.push_back({{"dtype", "f32"}});
   }
   json nodes_j = json::array();
-  for (auto& n : nodes)
-    nodes_j.push_back({{"op", n.op}, {"name", n.name}, {"inputs", n.inputs}, {"output", n.output}, {"attrs", n.attrs}});
+  for (auto& n : nodes) {
+    const std::string at = std::string("int8 graph: node '") + n.name + "' (" + op_name(n.op) + ")";
+    nodes_j.push_back({{"op", op_name(n.op)},
+                       {"name", n.name},
+                       {"inputs", n.inputs},
+                       {"output", n.output},
+                       {"attrs", attrs_to_json(n, at)}});
+  }
   return {{"format", "qforge-int8"}, {"version", kVersion},        {"values", vals},    {"nodes", nodes_j},
           {"output", output},        {"input_shape", input_shape}, {"classes", classes}};
 }
-
-namespace {
-
-struct OpSpec {
-  int inputs;
-  std::vector<std::string> in_types;  // "u8" / "f32" per input
-  std::string out_type;
-  std::vector<std::pair<std::string, std::string>> tensors;  // name, dtype
-};
-
-const std::map<std::string, OpSpec>& op_specs() {
-  static const std::map<std::string, OpSpec> specs = {
-      {"Quantize", {1, {"f32"}, "u8", {}}},
-      {"QConv2d", {1, {"u8"}, "u8", {{"weight", "I8"}, {"bias", "I32"}, {"weight_scale", "F32"}}}},
-      {"QLinear", {1, {"u8"}, "u8", {{"weight", "I8"}, {"bias", "I32"}, {"weight_scale", "F32"}}}},
-      {"QAdd", {2, {"u8", "u8"}, "u8", {}}},
-      {"QMaxPool2d", {1, {"u8"}, "u8", {}}},
-      {"QGlobalAvgPool", {1, {"u8"}, "u8", {}}},
-      {"Dequantize", {1, {"u8"}, "f32", {}}},
-      {"Linear", {1, {"f32"}, "f32", {{"weight", "F32"}, {"bias", "F32"}}}},
-      {"DynamicLinear", {1, {"f32"}, "f32", {{"weight", "I8"}, {"weight_scale", "F32"}, {"bias", "F32"}}}},
-  };
-  return specs;
-}
-
-// Each op's attributes: integers within bounds, known activation names.
-void check_attrs(const GraphNode& n, const std::string& at) {
-  auto integer = [&](const char* k, int64_t lo, int64_t hi) {
-    QF_CHECK(n.attrs.contains(k) && n.attrs[k].is_number_integer(),
-             at + ": attribute '" + k + "' missing or not an integer");
-    int64_t v = n.attrs[k].get<int64_t>();
-    QF_CHECK(v >= lo && v <= hi, at + ": attribute '" + k + "' = " + std::to_string(v) + " is out of range [" +
-                                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return v;
-  };
-  auto act = [&] {
-    QF_CHECK(n.attrs.contains("act") && n.attrs["act"].is_string(), at + ": attribute 'act' missing");
-    std::string a = n.attrs["act"];
-    QF_CHECK(a == "none" || a == "relu" || a == "relu6", at + ": unknown activation '" + a + "'");
-  };
-  constexpr int64_t kBig = int64_t{1} << 24;
-  if (n.op == "QConv2d") {
-    int64_t k = integer("kernel", 1, 64);
-    integer("stride", 1, 64);
-    integer("dilation", 1, 64);
-    integer("padding", 0, k * 64);
-    integer("in_channels", 1, kBig);
-    integer("out_channels", 1, kBig);
-    act();
-  } else if (n.op == "QLinear" || n.op == "Linear" || n.op == "DynamicLinear") {
-    integer("in_features", 1, kBig);
-    integer("out_features", 1, kBig);
-    if (n.op == "QLinear") act();
-  } else if (n.op == "QMaxPool2d") {
-    int64_t k = integer("kernel", 1, 64);
-    integer("stride", 1, 64);
-    integer("padding", 0, k / 2);
-  } else if (n.op == "QAdd") {
-    QF_CHECK(n.attrs.contains("relu") && n.attrs["relu"].is_boolean(),
-             at + ": attribute 'relu' missing or not a boolean");
-  }
-}
-
-}  // namespace
 
 void validate_graph(const Int8Graph& g, const std::string& what) {
   QF_CHECK(g.input_shape.size() == 3 && g.input_shape[0] > 0 && g.input_shape[1] > 0 && g.input_shape[2] > 0,
@@ -104,10 +200,8 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
         !v.quantized || (v.qp.scale > 0 && std::isfinite(v.qp.scale) && v.qp.zero_point >= 0 && v.qp.zero_point <= 255),
         what + ": a value has invalid quantization parameters");
   for (auto& n : g.nodes) {
-    std::string at = what + ": node '" + n.name + "' (" + n.op + ")";
-    auto it = op_specs().find(n.op);
-    QF_CHECK(it != op_specs().end(), what + ": unknown op '" + n.op + "' (node '" + n.name + "')");
-    const OpSpec& s = it->second;
+    const OpSpec& s = spec(n.op);
+    std::string at = what + ": node '" + n.name + "' (" + s.name + ")";
     QF_CHECK(static_cast<int>(n.inputs.size()) == s.inputs, at + ": expected " + std::to_string(s.inputs) + " inputs");
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       int v = n.inputs[i];
@@ -134,10 +228,9 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
           QF_CHECK(numel_of(g.tensors.at(n.name + "." + tn).shape) == oc,
                    at + ": tensor '" + tn + "' does not match the weight's " + std::to_string(oc) + " output channels");
       // The weight's shape must be the one the attributes describe: the runtime sizes buffers from both.
-      Shape want = n.op == "QConv2d"
-                       ? Shape{n.attrs["out_channels"].get<int64_t>(), n.attrs["in_channels"].get<int64_t>(),
-                               n.attrs["kernel"].get<int64_t>(), n.attrs["kernel"].get<int64_t>()}
-                       : Shape{n.attrs["out_features"].get<int64_t>(), n.attrs["in_features"].get<int64_t>()};
+      Shape want = n.op == OpKind::kQConv2d
+                       ? Shape{n.conv.out_channels, n.conv.in_channels, n.conv.kernel, n.conv.kernel}
+                       : Shape{n.linear.out_features, n.linear.in_features};
       QF_CHECK(w.shape == want,
                at + ": weight has shape " + shape_str(w.shape) + ", the attributes say " + shape_str(want));
     }
@@ -176,11 +269,13 @@ Int8Graph load_int8_model(const std::string& path) {
     }
     for (auto& n : j.at("nodes")) {
       GraphNode gn;
-      gn.op = n.at("op");
       gn.name = n.at("name");
+      const std::string op = n.at("op");
+      const std::string at = path + ": node '" + gn.name + "' (" + op + ")";
+      gn.op = parse_op(op, path + ": node '" + gn.name + "'");
       gn.inputs = n.at("inputs").get<std::vector<int>>();
       gn.output = n.at("output");
-      gn.attrs = n.at("attrs");
+      attrs_from_json(gn, n.at("attrs"), at);
       g.nodes.push_back(std::move(gn));
     }
     g.output = j.at("output");

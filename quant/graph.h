@@ -14,13 +14,18 @@
 //   DynamicLinear   f32 -> f32  weight I8, weight_scale F32, bias F32 (dynamic quantization)
 // Saved as one safetensors file (.qfm): the tensors under "<node>.<name>",
 // the graph as JSON in the metadata (key "graph", with a format version).
+// In memory a node is typed (OpKind, and its op's attribute struct); the JSON
+// spelling of ops and attributes is read and written in graph.cpp only, so a
+// loaded graph needs no string compares or JSON reads to run.
 #pragma once
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "core/conv_geometry.h"
 #include "nn/safetensors.h"
+#include "quant/activation.h"
 #include "quant/qparams.h"
 
 namespace qforge::quant {
@@ -30,11 +35,46 @@ struct GraphValue {
   QParams qp;
 };
 
+enum class OpKind {
+  kQuantize,
+  kQConv2d,
+  kQLinear,
+  kQAdd,
+  kQMaxPool2d,
+  kQGlobalAvgPool,
+  kDequantize,
+  kLinear,
+  kDynamicLinear
+};
+// "Quantize", "QConv2d", ...: the op's name in .qfm files and messages.
+const char* op_name(OpKind op);
+
+// QConv2d: weight (out_channels, in_channels, kernel, kernel). Stored in .qfm as the scalar attributes
+// kernel, stride, padding, dilation (so a square geometry with groups 1, the one the int8 kernels run).
+struct ConvAttrs {
+  int in_channels = 0, out_channels = 0, kernel = 1;
+  ConvGeometry geometry;
+};
+// QLinear, Linear, DynamicLinear: weight (out_features, in_features).
+struct LinearAttrs {
+  int in_features = 0, out_features = 0;
+};
+// QMaxPool2d: a kernel x kernel window every stride pixels, padding <= kernel / 2 (dilation 1).
+struct PoolAttrs {
+  int kernel = 1, stride = 1, padding = 0;
+  ConvGeometry geometry() const { return ConvGeometry::square(stride, padding); }
+};
+
 struct GraphNode {
-  std::string op, name;  // name: the module it came from
+  OpKind op = OpKind::kQuantize;
+  std::string name;  // the module it came from
   std::vector<int> inputs;
   int output = -1;
-  nlohmann::json attrs = nlohmann::json::object();
+  // The attributes of `op`; the others keep their defaults.
+  ConvAttrs conv;        // QConv2d
+  LinearAttrs linear;    // QLinear, Linear, DynamicLinear
+  PoolAttrs pool;        // QMaxPool2d
+  Act act = Act::kNone;  // QConv2d, QLinear: the fused activation; QAdd: kReLU or kNone ("relu": true/false)
 };
 
 struct Int8Graph {
@@ -51,9 +91,9 @@ struct Int8Graph {
   nlohmann::json to_json() const;
 };
 
-// Checks the graph: known ops, value ids in range and defined before use,
-// the tensors each op needs with the right dtype and shape. `what` names the
-// file in errors.
+// Checks the graph: value ids in range and defined before use, attributes in
+// range, the tensors each op needs with the right dtype and the shape the
+// attributes describe. `what` names the file in errors.
 void validate_graph(const Int8Graph& g, const std::string& what);
 
 void save_int8_model(const std::string& path, const Int8Graph& g);

@@ -16,14 +16,6 @@ std::vector<T> as_vector(const nn::StEntry& e) {
   return v;
 }
 
-// The clamp of a fused activation, on the output grid.
-void act_clamp(const std::string& act, const QParams& out, int32_t& qmin, int32_t& qmax) {
-  qmin = 0;
-  qmax = 255;
-  if (act == "relu" || act == "relu6") qmin = out.zero_point;
-  if (act == "relu6") qmax = quantize_val(6.f, 1.f / out.scale, out.zero_point, 0, 255);
-}
-
 }  // namespace
 
 Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
@@ -34,25 +26,23 @@ Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
     Prepared& p = prep_[i];
     const QParams* in_qp = n.inputs.empty() ? nullptr : &g_.values[n.inputs[0]].qp;
     const QParams& out_qp = g_.values[n.output].qp;
-    if (n.op == "QConv2d" || n.op == "QLinear") {
+    if (n.op == OpKind::kQConv2d || n.op == OpKind::kQLinear) {
       auto w = as_vector<int8_t>(g_.tensor(n, "weight"));
       auto b = as_vector<int32_t>(g_.tensor(n, "bias"));
       auto ws = as_vector<float>(g_.tensor(n, "weight_scale"));
       const Shape& ws_shape = g_.tensor(n, "weight").shape;
       const int oc = static_cast<int>(ws_shape[0]);
       auto rq = requant_multipliers(in_qp->scale, ws.data(), oc, out_qp.scale);
-      if (n.op == "QConv2d") {
+      if (n.op == OpKind::kQConv2d) {
         QConvParams& c = p.conv_params;
+        c.geometry() = n.conv.geometry;
         c.OC = oc;
         c.C = static_cast<int>(ws_shape[1]);
         c.KH = static_cast<int>(ws_shape[2]);
         c.KW = static_cast<int>(ws_shape[3]);
-        c.stride_h = c.stride_w = n.attrs.at("stride").get<int>();
-        c.pad_h = c.pad_w = n.attrs.at("padding").get<int>();
-        c.dilation_h = c.dilation_w = n.attrs.at("dilation").get<int>();
         c.in_zero_point = in_qp->zero_point;
         c.out_zero_point = out_qp.zero_point;
-        act_clamp(n.attrs.at("act"), out_qp, c.out_qmin, c.out_qmax);
+        act_clamp(n.act, out_qp, c.out_qmin, c.out_qmax);
         c.H = c.W = std::max(c.KH, c.KW);  // packing does not depend on the input size
         p.conv = pack_conv_weights(c, w.data(), b.data(), rq.data(), isa_);
       } else {
@@ -61,18 +51,17 @@ Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
         l.K = static_cast<int>(ws_shape[1]);
         l.in_zero_point = in_qp->zero_point;
         l.out_zero_point = out_qp.zero_point;
-        act_clamp(n.attrs.at("act"), out_qp, l.out_qmin, l.out_qmax);
+        act_clamp(n.act, out_qp, l.out_qmin, l.out_qmax);
         p.conv = pack_linear_weights(l, w.data(), b.data(), rq.data(), isa_);
       }
       weight_bytes_ += p.conv.packed.size() + p.conv.weight.size() + 16 * static_cast<size_t>(oc);
-    } else if (n.op == "QAdd") {
-      p.add = make_qadd_params(g_.values[n.inputs[0]].qp, g_.values[n.inputs[1]].qp, out_qp,
-                               n.attrs.at("relu").get<bool>());
-    } else if (n.op == "Linear") {
+    } else if (n.op == OpKind::kQAdd) {
+      p.add = make_qadd_params(g_.values[n.inputs[0]].qp, g_.values[n.inputs[1]].qp, out_qp, n.act == Act::kReLU);
+    } else if (n.op == OpKind::kLinear) {
       p.fweight = as_vector<float>(g_.tensor(n, "weight"));
       p.fbias = as_vector<float>(g_.tensor(n, "bias"));
       weight_bytes_ += 4 * (p.fweight.size() + p.fbias.size());
-    } else if (n.op == "DynamicLinear") {
+    } else if (n.op == OpKind::kDynamicLinear) {
       const Shape& s = g_.tensor(n, "weight").shape;
       auto w = as_vector<int8_t>(g_.tensor(n, "weight"));
       auto ws = as_vector<float>(g_.tensor(n, "weight_scale"));
@@ -93,10 +82,11 @@ void Int8Runtime::find_fusions() {
   }
   for (size_t j = 0; j < g_.nodes.size(); ++j) {
     const GraphNode& add = g_.nodes[j];
-    if (add.op != "QAdd" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1]) continue;
+    if (add.op != OpKind::kQAdd || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1]) continue;
     for (int side = 0; side < 2; ++side) {
       const int v = add.inputs[side], i = writer[v];
-      if (i < 0 || g_.nodes[i].op != "QConv2d" || readers[v] != 1 || v == g_.output || prep_[i].fuse_add >= 0) continue;
+      if (i < 0 || g_.nodes[i].op != OpKind::kQConv2d || readers[v] != 1 || v == g_.output || prep_[i].fuse_add >= 0)
+        continue;
       Prepared& c = prep_[i];
       c.fuse_add = static_cast<int>(j);
       c.residual = add.inputs[1 - side];
@@ -124,31 +114,42 @@ void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
     if (fused && prep_[i].fuse_add >= 0) last_use[nd.inputs[0]] = prep_[i].fuse_add;
     const Dims& in = pl.dims[nd.inputs[0]];
     Dims out = in;
-    const std::string at = "int8 runtime: node '" + nd.name + "' (" + nd.op + ")";
-    if (nd.op == "QConv2d") {
-      const QConvParams& c = prep_[i].conv_params;
-      QF_CHECK(in.c == c.C,
-               at + ": input has " + std::to_string(in.c) + " channels, the weight " + std::to_string(c.C));
-      QConvParams q = c;
-      q.N = in.n, q.H = in.h, q.W = in.w;
-      QF_CHECK(q.OH() > 0 && q.OW() > 0,
-               at + ": input " + std::to_string(in.h) + "x" + std::to_string(in.w) + " is too small");
-      out = {in.n, c.OC, q.OH(), q.OW()};
-    } else if (nd.op == "QLinear" || nd.op == "Linear" || nd.op == "DynamicLinear") {
-      int K = in.c * in.h * in.w;
-      int expect = nd.attrs.at("in_features");
-      QF_CHECK(K == expect, at + ": input has " + std::to_string(K) + " features, the layer " + std::to_string(expect));
-      out = {in.n, nd.attrs.at("out_features").get<int>(), 1, 1};
-    } else if (nd.op == "QAdd") {
-      const Dims& b = pl.dims[nd.inputs[1]];
-      QF_CHECK(b.n == in.n && b.c == in.c && b.h == in.h && b.w == in.w, at + ": inputs differ in shape");
-    } else if (nd.op == "QMaxPool2d") {
-      int k = nd.attrs.at("kernel"), s = nd.attrs.at("stride"), p = nd.attrs.at("padding");
-      out.h = (in.h + 2 * p - k) / s + 1;
-      out.w = (in.w + 2 * p - k) / s + 1;
-      QF_CHECK(out.h > 0 && out.w > 0, at + ": input too small");
-    } else if (nd.op == "QGlobalAvgPool") {
-      out.h = out.w = 1;
+    auto at = [&] { return "int8 runtime: node '" + nd.name + "' (" + op_name(nd.op) + ")"; };
+    switch (nd.op) {
+      case OpKind::kQConv2d: {
+        const QConvParams& c = prep_[i].conv_params;
+        QF_CHECK(in.c == c.C,
+                 at() + ": input has " + std::to_string(in.c) + " channels, the weight " + std::to_string(c.C));
+        const ConvOutputSize o = conv_output_size(at(), {in.n, in.c, in.h, in.w}, {c.OC, c.C, c.KH, c.KW}, c);
+        out = {in.n, c.OC, o.oh, o.ow};
+        break;
+      }
+      case OpKind::kQLinear:
+      case OpKind::kLinear:
+      case OpKind::kDynamicLinear: {
+        const int K = in.c * in.h * in.w, expect = nd.linear.in_features;
+        QF_CHECK(K == expect,
+                 at() + ": input has " + std::to_string(K) + " features, the layer " + std::to_string(expect));
+        out = {in.n, nd.linear.out_features, 1, 1};
+        break;
+      }
+      case OpKind::kQAdd: {
+        const Dims& b = pl.dims[nd.inputs[1]];
+        QF_CHECK(b.n == in.n && b.c == in.c && b.h == in.h && b.w == in.w, at() + ": inputs differ in shape");
+        break;
+      }
+      case OpKind::kQMaxPool2d: {
+        const ConvGeometry pg = nd.pool.geometry();
+        out.h = pg.out_h(in.h, nd.pool.kernel);
+        out.w = pg.out_w(in.w, nd.pool.kernel);
+        QF_CHECK(out.h > 0 && out.w > 0, at() + ": input too small");
+        break;
+      }
+      case OpKind::kQGlobalAvgPool:
+        out.h = out.w = 1;
+        break;
+      default:
+        break;
     }
     pl.dims[nd.output] = out;
   }
@@ -165,17 +166,17 @@ void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
     // Fused: the conv runs at its add's place (the residual may be computed after the conv), writing
     // the add's output; its own output is never stored.
     if (!(fused && prep_[i].fuse_add >= 0)) {
-    size_t sz = (pl.dims[v].bytes(g_.values[v].quantized) + 63) / 64 * 64;
-    std::sort(live.begin(), live.end());
-    size_t off = 0;
-    for (auto& [o, s] : live) {
-      if (off + sz <= o) break;
-      off = std::max(off, o + s);
-    }
-    live.emplace_back(off, sz);
-    pl.offset[v] = off;
-    placed[v] = true;
-    pl.arena = std::max(pl.arena, off + sz);
+      size_t sz = (pl.dims[v].bytes(g_.values[v].quantized) + 63) / 64 * 64;
+      std::sort(live.begin(), live.end());
+      size_t off = 0;
+      for (auto& [o, s] : live) {
+        if (off + sz <= o) break;
+        off = std::max(off, o + s);
+      }
+      live.emplace_back(off, sz);
+      pl.offset[v] = off;
+      placed[v] = true;
+      pl.arena = std::max(pl.arena, off + sz);
     }
     for (int f : frees[i]) {
       if (f == g_.output || !placed[f]) continue;
@@ -209,35 +210,53 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
       QConvParams q = c.conv_params;
       q.N = plan_.dims[cin].n, q.H = plan_.dims[cin].h, q.W = plan_.dims[cin].w;
       qconv2d_add(q, c.conv, ptr(cin), c.conv_add, ptr(c.residual), ptr(nd.output));
-    } else if (nd.op == "Quantize") {
-      quantize_nchw_to_nhwc(out_qp, in.n, in.c, in.h, in.w, fptr(nd.inputs[0]), ptr(nd.output), isa_);
-    } else if (nd.op == "QConv2d") {
-      QConvParams q = p.conv_params;
-      q.N = in.n, q.H = in.h, q.W = in.w;
-      qconv2d(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
-    } else if (nd.op == "QLinear") {
-      QLinearParams q = p.linear_params;
-      q.M = in.n;
-      qlinear(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
-    } else if (nd.op == "QAdd") {
-      qadd(p.add, static_cast<int64_t>(in.n) * in.c * in.h * in.w, ptr(nd.inputs[0]), ptr(nd.inputs[1]), ptr(nd.output),
-           isa_);
-    } else if (nd.op == "QMaxPool2d") {
-      int k = nd.attrs.at("kernel"), s = nd.attrs.at("stride"), pd = nd.attrs.at("padding");
-      qmaxpool2d(make_pool2d_params(in.n, in.h, in.w, in.c, k, k, s, s, pd, pd), ptr(nd.inputs[0]), ptr(nd.output),
-                 isa_);
-    } else if (nd.op == "QGlobalAvgPool") {
-      qglobal_avgpool(make_global_avgpool_params(in.n, in.h, in.w, in.c, in_qp, out_qp), ptr(nd.inputs[0]),
-                      ptr(nd.output), isa_);
-    } else if (nd.op == "Dequantize") {
-      dequantize_nhwc_to_nchw(in_qp, in.n, in.c, in.h, in.w, ptr(nd.inputs[0]), fptr(nd.output), isa_);
-    } else if (nd.op == "Linear") {
-      const int K = in.c * in.h * in.w, N = out.c;
-      float* o = fptr(nd.output);
-      for (int m = 0; m < in.n; ++m) std::memcpy(o + static_cast<int64_t>(m) * N, p.fbias.data(), N * sizeof(float));
-      sgemm(false, true, in.n, N, K, 1.f, fptr(nd.inputs[0]), K, p.fweight.data(), K, 1.f, o, N);
-    } else if (nd.op == "DynamicLinear") {
-      qlinear_dynamic(p.dynamic, in.n, fptr(nd.inputs[0]), fptr(nd.output));
+    } else {
+      switch (nd.op) {
+        case OpKind::kQuantize:
+          quantize_nchw_to_nhwc(out_qp, in.n, in.c, in.h, in.w, fptr(nd.inputs[0]), ptr(nd.output), isa_);
+          break;
+        case OpKind::kQConv2d: {
+          QConvParams q = p.conv_params;
+          q.N = in.n, q.H = in.h, q.W = in.w;
+          qconv2d(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
+          break;
+        }
+        case OpKind::kQLinear: {
+          QLinearParams q = p.linear_params;
+          q.M = in.n;
+          qlinear(q, p.conv, ptr(nd.inputs[0]), ptr(nd.output));
+          break;
+        }
+        case OpKind::kQAdd:
+          qadd(p.add, static_cast<int64_t>(in.n) * in.c * in.h * in.w, ptr(nd.inputs[0]), ptr(nd.inputs[1]),
+               ptr(nd.output), isa_);
+          break;
+        case OpKind::kQMaxPool2d: {
+          const PoolAttrs& pa = nd.pool;
+          qmaxpool2d(make_pool2d_params(in.n, in.h, in.w, in.c, pa.kernel, pa.kernel, pa.stride, pa.stride, pa.padding,
+                                        pa.padding),
+                     ptr(nd.inputs[0]), ptr(nd.output), isa_);
+          break;
+        }
+        case OpKind::kQGlobalAvgPool:
+          qglobal_avgpool(make_global_avgpool_params(in.n, in.h, in.w, in.c, in_qp, out_qp), ptr(nd.inputs[0]),
+                          ptr(nd.output), isa_);
+          break;
+        case OpKind::kDequantize:
+          dequantize_nhwc_to_nchw(in_qp, in.n, in.c, in.h, in.w, ptr(nd.inputs[0]), fptr(nd.output), isa_);
+          break;
+        case OpKind::kLinear: {
+          const int K = in.c * in.h * in.w, N = out.c;
+          float* o = fptr(nd.output);
+          for (int m = 0; m < in.n; ++m)
+            std::memcpy(o + static_cast<int64_t>(m) * N, p.fbias.data(), N * sizeof(float));
+          sgemm(false, true, in.n, N, K, 1.f, fptr(nd.inputs[0]), K, p.fweight.data(), K, 1.f, o, N);
+          break;
+        }
+        case OpKind::kDynamicLinear:
+          qlinear_dynamic(p.dynamic, in.n, fptr(nd.inputs[0]), fptr(nd.output));
+          break;
+      }
     }
     if (taps) {
       Tensor t = Tensor::empty({out.n, out.c, out.h, out.w});

@@ -6,7 +6,8 @@
 //   size_t peak = rt.peak_bytes();      // weights + activation arena for the last shape
 //
 // Weights are packed once, at construction, for the selected ISA (zero-point
-// corrections precomputed). Activation buffers are planned once per input
+// corrections precomputed). The graph's nodes are typed (OpKind, attribute
+// structs, Act: quant/graph.h), so run() dispatches on an enum and reads no JSON. Activation buffers are planned once per input
 // shape: each value gets a slice of one arena, reused as soon as its last
 // reader has run.
 #pragma once

@@ -40,7 +40,7 @@ bool same_width(const Conv2dShape& s) { return s.a.stride_h == 1 && s.a.stride_w
 
 Shift tap_shift(const Conv2dShape& s, int kh, int kw) {
   Shift t;
-  t.dy = kh * s.a.dil_h - s.a.pad_h, t.dx = kw * s.a.dil_w - s.a.pad_w;
+  t.dy = kh * s.a.dilation_h - s.a.pad_h, t.dx = kw * s.a.dilation_w - s.a.pad_w;
   t.oh_lo = std::clamp(-t.dy, 0, s.oh), t.oh_hi = std::clamp(s.h - t.dy, t.oh_lo, s.oh);
   t.ow_lo = std::clamp(-t.dx, 0, s.ow), t.ow_hi = std::clamp(s.w - t.dx, t.ow_lo, s.ow);
   t.len = 0;
@@ -122,14 +122,14 @@ void im2col(float* col, const float* inp, const Conv2dShape& s, int n0, int nb, 
         const float* plane = inp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
         float* dst = row + static_cast<int64_t>(n) * ohw;
         for (int oh = 0; oh < s.oh; ++oh) {
-          int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dil_h;
+          int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dilation_h;
           float* d = dst + oh * s.ow;
           if (ih < 0 || ih >= s.h) {
             std::memset(d, 0, s.ow * sizeof(float));
             continue;
           }
           const float* src = plane + static_cast<int64_t>(ih) * s.w;
-          int iw0 = -s.a.pad_w + kw * s.a.dil_w;
+          int iw0 = -s.a.pad_w + kw * s.a.dilation_w;
           if (s.a.stride_w == 1) {
             int lo = std::clamp(-iw0, 0, s.ow), hi = std::clamp(s.w - iw0, lo, s.ow);
             // Rows are short (4 to 56 floats): plain loops beat three library calls.
@@ -171,11 +171,11 @@ void col2im(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g
             float* plane = dinp + ((static_cast<int64_t>(n0 + n) * s.c) + g * cg + c) * s.h * s.w;
             const float* src = row + static_cast<int64_t>(n) * ohw;
             for (int oh = 0; oh < s.oh; ++oh) {
-              int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dil_h;
+              int ih = oh * s.a.stride_h - s.a.pad_h + kh * s.a.dilation_h;
               if (ih < 0 || ih >= s.h) continue;
               float* d = plane + static_cast<int64_t>(ih) * s.w;
               const float* r = src + oh * s.ow;
-              int iw0 = -s.a.pad_w + kw * s.a.dil_w;
+              int iw0 = -s.a.pad_w + kw * s.a.dilation_w;
               if (s.a.stride_w == 1) {
                 // The taps inside the row, as im2col copied them: a plain vectorisable add.
                 int lo = std::clamp(-iw0, 0, s.ow), hi = std::clamp(s.w - iw0, lo, s.ow);
@@ -232,23 +232,13 @@ static bool use_winograd(const Conv2dShape& s, ConvAlgo algo) {
   return algo == ConvAlgo::kAuto && !off && winograd_applies(s);
 }
 
-Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a) {
-  QF_CHECK(inp.size() == 4 && weight.size() == 4,
-           "conv2d: expected input (N,C,H,W) and weight (OC,C/groups,KH,KW), got " + shape_str(inp) + " and " +
-               shape_str(weight));
+Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeometry& a) {
+  const ConvOutputSize o = conv_output_size("conv2d", inp, weight, a);
   Conv2dShape s;
   s.n = inp[0], s.c = inp[1], s.h = inp[2], s.w = inp[3];
   s.oc = weight[0], s.kh = weight[2], s.kw = weight[3];
+  s.oh = o.oh, s.ow = o.ow;
   s.a = a;
-  QF_CHECK(a.groups >= 1 && s.c % a.groups == 0 && s.oc % a.groups == 0 && weight[1] == s.c / a.groups,
-           "conv2d: input " + shape_str(inp) + " and weight " + shape_str(weight) +
-               " do not match with groups=" + std::to_string(a.groups));
-  QF_CHECK(a.stride_h >= 1 && a.stride_w >= 1 && a.dil_h >= 1 && a.dil_w >= 1 && a.pad_h >= 0 && a.pad_w >= 0,
-           "conv2d: stride and dilation must be >= 1 and padding >= 0");
-  s.oh = (s.h + 2 * a.pad_h - a.dil_h * (s.kh - 1) - 1) / a.stride_h + 1;
-  s.ow = (s.w + 2 * a.pad_w - a.dil_w * (s.kw - 1) - 1) / a.stride_w + 1;
-  QF_CHECK(s.oh > 0 && s.ow > 0, "conv2d: input " + shape_str(inp) + " is smaller than the kernel " +
-                                     shape_str(weight) + " with its padding and dilation");
   return s;
 }
 
@@ -321,7 +311,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs args) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args) {
   Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
   if (b.defined())
     QF_CHECK(b.numel() == s.oc,

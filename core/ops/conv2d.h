@@ -3,23 +3,20 @@
 // several images per GEMM so the small spatial sizes deep in a ResNet still
 // make large matrix products; 3x3 stride-1 layers use Winograd (winograd.h).
 #pragma once
+#include "core/conv_geometry.h"
 #include "core/tensor.h"
 
 namespace qforge {
-
-struct Conv2dArgs {
-  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
-};
 
 struct Conv2dShape {
   int n, c, h, w;  // input
   int oc, kh, kw;  // weight (OC, C/groups, KH, KW)
   int oh, ow;      // output
-  Conv2dArgs a;
+  ConvGeometry a;
 };
 
-// Checks the shapes and computes the output size; errors name both shapes.
-Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const Conv2dArgs& a);
+// Checks the shapes and computes the output size (conv_output_size); errors name both shapes.
+Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeometry& a);
 
 // How the products are formed. kAuto takes Winograd F(4x4,3x3) where it
 // applies (3x3, stride 1, padding 1: see winograd.h), else im2col + sgemm.
@@ -33,6 +30,6 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      const float* weight, const Conv2dShape& s, ConvAlgo algo = ConvAlgo::kAuto);
 
 // The autograd op. b may be undefined (no bias).
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs args);
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args);
 
 }  // namespace qforge

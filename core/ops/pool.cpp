@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/autograd.h"
+#include "core/conv_geometry.h"
 #include "core/error.h"
 #include "core/threads.h"
 
@@ -20,8 +21,9 @@ PoolShape pool_shape(const char* op, const Tensor& x, const Pool2dArgs& a) {
                2 * a.pad_h <= a.kernel_h && 2 * a.pad_w <= a.kernel_w,
            std::string(op) + ": invalid kernel/stride/padding (padding may be at most half the kernel)");
   PoolShape s{x.size(0), x.size(1), x.size(2), x.size(3), 0, 0};
-  s.oh = (s.h + 2 * a.pad_h - a.kernel_h) / a.stride_h + 1;
-  s.ow = (s.w + 2 * a.pad_w - a.kernel_w) / a.stride_w + 1;
+  const ConvGeometry g{a.stride_h, a.stride_w, a.pad_h, a.pad_w, 1, 1, 1};  // the conv formula, dilation 1
+  s.oh = g.out_h(static_cast<int>(s.h), a.kernel_h);
+  s.ow = g.out_w(static_cast<int>(s.w), a.kernel_w);
   QF_CHECK(s.oh > 0 && s.ow > 0, std::string(op) + ": input " + shape_str(x.shape()) + " smaller than the kernel");
   return s;
 }

@@ -66,6 +66,16 @@ constexpr KernelTable kAvx512Vnni = {
     .dequantize = dequantize__avx512vnni,
 };
 
+// The packed weight layouts (kernels.h, pack_conv__*) are built for these panel widths and
+// packers: a table that changes one without the other does not compile.
+static_assert(kAvx2.conv_panel_oc == kConvPanelOc__avx2 && kAvx2.conv_packed_bytes == pack_conv_bytes__avx2 &&
+              kAvx2.conv_pack == pack_conv__avx2);
+static_assert(kAvx512Vnni.conv_panel_oc == kConvPanelOc__avx512vnni &&
+              kAvx512Vnni.conv_packed_bytes == pack_conv_bytes__avx512vnni &&
+              kAvx512Vnni.conv_pack == pack_conv__avx512vnni);
+static_assert(kScalar.conv_packed_bytes == nullptr && kScalar.conv_pack == nullptr,
+              "the scalar reference reads the (OC,KH,KW,C) weights");
+
 }  // namespace
 
 const char* isa_name(Isa isa) {

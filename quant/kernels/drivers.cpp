@@ -14,16 +14,13 @@ namespace {
 std::string conv_str(const QConvParams& p) {
   return "in (" + std::to_string(p.N) + "," + std::to_string(p.H) + "," + std::to_string(p.W) + "," +
          std::to_string(p.C) + ") kernel " + std::to_string(p.OC) + "x" + std::to_string(p.KH) + "x" +
-         std::to_string(p.KW) + " stride " + std::to_string(p.stride_h) + "," + std::to_string(p.stride_w) + " pad " +
-         std::to_string(p.pad_h) + "," + std::to_string(p.pad_w) + " dilation " + std::to_string(p.dilation_h) + "," +
-         std::to_string(p.dilation_w);
+         std::to_string(p.KW) + " " + p.geometry().str();
 }
 
 bool same_geometry(const QConvParams& a, const QConvParams& b) {
-  return a.C == b.C && a.OC == b.OC && a.KH == b.KH && a.KW == b.KW && a.stride_h == b.stride_h &&
-         a.stride_w == b.stride_w && a.pad_h == b.pad_h && a.pad_w == b.pad_w && a.dilation_h == b.dilation_h &&
-         a.dilation_w == b.dilation_w && a.groups == b.groups && a.in_zero_point == b.in_zero_point &&
-         a.out_zero_point == b.out_zero_point && a.out_qmin == b.out_qmin && a.out_qmax == b.out_qmax;
+  return a.C == b.C && a.OC == b.OC && a.KH == b.KH && a.KW == b.KW && a.geometry() == b.geometry() &&
+         a.in_zero_point == b.in_zero_point && a.out_zero_point == b.out_zero_point && a.out_qmin == b.out_qmin &&
+         a.out_qmax == b.out_qmax;
 }
 
 void check_u8_range(int32_t zp, int32_t qmin, int32_t qmax, const std::string& what) {
@@ -153,8 +150,7 @@ QConvArgs fill_args(const PackedConvWeights& w, const QConvParams& p) {
   QConvArgs a{};
   a.N = p.N, a.H = p.H, a.W = p.W, a.C = p.C;
   a.OC = p.OC, a.KH = p.KH, a.KW = p.KW, a.OH = p.OH(), a.OW = p.OW();
-  a.stride_h = p.stride_h, a.stride_w = p.stride_w, a.pad_h = p.pad_h, a.pad_w = p.pad_w;
-  a.dilation_h = p.dilation_h, a.dilation_w = p.dilation_w;
+  static_cast<ConvGeometry&>(a) = p.geometry();
   a.in_zp = p.in_zero_point, a.out_zp = p.out_zero_point, a.out_qmin = p.out_qmin, a.out_qmax = p.out_qmax;
   a.weight = w.weight.data();
   a.bias = w.bias.data();
@@ -184,8 +180,7 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
                                     const FixedPointMultiplier* requant, Isa isa) {
   const std::string what = "qconv2d (" + conv_str(p) + ")";
   QF_CHECK(p.C > 0 && p.OC > 0 && p.KH > 0 && p.KW > 0, what + ": empty weights");
-  QF_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.dilation_h > 0 && p.dilation_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
-           what + ": strides and dilations must be >= 1, padding >= 0");
+  p.geometry().check(what);
   QF_CHECK(p.groups == 1, what + ": groups = " + std::to_string(p.groups) +
                               " not supported (only groups = 1; depthwise is not implemented)");
   QF_CHECK(int64_t(p.KH) * p.KW * p.C < (int64_t{1} << 16), what + ": K = KH*KW*C too large for int32 accumulation");
@@ -216,8 +211,8 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   w.row_merged = p.dilation_w == 1 && KW > 1 && C * KW <= 64 && (C % 4 != 0 || C < 16);
   w.taps = w.row_merged ? KH : KH * KW;
   w.kt = w.row_merged ? KW * C : C;
-  w.ktp = (w.kt + 3) / 4 * 4;
-  w.OCp = (OC + 15) / 16 * 16;
+  w.ktp = (w.kt + kConvKGroup - 1) / kConvKGroup * kConvKGroup;
+  w.OCp = (OC + kConvOcAlign - 1) / kConvOcAlign * kConvOcAlign;
   w.bias_packed.assign(w.OCp, 0);
   w.rq_multiplier.assign(w.OCp, 0);
   w.rq_lshift.assign(w.OCp, 0);
@@ -240,6 +235,13 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   if (k.conv_packed_bytes) {
     QConvArgs a = fill_args(w, p);
     w.packed.resize(k.conv_packed_bytes(a));
+    // Every layout holds OCp x taps x ktp elements of 1 or 2 bytes (kernels.h).
+    const size_t elems = conv_packed_elems(w.OCp, w.taps, w.ktp);
+    QF_CHECK(w.packed.size() == elems || w.packed.size() == 2 * elems,
+             what + ": " + k.name + " packs " + std::to_string(w.packed.size()) + " bytes, the layout " +
+                 std::to_string(elems) + " elements");
+    QF_CHECK(k.conv_panel_oc % kConvOcAlign == 0,
+             what + ": " + k.name + " panels of " + std::to_string(k.conv_panel_oc) + " channels do not tile OCp");
     a.packed = w.packed.data();
     k.conv_pack(w.packed.data(), a);
     w.weight = std::vector<int8_t>();  // only the scalar kernel reads it
@@ -385,8 +387,9 @@ QPool2dParams make_pool2d_params(int N, int H, int W, int C, int KH, int KW, int
            "qmaxpool2d: padding must be at most half the kernel (kernel " + std::to_string(KH) + "x" +
                std::to_string(KW) + ", pad " + std::to_string(pad_h) + "," + std::to_string(pad_w) + ")");
   QPool2dParams p{N, H, W, C, KH, KW, stride_h, stride_w, pad_h, pad_w, 0, 0};
-  p.OH = (H + 2 * pad_h - KH) / stride_h + 1;
-  p.OW = (W + 2 * pad_w - KW) / stride_w + 1;
+  const ConvGeometry g{stride_h, stride_w, pad_h, pad_w, 1, 1, 1};  // a window with dilation 1
+  p.OH = g.out_h(H, KH);
+  p.OW = g.out_w(W, KW);
   QF_CHECK(p.OH > 0 && p.OW > 0, "qmaxpool2d: kernel larger than the padded input");
   return p;
 }

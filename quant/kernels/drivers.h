@@ -50,16 +50,18 @@ std::vector<FixedPointMultiplier> requant_multipliers(float in_scale, const floa
                                                       float out_scale);
 
 // ---------------------------------------------------------------------------
-// Conv2d: in (N,H,W,C) u8 -> out (N,OH,OW,OC) u8, groups = 1.
-struct QConvParams {
+// Conv2d: in (N,H,W,C) u8 -> out (N,OH,OW,OC) u8. The geometry (stride_h, pad_h, dilation_h, ...)
+// is the inherited ConvGeometry (core/conv_geometry.h); only groups = 1 is supported (depthwise is
+// not implemented).
+struct QConvParams : ConvGeometry {
   int N = 1, H = 0, W = 0, C = 0;
   int OC = 0, KH = 1, KW = 1;
-  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
-  int groups = 1;  // only 1 is supported (depthwise is not implemented)
   int32_t in_zero_point = 0;
   int32_t out_zero_point = 0, out_qmin = 0, out_qmax = 255;  // fused ReLU: out_qmin = out_zero_point
-  int OH() const { return (H + 2 * pad_h - dilation_h * (KH - 1) - 1) / stride_h + 1; }
-  int OW() const { return (W + 2 * pad_w - dilation_w * (KW - 1) - 1) / stride_w + 1; }
+  ConvGeometry& geometry() { return *this; }
+  const ConvGeometry& geometry() const { return *this; }
+  int OH() const { return out_h(H, KH); }
+  int OW() const { return out_w(W, KW); }
 };
 
 struct PackedConvWeights {

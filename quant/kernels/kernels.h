@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/conv_geometry.h"
 #include "quant/qparams.h"
 
 namespace qforge::quant {
@@ -52,11 +53,13 @@ struct QAddParams {
 // Each slice of kt bytes is padded to ktp = roundup(kt, 4) with zero weights;
 // slices are read ktp bytes long, so a slice that would read past the end of
 // the input is copied to scratch first.
-struct QConvArgs {
-  // geometry: input (N,H,W,C) -> output (N,OH,OW,OC)
+// The geometry (stride_h, pad_h, dilation_h, ...; groups is 1) is the inherited ConvGeometry, so
+// the kernels read a.stride_h as before; they call none of its functions (SIMD files call no
+// inline function shared with generic code), OH and OW come computed.
+struct QConvArgs : ConvGeometry {
+  // input (N,H,W,C) -> output (N,OH,OW,OC)
   int N, H, W, C;
   int OC, KH, KW, OH, OW;
-  int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
   int32_t in_zp;
   int32_t out_zp, out_qmin, out_qmax;
   // scalar reference data: acc = bias[oc] + sum (x - in_zp) * w over in-bounds taps
@@ -121,6 +124,22 @@ size_t conv_pos_scratch_bytes(const QConvArgs& a);
 // AVX2: panels of 16 output channels, int16 [taps][ktp/4][4][8][2]: for k-group g, vector v = 2*pair + half,
 //   lane i (channel 16p + 8*half + i) holds the pair (w[k = 4g + pair], w[k = 4g + pair + 2]),
 //   matching the kernel's split of 4 broadcast input bytes into words (x0, x2) and (x1, x3).
+//
+// The constants of these layouts. dispatch.cpp asserts its tables' panel widths against them,
+// pack_conv__* check the arguments and that their panels tile exactly the bytes pack_conv_bytes__*
+// report, and pack_conv_weights checks the packed size: a layout change that breaks the contract
+// fails to compile or throws at load instead of computing garbage.
+inline constexpr int kConvOcAlign = 16;              // OCp = roundup(OC, kConvOcAlign)
+inline constexpr int kConvKGroup = 4;                // ktp = roundup(kt, kConvKGroup): 4 bytes per k-group
+inline constexpr int kConvPanelOc__avx2 = 16;        // int16 panels of 16 channels
+inline constexpr int kConvPanelOc__avx512vnni = 64;  // int8 panels of 64 channels (the last one narrower)
+static_assert(kConvPanelOc__avx2 == kConvOcAlign, "AVX2 packs whole panels: OCp must be a multiple of their width");
+static_assert(kConvPanelOc__avx512vnni % kConvOcAlign == 0 && kConvPanelOc__avx512vnni / kConvOcAlign <= 4,
+              "an AVX-512 panel is cut to OCp in steps of kConvOcAlign (16, 32, 48 or 64 channels)");
+static_assert(2 * 8 * 4 == kConvKGroup * kConvPanelOc__avx2,
+              "AVX2: one k-group block is 4 vectors of 8 int16 pairs, kConvKGroup x 16 channels");
+// Elements of any packed layout: OCp x taps x ktp (int8 for AVX-512 VNNI, int16 for AVX2).
+inline constexpr size_t conv_packed_elems(int OCp, int taps, int ktp) { return size_t(OCp) * taps * ktp; }
 using ConvPackFn = void (*)(void* dst, const QConvArgs& a);  // reads a.weight
 size_t pack_conv_bytes__avx2(const QConvArgs& a);
 void pack_conv__avx2(void* dst, const QConvArgs& a);

@@ -26,7 +26,7 @@ std::mt19937_64& rng() {
 }
 
 // Direct convolution, the definition, for checking the im2col path.
-Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs a) {
+Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry a) {
   Conv2dShape s = conv2d_shape(x.shape(), w.shape(), a);
   Tensor out = Tensor::zeros({s.n, s.oc, s.oh, s.ow});
   int cg = s.c / a.groups, ocg = s.oc / a.groups;
@@ -39,7 +39,8 @@ Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs 
           for (int c = 0; c < cg; ++c)
             for (int kh = 0; kh < s.kh; ++kh)
               for (int kw = 0; kw < s.kw; ++kw) {
-                int ih = oh * a.stride_h - a.pad_h + kh * a.dil_h, iw = ow * a.stride_w - a.pad_w + kw * a.dil_w;
+                int ih = oh * a.stride_h - a.pad_h + kh * a.dilation_h,
+                    iw = ow * a.stride_w - a.pad_w + kw * a.dilation_w;
                 if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
                 acc += x.data()[((n * s.c + g * cg + c) * s.h + ih) * s.w + iw] *
                        w.data()[((oc * cg + c) * s.kh + kh) * s.kw + kw];
@@ -51,7 +52,7 @@ Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dArgs 
 
 struct ConvCase {
   int n, c, h, w, oc, k;
-  Conv2dArgs a;
+  ConvGeometry a;
   bool bias;
 };
 
@@ -102,7 +103,7 @@ TEST_CASE("conv2d gradients match finite differences") {
 }
 
 TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, forward and backward") {
-  Conv2dArgs same{1, 1, 1, 1, 1, 1, 1};
+  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
   // Odd and even sizes (a partial last tile row/column), 1x1 and 2x2 images, chunks of 1, 2 and all images.
   const int shapes[][5] = {{3, 4, 7, 6, 5}, {2, 3, 8, 8, 4}, {3, 2, 1, 1, 3},
                            {2, 5, 2, 3, 2}, {4, 3, 5, 5, 6}, {2, 18, 9, 10, 17}};
@@ -159,7 +160,7 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
 }
 
 TEST_CASE("winograd: the AVX2 and AVX-512 transforms give the portable loops' bits") {
-  Conv2dArgs same{1, 1, 1, 1, 1, 1, 1};
+  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
   // Blocks of 16 tiles and of 16 filters, full and partial; tiles cut by the image's edges.
   const int shapes[][5] = {{2, 3, 5, 37, 4}, {1, 2, 34, 33, 3}, {3, 4, 6, 7, 5}, {2, 2, 1, 2, 2}, {2, 20, 6, 5, 17}};
   struct Level {
