@@ -36,15 +36,19 @@ std::vector<float> zero_row(const Conv2dShape& s) {
   return std::vector<float>(std::max({s.h, s.w, s.oh, s.ow}) + 16, 0.f);
 }
 
-// Runs fn(n, c) for every input plane, in pieces of about 64K multiply-adds
+// Runs fn(n, c, work) for every input plane, work the kernels' scratch, in pieces of about 64K multiply-adds
 // (per_plane each) so that small planes do not cost a hand-off each.
 template <typename F>
 void for_each_plane(const Conv2dShape& s, int64_t per_plane, F&& fn) {
   const int64_t planes = static_cast<int64_t>(s.n) * s.c;
   const int64_t piece = std::clamp<int64_t>((64 << 10) / std::max<int64_t>(per_plane, 1), 1,
                                             std::max<int64_t>(1, planes / (4 * num_threads())));
+  const size_t work = static_cast<size_t>(work_floats(plane_geo(s)));
   parallel_pieces(planes, piece, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) fn(static_cast<int>(i / s.c), static_cast<int>(i % s.c));
+    // The kernels' scratch, one per thread, kept between calls.
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < work) scratch.resize(work);
+    for (int64_t i = b; i < e; ++i) fn(static_cast<int>(i / s.c), static_cast<int>(i % s.c), scratch.data());
   });
 }
 
@@ -56,11 +60,11 @@ void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const
   const int m_per_c = s.oc / s.c, taps = s.kh * s.kw;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow;
   const std::vector<float> zeros = zero_row(s);
-  for_each_plane(s, m_per_c * ohw * taps, [&](int n, int c) {
+  for_each_plane(s, m_per_c * ohw * taps, [&](int n, int c, float* work) {
     for (int m = 0; m < m_per_c; ++m) {
       const int64_t co = static_cast<int64_t>(c) * m_per_c + m;
       k.forward(out + (static_cast<int64_t>(n) * s.oc + co) * ohw, inp + (static_cast<int64_t>(n) * s.c + c) * hw,
-                weight + co * taps, bias ? bias[co] : 0.f, g, zeros.data());
+                weight + co * taps, bias ? bias[co] : 0.f, g, zeros.data(), work);
     }
   });
 }
@@ -77,15 +81,15 @@ void backward_with(const DepthwiseKernels& k, float* dinp, float* dweight, float
   // so the bits do not depend on which thread took which plane.
   const bool sums_wanted = dweight || dbias;
   auto sums = scratch_floats(sums_wanted ? static_cast<size_t>(s.n) * s.oc * (taps + 1) : 0);
-  for_each_plane(s, 2 * m_per_c * ohw * taps, [&](int n, int c) {
+  for_each_plane(s, 2 * m_per_c * ohw * taps, [&](int n, int c, float* work) {
     for (int m = 0; m < m_per_c; ++m) {
       const int64_t co = static_cast<int64_t>(c) * m_per_c + m, plane = static_cast<int64_t>(n) * s.oc + co;
       const float* d = dout + plane * ohw;
       if (dinp)
-        k.backward_input(dinp + (static_cast<int64_t>(n) * s.c + c) * hw, d, weight + co * taps, g, zeros.data());
+        k.backward_input(dinp + (static_cast<int64_t>(n) * s.c + c) * hw, d, weight + co * taps, g, zeros.data(), work);
       if (sums_wanted)
         k.backward_weight(sums.get() + plane * (taps + 1), d, inp + (static_cast<int64_t>(n) * s.c + c) * hw, g,
-                          zeros.data());
+                          zeros.data(), work);
     }
   });
   if (!sums_wanted) return;

@@ -14,7 +14,11 @@
 // Each kernel handles the 3x3 (dilation 1) stride 1 and stride 2 layers of a
 // MobileNet with rows split into the columns whose taps are all inside the
 // row (vectorised) and the few near the edges (scalar, checked); rows of the
-// padding read a row of zeros. Other geometries take the general loops.
+// padding read a row of zeros. Stride-1 planes narrower than kFlatBelow
+// instead run on a padded copy, all rows as one (the flattened layout,
+// depthwise_kernels.h); at stride 2 that layout wastes half the lanes and
+// measured slower than the rows.
+// Other geometries take the general loops.
 #ifndef QFORGE_DEPTHWISE_ISA
 #error "depthwise_rows.h is included only by the depthwise_rows*.cpp files"
 #endif
@@ -99,6 +103,44 @@ void forward_3x3(float* out, const float* in, const float* w, float bias, const 
   }
 }
 
+// The padded copy of a flattened layout: P[r][c] = in[r - ph][c - pw], zero
+// outside the input (columns past wp are never read).
+void pad_plane(float* p, const float* in, const PlaneGeo& g, const FlatLayout& f) {
+  std::fill(p, p + f.p_size, 0.f);
+  const int cols = std::min(f.wp - g.pw, g.w);
+  if (cols <= 0) return;
+  const long rows = f.p_size / f.wp;
+  for (long r = 0; r < rows; ++r) {
+    const long iy = r - g.ph;
+    if (iy < 0 || iy >= g.h) continue;
+    std::copy(in + iy * g.w, in + iy * g.w + cols, p + r * f.wp + g.pw);
+  }
+}
+
+// forward_3x3 on the flattened layout: one row_3x3 over all output rows at
+// once, as if the plane were one row of wp-wide pieces; the junk columns
+// between rows are computed and dropped.
+template <int S, bool ACC>
+void forward_3x3_flat(float* out, const float* in, const float* w, float bias, const PlaneGeo& g, float* work) {
+  const FlatLayout f = flat_layout(g, S);
+  float *p = work, *o = work + f.p_size;
+  pad_plane(p, in, g, f);
+  if (ACC) {
+    std::fill(o, o + f.len, 0.f);
+    for (int y = 0; y < g.oh; ++y)
+      std::copy(out + static_cast<int64_t>(y) * g.ow, out + static_cast<int64_t>(y + 1) * g.ow, o + y * f.wp);
+  }
+  row_3x3<S, ACC>(o, p, p + f.wp, p + 2 * f.wp, w, bias, static_cast<int>(f.len));
+  for (int y = 0; y < g.oh; ++y) std::copy(o + y * f.wp, o + y * f.wp + g.ow, out + static_cast<int64_t>(y) * g.ow);
+}
+
+template <int S, bool ACC>
+void forward_3x3_any(float* out, const float* in, const float* w, float bias, const PlaneGeo& g, const float* zeros,
+                     float* work) {
+  if (S == 1 && g.ow < kFlatBelow) return forward_3x3_flat<S, ACC>(out, in, w, bias, g, work);
+  forward_3x3<S, ACC>(out, in, w, bias, g, zeros);
+}
+
 // Any kernel, stride, padding and dilation: tap by tap over the valid columns.
 void forward_general(float* out, const float* in, const float* w, float bias, const PlaneGeo& g) {
   for (int y = 0; y < g.oh; ++y) {
@@ -123,9 +165,10 @@ void forward_general(float* out, const float* in, const float* w, float bias, co
   }
 }
 
-void forward(float* out, const float* in, const float* w, float bias, const PlaneGeo& g, const float* zeros) {
-  if (is_3x3(g) && g.sh == 1 && g.sw == 1) return forward_3x3<1, false>(out, in, w, bias, g, zeros);
-  if (is_3x3(g) && g.sh == 2 && g.sw == 2) return forward_3x3<2, false>(out, in, w, bias, g, zeros);
+void forward(float* out, const float* in, const float* w, float bias, const PlaneGeo& g, const float* zeros,
+             float* work) {
+  if (is_3x3(g) && g.sh == 1 && g.sw == 1) return forward_3x3_any<1, false>(out, in, w, bias, g, zeros, work);
+  if (is_3x3(g) && g.sh == 2 && g.sw == 2) return forward_3x3_any<2, false>(out, in, w, bias, g, zeros, work);
   forward_general(out, in, w, bias, g);
 }
 
@@ -204,13 +247,14 @@ void backward_input_general(float* dinp, const float* dout, const float* w, cons
   }
 }
 
-void backward_input(float* dinp, const float* dout, const float* w, const PlaneGeo& g, const float* zeros) {
+void backward_input(float* dinp, const float* dout, const float* w, const PlaneGeo& g, const float* zeros,
+                    float* work) {
   if (is_3x3(g) && g.sh == 1 && g.sw == 1 && g.ph <= 2 && g.pw <= 2) {
     // Stride 1: a forward correlation of dout with the flipped kernel and padding 2 - p.
     float flipped[9];
     for (int i = 0; i < 9; ++i) flipped[i] = w[8 - i];
     const PlaneGeo t{g.oh, g.ow, g.h, g.w, 3, 3, 1, 1, 2 - g.ph, 2 - g.pw, 1, 1};
-    return forward_3x3<1, true>(dinp, dout, flipped, 0.f, t, zeros);
+    return forward_3x3_any<1, true>(dinp, dout, flipped, 0.f, t, zeros, work);
   }
   if (is_3x3(g) && g.sh == 2 && g.sw == 2) return backward_input_3x3_s2(dinp, dout, w, g, zeros);
   backward_input_general(dinp, dout, w, g);
@@ -281,6 +325,27 @@ void backward_weight_3x3(float* sums, const float* dout, const float* in, const 
   sums[9] = plane_sum(dout, static_cast<int64_t>(g.oh) * g.ow);
 }
 
+// backward_weight_3x3 on the flattened layout: whole 16-lane chunks over all
+// rows at once, dout copied into rows of wp with zeros in the junk columns
+// (whose products are 0 unless the input holds an infinity or a NaN).
+template <int S>
+void backward_weight_3x3_flat(float* sums, const float* dout, const float* in, const PlaneGeo& g, float* work) {
+  const FlatLayout f = flat_layout(g, S);
+  float *p = work, *d = work + f.p_size;
+  pad_plane(p, in, g, f);
+  std::fill(d, d + f.len, 0.f);
+  for (int y = 0; y < g.oh; ++y)
+    std::copy(dout + static_cast<int64_t>(y) * g.ow, dout + static_cast<int64_t>(y + 1) * g.ow, d + y * f.wp);
+  float acc[9][kLanes] = {};
+  for (long i = 0; i < f.len; i += kLanes) lanes_3x3<S>(acc, d + i, p + S * i, p + S * i + f.wp, p + S * i + 2 * f.wp);
+  for (int t = 0; t < 9; ++t) {
+    float s = 0.f;
+    for (int j = 0; j < kLanes; ++j) s += acc[t][j];
+    sums[t] = s;
+  }
+  sums[9] = plane_sum(dout, static_cast<int64_t>(g.oh) * g.ow);
+}
+
 void backward_weight_general(float* sums, const float* dout, const float* in, const PlaneGeo& g) {
   for (int ky = 0; ky < g.kh; ++ky)
     for (int kx = 0; kx < g.kw; ++kx) {
@@ -302,7 +367,10 @@ void backward_weight_general(float* sums, const float* dout, const float* in, co
   sums[g.kh * g.kw] = plane_sum(dout, static_cast<int64_t>(g.oh) * g.ow);
 }
 
-void backward_weight(float* sums, const float* dout, const float* in, const PlaneGeo& g, const float* zeros) {
+void backward_weight(float* sums, const float* dout, const float* in, const PlaneGeo& g, const float* zeros,
+                     float* work) {
+  if (is_3x3(g) && g.ow < kFlatBelow && g.sh == 1 && g.sw == 1)
+    return backward_weight_3x3_flat<1>(sums, dout, in, g, work);
   if (is_3x3(g) && g.sh == 1 && g.sw == 1) return backward_weight_3x3<1>(sums, dout, in, g, zeros);
   if (is_3x3(g) && g.sh == 2 && g.sw == 2) return backward_weight_3x3<2>(sums, dout, in, g, zeros);
   backward_weight_general(sums, dout, in, g);
