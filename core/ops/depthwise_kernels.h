@@ -39,6 +39,21 @@ static inline FlatLayout flat_layout(const PlaneGeo& g, int s) {
   return f;
 }
 
+// Stride 2: the padded input split by row and column parity into four
+// quarter planes of rows wq = OW + 1 (qs floats each, zeros around), so that
+// every tap reads a contiguous run; the outputs in rows of wq (len floats).
+struct QuarterLayout {
+  int wq;
+  long len, qs;
+};
+static inline QuarterLayout quarter_layout(const PlaneGeo& g) {
+  QuarterLayout q;
+  q.wq = g.ow + 1;
+  q.len = (static_cast<long>(g.oh) * q.wq + 15) / 16 * 16;
+  q.qs = q.len + q.wq + 2;
+  return q;
+}
+
 // The scratch floats the kernels need for a plane of this geometry.
 static inline long work_floats(const PlaneGeo& g) {
   const PlaneGeo t{g.oh, g.ow, g.h, g.w, g.kh, g.kw, 1, 1, 0, 0, 1, 1};  // dinp at stride 1, as a forward
@@ -47,7 +62,8 @@ static inline long work_floats(const PlaneGeo& g) {
     const FlatLayout f = flat_layout(x, 1);
     n = std::max(n, f.p_size + f.len);
   }
-  return n + 16;
+  const QuarterLayout q = quarter_layout(g);
+  return std::max(n, 4 * q.qs + q.len) + 16;
 }
 
 struct DepthwiseKernels {
