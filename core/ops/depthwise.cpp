@@ -93,14 +93,20 @@ void backward_with(const DepthwiseKernels& k, float* dinp, float* dweight, float
     }
   });
   if (!sums_wanted) return;
+  // Image by image over a range of channels, so the reads are contiguous.
   parallel_for(s.oc, 16, [&](int64_t b, int64_t e) {
-    for (int64_t co = b; co < e; ++co)
-      for (int t = 0; t <= taps; ++t) {
-        double total = 0;
-        for (int n = 0; n < s.n; ++n) total += sums[(static_cast<int64_t>(n) * s.oc + co) * (taps + 1) + t];
-        if (t < taps && dweight) dweight[co * taps + t] += static_cast<float>(total);
-        if (t == taps && dbias) dbias[co] += static_cast<float>(total);
-      }
+    const int64_t row = taps + 1, width = (e - b) * row;
+    std::vector<double> total(width, 0.0);
+    for (int n = 0; n < s.n; ++n) {
+      const float* p = sums.get() + (static_cast<int64_t>(n) * s.oc + b) * row;
+      for (int64_t i = 0; i < width; ++i) total[i] += p[i];
+    }
+    for (int64_t co = b; co < e; ++co) {
+      const double* t = total.data() + (co - b) * row;
+      if (dweight)
+        for (int i = 0; i < taps; ++i) dweight[co * taps + i] += static_cast<float>(t[i]);
+      if (dbias) dbias[co] += static_cast<float>(t[taps]);
+    }
   });
 }
 

@@ -8,14 +8,18 @@
 // Any kernel size, stride, padding and dilation; 3x3 stride 1 and stride 2
 // (MobileNetV2's 17 depthwise layers) take vectorised rows. Planes are split
 // over the thread pool; the per-plane kernels run the best instruction set
-// the CPU has (depthwise_kernels.h) and every instruction set gives the same
-// bits, as does every thread count: the weight and bias gradients are summed
-// per image plane, then over the batch in a fixed order.
+// the CPU has (depthwise_kernels.h). Every thread count gives the same bits:
+// the weight and bias gradients are summed per image plane, then over the
+// batch in image order.
 //
-// Accuracy against a double-precision reference: within 1e-5 of the sum of
-// the absolute values of the terms (float sums of at most KH*KW*M terms per
-// output, 16 lane-wise partial sums per plane for the weight gradients, then
-// a double sum over the batch); tests/core/test_depthwise.cpp checks it.
+// Floats: the kernels are compiled with -ffp-contract=off (no fused
+// multiply-adds), so the portable, AVX2 and AVX-512 kernels give identical
+// bits. Against a double-precision reference, tests/core/test_depthwise.cpp
+// requires every output and gradient within 1e-5 of the sum of the absolute
+// values of its terms, on planes up to 112x112. An output sums KH*KW
+// products in float, an input gradient KH*KW*M; each weight gradient sums a plane in 16 float
+// partial sums (OH*OW/16 products each, 784 at 112x112), then the planes of
+// the batch in double.
 #pragma once
 #include "core/ops/conv2d.h"
 

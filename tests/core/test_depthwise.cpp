@@ -192,9 +192,10 @@ TEST_CASE("depthwise: the AVX2 and AVX-512 kernels give the portable kernels' bi
       check_same_bits(want, got);
     });
   }
-  // A MobileNetV2 plane, wide enough for whole vectors and the 16-lane sums.
-  for (int stride : {1, 2}) {
-    const Case c(2, 5, 56, 61, 1, 3, {stride, stride, 1, 1, 1, 1, 1});
+  // MobileNetV2 planes, wide enough for whole vectors and the 16-lane sums;
+  // 112x112 is the largest (784 products per lane and tap in the weight sums).
+  for (const auto& [h, w, stride] : {std::array{56, 61, 1}, std::array{56, 61, 2}, std::array{112, 112, 1}}) {
+    const Case c(2, 5, h, w, 1, 3, {stride, stride, 1, 1, 1, 1, 1});
     const Result want = run(kDepthwisePortable, c);
     check_exact(c, want);
     for (const auto& [k, supported] : levels)
