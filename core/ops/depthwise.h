@@ -17,9 +17,9 @@
 // bits. Against a double-precision reference, tests/core/test_depthwise.cpp
 // requires every output and gradient within 1e-5 of the sum of the absolute
 // values of its terms, on planes up to 112x112. An output sums KH*KW
-// products in float, an input gradient KH*KW*M; each weight gradient sums a plane in 16 float
-// partial sums (OH*OW/16 products each, 784 at 112x112), then the planes of
-// the batch in double.
+// products in float, an input gradient KH*KW*M; a weight gradient sums each
+// plane in 16 float partial sums (OH*OW/16 products each, 784 at 112x112),
+// then the planes of the batch in double.
 #pragma once
 #include "core/ops/conv2d.h"
 

@@ -9,7 +9,10 @@
 // operations in the same order as the scalar code (GCC never reassociates
 // floats without -ffast-math): the instruction set changes speed, not bits.
 // The weight-gradient sums keep 16 partial sums per tap (kLanes), one per
-// column modulo 16, whatever the vector width, for the same reason.
+// position modulo 16 along the run, whatever the vector width, for the same
+// reason. (Nothing here is emitted out of line with external linkage, which
+// the linker could share with code built for another ISA: the objects hold
+// no weak symbols.)
 //
 // Each kernel handles the 3x3 (dilation 1) stride 1 and stride 2 layers of a
 // MobileNet with rows split into the columns whose taps are all inside the
