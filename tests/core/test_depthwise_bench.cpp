@@ -1,8 +1,11 @@
-// Depthwise convolution benchmark, not a test: skipped by default. Run with
+// Depthwise convolution benchmarks, not tests: skipped by default. Run with
 //   test_core -tc="bench depthwise*" --no-skip
-// Times MobileNetV2's depthwise 3x3 layers (padding 1), forward and backward
-// (dX, dW and db), through im2col + sgemm (conv2d's generic grouped path, the
-// old route) and through the depthwise kernels, on the pool's threads.
+// The first times MobileNetV2's depthwise 3x3 layers (padding 1), forward and
+// backward (dX, dW and db), through im2col + sgemm (conv2d's generic grouped
+// path, the old route) and through the depthwise kernels, on the pool's
+// threads. The second times one plane's kernels on one thread for each
+// instruction set (best of 9, in ns per output element), which a busy machine
+// disturbs less.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,8 +13,10 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <utility>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/depthwise_kernels.h"
 #include "core/threads.h"
@@ -78,4 +83,47 @@ TEST_CASE("bench depthwise: MobileNetV2's depthwise layers, im2col + sgemm again
                                     {7, 192, 2}, {4, 384, 1}, {4, 576, 1},  {4, 576, 2},  {2, 960, 1}};
   bench("224x224 batch 1", 1, imagenet, 15);
   bench("28x28 batch 128 (training)", 128, small, 3);
+}
+
+TEST_CASE("bench depthwise kernels: one 3x3 plane per instruction set, ns per output" * doctest::skip()) {
+  using namespace depthwise_detail;
+  const CpuFeatures& f = cpu_features();
+  const std::pair<const DepthwiseKernels*, bool> tables[] = {
+      {&kDepthwisePortable, true},
+      {&kDepthwiseAvx2, f.has_avx2()},
+      {&kDepthwiseAvx512, f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl}};
+  std::printf("%-10s %-10s %8s %8s %8s\n", "isa", "plane", "fwd", "dinp", "dweight");
+  std::mt19937_64 rng(0);
+  for (const auto& [k, supported] : tables) {
+    if (!supported) {
+      std::printf("%-10s skipped: not on this CPU\n", k->name);
+      continue;
+    }
+    for (int stride : {1, 2})
+      for (int hw : {112, 56, 28, 14, 7}) {
+        const int o = (hw - 1) / stride + 1;
+        const PlaneGeo g{hw, hw, o, o, 3, 3, stride, stride, 1, 1, 1, 1};
+        Tensor in = Tensor::randn({hw, hw}, rng), d = Tensor::randn({o, o}, rng), w = Tensor::randn({9}, rng);
+        Tensor out = Tensor::empty({o, o}), din = Tensor::zeros({hw, hw}), sums = Tensor::empty({10});
+        std::vector<float> zeros(hw + 16, 0.f), work(work_floats(g));
+        const int reps = 200000 / (hw * hw) + 10;
+        double ns[3];
+        for (int which = 0; which < 3; ++which) {
+          ns[which] = 1e30;
+          for (int rep = 0; rep < 9; ++rep) {
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < reps; ++i) {
+              if (which == 0) k->forward(out.data(), in.data(), w.data(), 0.5f, g, zeros.data(), work.data());
+              if (which == 1) k->backward_input(din.data(), d.data(), w.data(), g, zeros.data(), work.data());
+              if (which == 2) k->backward_weight(sums.data(), d.data(), in.data(), g, zeros.data(), work.data());
+            }
+            const double t = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+            ns[which] = std::min(ns[which], t / reps / (o * o));
+          }
+        }
+        char name[40];
+        std::snprintf(name, sizeof name, "%dx%d s%d", hw, hw, stride);
+        std::printf("%-10s %-10s %8.3f %8.3f %8.3f\n", k->name, name, ns[0], ns[1], ns[2]);
+      }
+  }
 }
