@@ -8,6 +8,7 @@
 #include "core/autograd.h"
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/ops/depthwise.h"
 #include "core/ops/scratch.h"
 #include "core/ops/winograd.h"
 #include "core/threads.h"
@@ -232,6 +233,11 @@ static bool use_winograd(const Conv2dShape& s, ConvAlgo algo) {
   return algo == ConvAlgo::kAuto && !off && winograd_applies(s);
 }
 
+// kAuto: depthwise layers (groups == C) run direct loops per plane (depthwise.h).
+static bool use_depthwise(const Conv2dShape& s, ConvAlgo algo) {
+  return algo == ConvAlgo::kAuto && depthwise_applies(s);
+}
+
 Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeometry& a) {
   const ConvOutputSize o = conv_output_size("conv2d", inp, weight, a);
   Conv2dShape s;
@@ -244,6 +250,7 @@ Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeomet
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
                     ConvAlgo algo) {
+  if (use_depthwise(s, algo)) return depthwise_forward(out, inp, weight, bias, s);
   if (use_winograd(s, algo))
     winograd_forward(out, inp, weight, s);
   else
@@ -261,6 +268,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const Conv2dShape& s, ConvAlgo algo) {
+  if (use_depthwise(s, algo)) return depthwise_backward(dinp, dweight, dbias, dout, inp, weight, s);
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   if (dbias) {
     parallel_for(s.oc, 4, [&](int64_t b, int64_t e) {

@@ -1,5 +1,5 @@
 // 2-D convolution, NCHW, with stride, padding, dilation and groups
-// (groups == C gives a depthwise convolution). im2col + sgemm, batched over
+// (groups == C gives a depthwise convolution, run by depthwise.h). im2col + sgemm, batched over
 // several images per GEMM so the small spatial sizes deep in a ResNet still
 // make large matrix products; 3x3 stride-1 layers use Winograd (winograd.h).
 #pragma once
@@ -18,8 +18,10 @@ struct Conv2dShape {
 // Checks the shapes and computes the output size (conv_output_size); errors name both shapes.
 Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeometry& a);
 
-// How the products are formed. kAuto takes Winograd F(4x4,3x3) where it
-// applies (3x3, stride 1, padding 1: see winograd.h), else im2col + sgemm.
+// How the products are formed. kAuto takes direct per-plane loops for
+// depthwise layers (groups == C > 1: see depthwise.h), Winograd F(4x4,3x3)
+// where it applies (3x3, stride 1, padding 1: see winograd.h), else im2col +
+// sgemm; kIm2col takes im2col + sgemm for every layer.
 enum class ConvAlgo { kAuto, kIm2col };
 
 // inp (N,C,H,W), weight (OC,C/groups,KH,KW), bias (OC) or null -> out (N,OC,OH,OW)

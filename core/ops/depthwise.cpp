@@ -1,0 +1,126 @@
+#include "core/ops/depthwise.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/ops/depthwise_kernels.h"
+#include "core/ops/scratch.h"
+#include "core/threads.h"
+
+namespace qforge {
+namespace depthwise_detail {
+
+const DepthwiseKernels& depthwise_kernels() {
+  static const DepthwiseKernels& chosen = []() -> const DepthwiseKernels& {
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl) return kDepthwiseAvx512;
+    if (f.has_avx2()) return kDepthwiseAvx2;
+    return kDepthwisePortable;
+  }();
+  return chosen;
+}
+
+namespace {
+
+PlaneGeo plane_geo(const Conv2dShape& s) {
+  QF_CHECK(s.a.groups == s.c, "depthwise conv2d: groups=" + std::to_string(s.a.groups) + " with " +
+                                  std::to_string(s.c) + " input channels is not depthwise");
+  const ConvGeometry& a = s.a;
+  return {s.h, s.w, s.oh, s.ow, s.kh, s.kw, a.stride_h, a.stride_w, a.pad_h, a.pad_w, a.dilation_h, a.dilation_w};
+}
+
+// The row of zeros the kernels read for rows in the padding.
+std::vector<float> zero_row(const Conv2dShape& s) {
+  return std::vector<float>(std::max({s.h, s.w, s.oh, s.ow}) + 16, 0.f);
+}
+
+// Runs fn(n, c, work) for every input plane, work the kernels' scratch, in pieces of about 64K multiply-adds
+// (per_plane each) so that small planes do not cost a hand-off each.
+template <typename F>
+void for_each_plane(const Conv2dShape& s, int64_t per_plane, F&& fn) {
+  const int64_t planes = static_cast<int64_t>(s.n) * s.c;
+  const int64_t piece = std::clamp<int64_t>((64 << 10) / std::max<int64_t>(per_plane, 1), 1,
+                                            std::max<int64_t>(1, planes / (4 * num_threads())));
+  const size_t work = static_cast<size_t>(work_floats(plane_geo(s)));
+  parallel_pieces(planes, piece, [&](int64_t b, int64_t e) {
+    // The kernels' scratch, one per thread, kept between calls.
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < work) scratch.resize(work);
+    for (int64_t i = b; i < e; ++i) fn(static_cast<int>(i / s.c), static_cast<int>(i % s.c), scratch.data());
+  });
+}
+
+}  // namespace
+
+void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const float* weight, const float* bias,
+                  const Conv2dShape& s) {
+  const PlaneGeo g = plane_geo(s);
+  const int m_per_c = s.oc / s.c, taps = s.kh * s.kw;
+  const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow;
+  const std::vector<float> zeros = zero_row(s);
+  for_each_plane(s, m_per_c * ohw * taps, [&](int n, int c, float* work) {
+    for (int m = 0; m < m_per_c; ++m) {
+      const int64_t co = static_cast<int64_t>(c) * m_per_c + m;
+      k.forward(out + (static_cast<int64_t>(n) * s.oc + co) * ohw, inp + (static_cast<int64_t>(n) * s.c + c) * hw,
+                weight + co * taps, bias ? bias[co] : 0.f, g, zeros.data(), work);
+    }
+  });
+}
+
+void backward_with(const DepthwiseKernels& k, float* dinp, float* dweight, float* dbias, const float* dout,
+                   const float* inp, const float* weight, const Conv2dShape& s) {
+  if (!dinp && !dweight && !dbias) return;
+  const PlaneGeo g = plane_geo(s);
+  const int m_per_c = s.oc / s.c, taps = s.kh * s.kw;
+  const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow;
+  const std::vector<float> zeros = zero_row(s);
+  // Per image and output channel: the taps' sums, then the bias's; fully
+  // written before they are read. Summed over the batch below in image order,
+  // so the bits do not depend on which thread took which plane.
+  const bool sums_wanted = dweight || dbias;
+  auto sums = scratch_floats(sums_wanted ? static_cast<size_t>(s.n) * s.oc * (taps + 1) : 0);
+  for_each_plane(s, 2 * m_per_c * ohw * taps, [&](int n, int c, float* work) {
+    for (int m = 0; m < m_per_c; ++m) {
+      const int64_t co = static_cast<int64_t>(c) * m_per_c + m, plane = static_cast<int64_t>(n) * s.oc + co;
+      const float* d = dout + plane * ohw;
+      if (dinp)
+        k.backward_input(dinp + (static_cast<int64_t>(n) * s.c + c) * hw, d, weight + co * taps, g, zeros.data(), work);
+      if (sums_wanted)
+        k.backward_weight(sums.get() + plane * (taps + 1), d, inp + (static_cast<int64_t>(n) * s.c + c) * hw, g,
+                          zeros.data(), work);
+    }
+  });
+  if (!sums_wanted) return;
+  // Image by image over a range of channels, so the reads are contiguous.
+  parallel_for(s.oc, 16, [&](int64_t b, int64_t e) {
+    const int64_t row = taps + 1, width = (e - b) * row;
+    std::vector<double> total(width, 0.0);
+    for (int n = 0; n < s.n; ++n) {
+      const float* p = sums.get() + (static_cast<int64_t>(n) * s.oc + b) * row;
+      for (int64_t i = 0; i < width; ++i) total[i] += p[i];
+    }
+    for (int64_t co = b; co < e; ++co) {
+      const double* t = total.data() + (co - b) * row;
+      if (dweight)
+        for (int i = 0; i < taps; ++i) dweight[co * taps + i] += static_cast<float>(t[i]);
+      if (dbias) dbias[co] += static_cast<float>(t[taps]);
+    }
+  });
+}
+
+}  // namespace depthwise_detail
+
+bool depthwise_applies(const Conv2dShape& s) { return s.a.groups > 1 && s.a.groups == s.c; }
+
+void depthwise_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s) {
+  depthwise_detail::forward_with(depthwise_detail::depthwise_kernels(), out, inp, weight, bias, s);
+}
+
+void depthwise_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const Conv2dShape& s) {
+  depthwise_detail::backward_with(depthwise_detail::depthwise_kernels(), dinp, dweight, dbias, dout, inp, weight, s);
+}
+
+}  // namespace qforge

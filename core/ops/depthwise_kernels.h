@@ -1,0 +1,106 @@
+// The per-plane kernels of the depthwise convolution (depthwise.h), one table
+// per instruction set. A kernel handles one channel plane of one image, no
+// threads, no allocation; depthwise.cpp splits the planes over the pool.
+//
+// Every table runs the same source (depthwise_rows.h) compiled with its own
+// ISA flags and -ffp-contract=off, vectorised only along a row: each output
+// element sees the same operations in the same order, so all tables give the
+// same bits (tests/core/test_depthwise.cpp checks it).
+#pragma once
+#include <algorithm>
+
+namespace qforge::depthwise_detail {
+
+// One plane's geometry: input h x w, output oh x ow, kernel kh x kw, strides,
+// padding and dilation.
+struct PlaneGeo {
+  int h, w, oh, ow;
+  int kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+// Stride-1 planes narrower than this (output columns) run 3x3 kernels on a
+// padded copy, flattened: a row of 7 outputs would leave most of a vector idle and
+// most of the work at the edges.
+constexpr int kFlatBelow = 32;
+
+// The flattened layout for stride s (1 in use): the input padded to rows of wp floats
+// (p_size floats, zeros around it), the outputs in rows of wp as well (len
+// floats, a multiple of 16; the columns past OW are junk or zero).
+struct FlatLayout {
+  int wp;
+  long len, p_size;
+};
+static inline FlatLayout flat_layout(const PlaneGeo& g, int s) {
+  FlatLayout f;
+  f.wp = s * g.ow + 2;
+  f.len = (static_cast<long>(g.oh) * f.wp + 15) / 16 * 16;
+  const long rows = static_cast<long>(s) * (g.oh - 1) + 3;
+  f.p_size = std::max(rows * f.wp, s * (f.len - 1) + 2L * f.wp + 3);
+  return f;
+}
+
+// Stride 2: the padded input split by row and column parity into four
+// quarter planes of rows wq = OW + 1 (qs floats each, zeros around), so that
+// every tap reads a contiguous run; the outputs in rows of wq (len floats).
+struct QuarterLayout {
+  int wq;
+  long len, qs;
+};
+static inline QuarterLayout quarter_layout(const PlaneGeo& g) {
+  QuarterLayout q;
+  q.wq = g.ow + 1;
+  q.len = (static_cast<long>(g.oh) * q.wq + 15) / 16 * 16;
+  q.qs = q.len + q.wq + 2;
+  return q;
+}
+
+// The scratch floats the kernels need for a plane of this geometry.
+static inline long work_floats(const PlaneGeo& g) {
+  const PlaneGeo t{g.oh, g.ow, g.h, g.w, g.kh, g.kw, 1, 1, 0, 0, 1, 1};  // dinp at stride 1, as a forward
+  long n = 0;
+  for (const PlaneGeo& x : {g, t}) {
+    const FlatLayout f = flat_layout(x, 1);
+    n = std::max(n, f.p_size + f.len);
+  }
+  const QuarterLayout q = quarter_layout(g);
+  return std::max(n, 4 * q.qs + q.len) + 16;
+}
+
+struct DepthwiseKernels {
+  const char* name;
+  // out (OH,OW) = bias + correlation of in (H,W) with w (KH,KW) under the
+  // geometry. zeros: at least max(H, W, OH, OW) + 16 zero floats; work:
+  // work_floats(g) floats of scratch.
+  void (*forward)(float* out, const float* in, const float* w, float bias, const PlaneGeo& g, const float* zeros,
+                  float* work);
+  // dinp (H,W) += the transposed correlation of dout (OH,OW) with w (KH,KW).
+  void (*backward_input)(float* dinp, const float* dout, const float* w, const PlaneGeo& g, const float* zeros,
+                         float* work);
+  // sums[t] = sum over the plane of dout * the input under tap t (t < KH*KW,
+  // row-major); sums[KH*KW] = sum of dout. Written, not added.
+  void (*backward_weight)(float* sums, const float* dout, const float* in, const PlaneGeo& g, const float* zeros,
+                          float* work);
+};
+
+extern const DepthwiseKernels kDepthwisePortable;  // the x86-64 baseline (SSE2)
+extern const DepthwiseKernels kDepthwiseAvx2;      // -mavx2 -mfma
+extern const DepthwiseKernels kDepthwiseAvx512;    // -mavx512f/bw/dq/vl, 512-bit vectors
+
+// The table this CPU runs: the one place the instruction set is chosen.
+const DepthwiseKernels& depthwise_kernels();
+
+}  // namespace qforge::depthwise_detail
+
+namespace qforge {
+struct Conv2dShape;
+}
+
+namespace qforge::depthwise_detail {
+
+// depthwise_forward and depthwise_backward with a given table (tests compare the tables).
+void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const float* weight, const float* bias,
+                  const Conv2dShape& s);
+void backward_with(const DepthwiseKernels& k, float* dinp, float* dweight, float* dbias, const float* dout,
+                   const float* inp, const float* weight, const Conv2dShape& s);
+
+}  // namespace qforge::depthwise_detail
