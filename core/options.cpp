@@ -80,7 +80,7 @@ std::vector<OptionInfo> list_options() {
       {"gemm", "QFORGE_GEMM", gemm_choice_name(o.gemm), "auto|openblas|avx512",
        "float GEMM of plain products: qforge's AVX-512 kernel (auto at level avx512+) or OpenBLAS"},
       {"blas_coretype", "QFORGE_BLAS_CORETYPE", o.blas_coretype.empty() ? "auto" : o.blas_coretype, "auto|keep|<core>",
-       "OpenBLAS kernels the CLI sets (auto: SkylakeX on AVX-512 CPUs; keep: leave them)"},
+       "OpenBLAS kernels the CLI sets (auto: SkylakeX at level avx512+; keep: leave them)"},
   };
 }
 
