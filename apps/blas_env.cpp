@@ -3,26 +3,24 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "core/cpu.h"
+#include "core/options.h"
 
 namespace qforge::apps {
 
 void ensure_blas_coretype(char** argv) {
-  if (std::getenv("QFORGE_BLAS_REEXEC")) return;  // already done once
-  const char* want = std::getenv("QFORGE_BLAS_CORETYPE");
-  std::string core;
-  if (want) {
-    core = want;
-  } else {
-    const auto& f = cpu_features();
-    if (!(f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl)) return;
+  if (process_env("QFORGE_BLAS_REEXEC")) return;  // already done once
+  std::string core = options().blas_coretype;
+  if (core.empty()) {
+    // SkylakeX's kernels need AVX-512 F, BW, DQ and VL: core's level avx512,
+    // unless QFORGE_ISA caps the selected level below it.
+    if (options().isa < Isa::avx512) return;
     core = "SkylakeX";
   }
   if (core == "keep") return;
-  const char* cur = std::getenv("OPENBLAS_CORETYPE");
+  const char* cur = process_env("OPENBLAS_CORETYPE");
   if (cur && core == cur) return;
   setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
   setenv("QFORGE_BLAS_REEXEC", "1", 1);

@@ -3,7 +3,8 @@
 // Debian's OpenBLAS 0.3.21 takes AVX-512 CPUs newer than it knows (Zen 4/5)
 // for Haswell and runs its AVX2 kernels; its SkylakeX kernels are about 1.5x
 // faster there. OpenBLAS reads OPENBLAS_CORETYPE once, when it loads, so the
-// process re-executes itself once with the variable set. QFORGE_BLAS_CORETYPE
+// process re-executes itself once with the variable set. The option blas_coretype
+// (QFORGE_BLAS_CORETYPE, core/options.h)
 // chooses another core (or "keep" to leave the environment alone).
 #pragma once
 

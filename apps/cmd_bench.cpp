@@ -14,6 +14,7 @@
 #include "apps/commands.h"
 #include "apps/datasets.h"
 #include "apps/models.h"
+#include "apps/system_report.h"
 #include "apps/timing.h"
 #include "apps/trainer.h"
 #include "core/autograd.h"
@@ -22,6 +23,7 @@
 #include "core/error.h"
 #include "core/ops/gemm_f32.h"
 #include "core/ops/loss.h"
+#include "core/options.h"
 #include "core/threads.h"
 #include "nn/resnet.h"
 #include "optim/sgd.h"
@@ -212,9 +214,10 @@ void run_bench(const BenchArgs& a) {
   set_num_threads(a.threads);
   nlohmann::json out = {{"threads", num_threads()},
                         {"isa", cpu_summary()},
-                        {"blas_core", blas_core_name()},
-                        {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())},
+                        {"selected_isa", isa_name(selected_isa())},
                         {"batch", a.batch}};
+  for (const auto& [family, name] : chosen_kernels()) out[family] = name;  // fp32_gemm, blas_core, ...
+  for (const OptionInfo& o : list_options()) out["options"][o.name] = o.value;
   if (a.train) {
     out["arch"] = a.arch, out["stem"] = a.stem, out["input"] = a.input;
     bench_train(a, out);
@@ -276,9 +279,14 @@ void run_bench(const BenchArgs& a) {
     std::printf("%s\n", out.dump(1).c_str());
     return;
   }
-  std::printf("qforge bench: %d threads, CPU %s, BLAS %s, float GEMM %s%s\n", out["threads"].get<int>(),
-              cpu_summary().c_str(), blas_core_name().c_str(), out["fp32_gemm"].get<std::string>().c_str(),
+  std::printf("qforge bench: %d threads, CPU %s, ISA %s, BLAS %s%s\n", out["threads"].get<int>(), cpu_summary().c_str(),
+              isa_name(selected_isa()), blas_core_name().c_str(),
               out.contains("int8_isa") ? (", int8 kernels " + out["int8_isa"].get<std::string>()).c_str() : "");
+  std::printf("options:");
+  for (const OptionInfo& o : list_options()) std::printf(" %s=%s", o.name.c_str(), o.value.c_str());
+  std::printf("\nkernels:");
+  for (const auto& [family, name] : chosen_kernels()) std::printf(" %s=%s", family.c_str(), name.c_str());
+  std::printf("\n");
   if (a.train) {
     std::printf("training step, batch %d: float32 %.1f img/s", a.batch, out["train_img_per_s"].get<double>());
     if (out.contains("qat_train_img_per_s"))

@@ -1,9 +1,12 @@
-// qforge info FILE: what a model file holds.
+// qforge info FILE: what a model file holds. qforge info --system: what this
+// machine and process run (CPU features, ISA level, options, kernels).
 #include <cstdio>
 #include <filesystem>
 #include <map>
 
 #include "apps/commands.h"
+#include "apps/system_report.h"
+#include "core/error.h"
 #include "nn/safetensors.h"
 
 namespace qforge::apps {
@@ -37,9 +40,19 @@ void run_info(const std::string& path) {
 
 void add_info_command(CLI::App& app) {
   auto path = std::make_shared<std::string>();
+  auto system = std::make_shared<bool>(false);
   auto* c = app.add_subcommand("info", "Show the layers, shapes, parameter count and size of a model file");
-  c->add_option("file", *path, "A .safetensors checkpoint or .qfm int8 model")->required()->check(CLI::ExistingFile);
-  c->callback([path] { run_info(*path); });
+  auto* file = c->add_option("file", *path, "A .safetensors checkpoint or .qfm int8 model")->check(CLI::ExistingFile);
+  c->add_flag("--system", *system, "Show the CPU's features, the selected ISA, the options and the kernels chosen")
+      ->excludes(file);
+  c->callback([path, system] {
+    if (*system) {
+      std::printf("%s", system_report().c_str());
+      return;
+    }
+    QF_CHECK(!path->empty(), "info: expected a model file (or --system)");
+    run_info(*path);
+  });
 }
 
 }  // namespace qforge::apps

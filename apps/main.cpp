@@ -5,9 +5,16 @@
 #include "apps/blas_env.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/process.h"
 
 int main(int argc, char** argv) {
-  qforge::apps::ensure_blas_coretype(argv);
+  try {
+    qforge::init_process();
+    qforge::apps::ensure_blas_coretype(argv);  // reads the options: a bad value stops here, named
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    return 1;
+  }
   CLI::App app{"qforge: quantization-aware training and int8 inference for CPUs"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "qforge 0.1");

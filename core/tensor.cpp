@@ -1,7 +1,5 @@
 #include "core/tensor.h"
 
-#include <malloc.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -28,14 +26,6 @@ int64_t numel_of(const Shape& s) {
 
 namespace {
 std::atomic<int64_t> g_live{0}, g_peak{0};
-
-// Activations of tens of MB are freed and allocated again every step. Kept in
-// the heap (not returned to the kernel), they cost no page faults next time.
-const bool g_heap_tuned = [] {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  return true;
-}();
 }  // namespace
 
 int64_t Storage::live_bytes() { return g_live.load(); }

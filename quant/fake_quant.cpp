@@ -8,30 +8,18 @@
 #include <string>
 
 #include "core/autograd.h"
-#include "core/cpu.h"
 #include "core/error.h"
 #include "core/threads.h"
-
-#define QF_INLINE inline __attribute__((always_inline))
-#if defined(__x86_64__)
-#define QF_AVX2 __attribute__((target("avx2,fma")))
-#endif
+#include "quant/kernels/fake_quant.h"
 
 namespace qforge::quant {
 namespace {
 
-constexpr int64_t kGrain = 1 << 16;  // elements per parallel chunk, at least
-constexpr int64_t kTile = 2048;      // elements whose mask bytes are packed at once (a multiple of 64)
-constexpr float kEps = std::numeric_limits<float>::epsilon();
+using fq::Chan;
+using fq::Layout;
 
-// One channel's constants. The clamp bounds are widened by one step on each
-// side, so one rounding gives both the clamped value and whether the clamp
-// was active (the STE mask).
-struct Chan {
-  float scale, inv_scale;
-  int32_t zp, qmin, qmax;
-  float rlo, rhi;  // qmin - 1 - zp, qmax + 1 - zp
-};
+constexpr int64_t kGrain = 1 << 16;  // elements per parallel chunk, at least
+constexpr float kEps = std::numeric_limits<float>::epsilon();
 
 Chan make_chan(const char* op, float scale, const QParams& qp) {
   QF_CHECK(std::isfinite(scale) && scale > 0.0f,
@@ -48,27 +36,6 @@ Chan make_chan(const char* op, float scale, const QParams& qp) {
   c.rhi = static_cast<float>(qp.qmax + 1 - qp.zero_point);
   return c;
 }
-
-// quantize_val(x, c.inv_scale, c.zp, c.qmin - 1, c.qmax + 1), term for term:
-// the same std::nearbyint of the same float product, and its fmax / fmin
-// clamps written as compares. For a non-NaN bound fmax(r, lo) and
-// (r > lo ? r : lo) agree for every r, NaN included (both give lo); a -0 / +0
-// difference vanishes in the int conversion. GCC inlines and vectorises the
-// compares, while std::fmax stays a libm call (~10x slower). Tests check the
-// result equals quantize_val on ties, clamps, NaN and infinities.
-QF_INLINE int32_t quantize_wide(float x, const Chan& c) {
-  float r = std::nearbyint(x * c.inv_scale);
-  r = r > c.rlo ? r : c.rlo;
-  r = r < c.rhi ? r : c.rhi;
-  return static_cast<int32_t>(r) + c.zp;
-}
-
-QF_INLINE int32_t clamp_q(int32_t w, const Chan& c) { return w < c.qmin ? c.qmin : (w > c.qmax ? c.qmax : w); }
-
-// x viewed as (outer, channels, inner): the channel of flat element i is (i / inner) % channels.
-struct Layout {
-  int64_t n = 0, channels = 1, inner = 1;
-};
 
 Layout layout_of(const char* op, const Tensor& x, size_t nq, int axis) {
   QF_CHECK(nq >= 1, std::string(op) + ": needs at least one QParams");
@@ -87,191 +54,21 @@ Layout layout_of(const char* op, const Tensor& x, size_t nq, int axis) {
   return L;
 }
 
-// Calls f(begin, end, channel) on the runs of equal channel within [b, e).
-template <class F>
-QF_INLINE void for_each_run(const Layout& L, int64_t b, int64_t e, F&& f) {
-  if (L.channels == 1) {
-    if (b < e) f(b, e, 0);
-    return;
-  }
-  for (int64_t i = b; i < e;) {
-    const int64_t blk = i / L.inner;
-    const int64_t re = std::min(e, (blk + 1) * L.inner);
-    f(i, re, blk % L.channels);
-    i = re;
-  }
-}
-
-// Bytes (each 0 or 1) to bits, little-endian within each 64-bit word; n <= kTile,
-// padded with zeros to a whole word.
-QF_INLINE void pack_mask(uint64_t* words, uint8_t* bytes, int64_t n) {
-  const int64_t nw = (n + 63) / 64;
-  for (int64_t i = n; i < nw * 64; ++i) bytes[i] = 0;
-  for (int64_t w = 0; w < nw; ++w) {
-    uint64_t bits = 0;
-    for (int k = 0; k < 8; ++k) {
-      uint64_t u;
-      std::memcpy(&u, bytes + w * 64 + 8 * k, 8);
-      bits |= ((u * 0x0102040810204080ull) >> 56) << (8 * k);  // byte j's low bit -> bit j
-    }
-    words[w] = bits;
-  }
-}
-
-// x, out (n) -> out = (clamp(round(x * inv_scale) + zp) - zp) * scale; mask bit i = not clamped.
-// [b, e) starts on a 64-element boundary, so chunks never share a mask word.
-template <bool kMask>
-QF_INLINE void fq_forward_range(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L,
-                                const Chan* ch) {
-  alignas(64) uint8_t bytes[kTile];
-  for (int64_t t = b; t < e; t += kTile) {
-    const int64_t te = std::min(e, t + kTile);
-    for_each_run(L, t, te, [&](int64_t rb, int64_t re, int64_t c) {
-      const Chan p = ch[c];
-      uint8_t* m = bytes + (rb - t);
-      for (int64_t i = rb; i < re; ++i) {
-        const int32_t w = quantize_wide(x[i], p);
-        const int32_t q = clamp_q(w, p);
-        out[i] = dequantize_val(q, p.scale, p.zp);
-        if constexpr (kMask) m[i - rb] = q == w;
-      }
-    });
-    if constexpr (kMask) pack_mask(mask + t / 64, bytes, te - t);
-  }
-}
-
-// backward of the line above (STE): dx = mask ? dout : 0, over mask words [wb, we).
-template <bool kAssign>
-QF_INLINE void ste_backward_words(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we,
-                                  int64_t n) {
-  for (int64_t w = wb; w < we; ++w) {
-    const int64_t base = w * 64;
-    float* d = dx + base;
-    const float* g = dout + base;
-    if (base + 64 <= n) {
-      const uint32_t lo = static_cast<uint32_t>(mask[w]), hi = static_cast<uint32_t>(mask[w] >> 32);
-      for (int k = 0; k < 32; ++k) {
-        const float v = ((lo >> k) & 1u) ? g[k] : 0.0f;
-        if constexpr (kAssign)
-          d[k] = v;
-        else
-          d[k] += v;
-      }
-      for (int k = 0; k < 32; ++k) {
-        const float v = ((hi >> k) & 1u) ? g[32 + k] : 0.0f;
-        if constexpr (kAssign)
-          d[32 + k] = v;
-        else
-          d[32 + k] += v;
-      }
-    } else {
-      for (int64_t k = 0; base + k < n; ++k) {
-        const float v = ((mask[w] >> k) & 1u) ? g[k] : 0.0f;
-        if constexpr (kAssign)
-          d[k] = v;
-        else
-          d[k] += v;
-      }
-    }
-  }
-}
-
-// LSQ backward, recomputed from the saved x. For v = x * inv_scale (the
-// forward's product) and r = round(v):
-//   dx = dout where qmin - zp <= r <= qmax - zp, else 0 (STE)
-//   ds = dout * (r - v inside; qmin - zp below; qmax - zp above), summed per channel
-//        (the caller multiplies by the LSQ gradient scale).
-template <bool kDx, bool kAssign>
-QF_INLINE void lsq_backward_range(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e,
-                                  const Layout& L, const Chan* ch, bool need_ds) {
-  for_each_run(L, b, e, [&](int64_t rb, int64_t re, int64_t c) {
-    const Chan p = ch[c];
-    const float below = static_cast<float>(p.qmin - p.zp), above = static_cast<float>(p.qmax - p.zp);
-    double sum = 0.0;
-    for (int64_t i = rb; i < re; ++i) {
-      const int32_t w = quantize_wide(x[i], p);
-      const bool inside = w >= p.qmin && w <= p.qmax;
-      if constexpr (kDx) {
-        const float v = inside ? dout[i] : 0.0f;
-        if constexpr (kAssign)
-          dx[i] = v;
-        else
-          dx[i] += v;
-      }
-      if (need_ds) {
-        const float term = inside ? static_cast<float>(w - p.zp) - x[i] * p.inv_scale : (w < p.qmin ? below : above);
-        sum += static_cast<double>(dout[i]) * term;
-      }
-    }
-    if (need_ds) ds[c] += sum;
-  });
-}
-
-// Each kernel twice: generic x86-64 (std::nearbyint is a libm call there) and
-// AVX2 (nearbyint becomes vroundps and the loops vectorise), chosen at run time.
-template <bool kMask>
-void fq_forward_generic(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L,
-                        const Chan* ch) {
-  fq_forward_range<kMask>(out, mask, x, b, e, L, ch);
-}
-template <bool kAssign>
-void ste_backward_generic(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we, int64_t n) {
-  ste_backward_words<kAssign>(dx, dout, mask, wb, we, n);
-}
-template <bool kDx, bool kAssign>
-void lsq_backward_generic(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e,
-                          const Layout& L, const Chan* ch, bool need_ds) {
-  lsq_backward_range<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
-}
-#if defined(QF_AVX2)
-template <bool kMask>
-QF_AVX2 void fq_forward_avx2(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L,
-                             const Chan* ch) {
-  fq_forward_range<kMask>(out, mask, x, b, e, L, ch);
-}
-template <bool kAssign>
-QF_AVX2 void ste_backward_avx2(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we, int64_t n) {
-  ste_backward_words<kAssign>(dx, dout, mask, wb, we, n);
-}
-template <bool kDx, bool kAssign>
-QF_AVX2 void lsq_backward_avx2(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e,
-                               const Layout& L, const Chan* ch, bool need_ds) {
-  lsq_backward_range<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
-}
-#endif
-
-bool use_avx2() {
-#if defined(QF_AVX2)
-  static const bool on = cpu_features().has_avx2();
-  return on;
-#else
-  return false;
-#endif
-}
-
+// The kernels of the selected level (quant/kernels/fake_quant*.cpp).
 template <bool kMask>
 void fq_forward(float* out, uint64_t* mask, const float* x, int64_t b, int64_t e, const Layout& L, const Chan* ch) {
-#if defined(QF_AVX2)
-  if (use_avx2()) return fq_forward_avx2<kMask>(out, mask, x, b, e, L, ch);
-#endif
-  fq_forward_generic<kMask>(out, mask, x, b, e, L, ch);
+  fq::fake_quant_kernels().forward[kMask](out, mask, x, b, e, L, ch);
 }
 
 template <bool kAssign>
 void ste_backward(float* dx, const float* dout, const uint64_t* mask, int64_t wb, int64_t we, int64_t n) {
-#if defined(QF_AVX2)
-  if (use_avx2()) return ste_backward_avx2<kAssign>(dx, dout, mask, wb, we, n);
-#endif
-  ste_backward_generic<kAssign>(dx, dout, mask, wb, we, n);
+  fq::fake_quant_kernels().ste_backward[kAssign](dx, dout, mask, wb, we, n);
 }
 
 template <bool kDx, bool kAssign>
 void lsq_backward(float* dx, double* ds, const float* dout, const float* x, int64_t b, int64_t e, const Layout& L,
                   const Chan* ch, bool need_ds) {
-#if defined(QF_AVX2)
-  if (use_avx2()) return lsq_backward_avx2<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
-#endif
-  lsq_backward_generic<kDx, kAssign>(dx, ds, dout, x, b, e, L, ch, need_ds);
+  fq::fake_quant_kernels().lsq_backward[kDx][kAssign](dx, ds, dout, x, b, e, L, ch, need_ds);
 }
 
 // The forward on the pool, in chunks of whole mask words.

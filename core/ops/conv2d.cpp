@@ -11,6 +11,7 @@
 #include "core/ops/depthwise.h"
 #include "core/ops/scratch.h"
 #include "core/ops/winograd.h"
+#include "core/options.h"
 #include "core/threads.h"
 
 namespace qforge {
@@ -224,13 +225,9 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
 
 }  // namespace
 
-// kAuto: Winograd where it applies, unless QFORGE_WINOGRAD=0 asks for im2col everywhere.
+// kAuto: Winograd where it applies, unless the option winograd (QFORGE_WINOGRAD=off) asks for im2col everywhere.
 static bool use_winograd(const Conv2dShape& s, ConvAlgo algo) {
-  static const bool off = [] {
-    const char* v = std::getenv("QFORGE_WINOGRAD");
-    return v && std::string(v) == "0";
-  }();
-  return algo == ConvAlgo::kAuto && !off && winograd_applies(s);
+  return algo == ConvAlgo::kAuto && options().winograd == WinogradMode::automatic && winograd_applies(s);
 }
 
 // kAuto: depthwise layers (groups == C) run direct loops per plane (depthwise.h).

@@ -2,42 +2,38 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "core/error.h"
+#include "core/kernels/dispatch.h"
 #include "core/threads.h"
 
 namespace qforge {
 
-void gemm_f32_ref(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                  int64_t ldc) {
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) {
-      float acc = 0.f;
-      for (int p = 0; p < k; ++p) acc = std::fma(a[i * lda + p], b[p * ldb + j], acc);
-      c[i * ldc + j] = acc;
-    }
-}
-
-GemmF32Kernel gemm_f32_choose(const char* qforge_gemm) {
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  const std::string v = qforge_gemm ? qforge_gemm : "";
-  if (v.empty()) return avx512 ? gemm_f32_6x64__avx512 : nullptr;
-  if (v == "openblas") return nullptr;
-  if (v == "avx512") {
-    QF_CHECK(avx512, "QFORGE_GEMM=" + v + ": this CPU does not support it");
-    return gemm_f32_6x64__avx512;
+GemmF32Kernel gemm_f32_choose(GemmChoice choice, Isa isa) {
+  switch (choice) {
+    case GemmChoice::automatic:
+      return float_kernels_for(isa).gemm_f32;
+    case GemmChoice::openblas:
+      return nullptr;
+    case GemmChoice::avx512:
+      QF_CHECK(isa >= Isa::avx512,
+               std::string("QFORGE_GEMM=avx512: needs ISA level avx512, selected ") + isa_name(isa));
+      return gemm_f32_6x64__avx512;
   }
-  throw Error("QFORGE_GEMM=" + v + ": unknown float GEMM (expected openblas or avx512)");
+  return nullptr;
 }
 
 GemmF32Kernel gemm_f32_kernel() {
-  static const GemmF32Kernel k = gemm_f32_choose(std::getenv("QFORGE_GEMM"));
+  static const GemmF32Kernel k = gemm_f32_choose(options().gemm, selected_isa());
   return k;
 }
 
-const char* gemm_f32_name(GemmF32Kernel kernel) { return kernel == gemm_f32_6x64__avx512 ? "avx512" : "openblas"; }
+const char* gemm_f32_name(GemmF32Kernel kernel) {
+  if (kernel == gemm_f32_6x64__avx512) return "gemm_f32_6x64__avx512";
+  if (kernel == gemm_f32__ref) return "gemm_f32__ref";
+  return "openblas";
+}
 
 // Blocks of 24 rows (four tiles): enough pieces for two threads to share even
 // the 256-row, 196-column products. Blocks of columns narrow enough that

@@ -12,23 +12,20 @@
 #pragma once
 #include <cstdint>
 
+#include "core/cpu.h"
+#include "core/kernels/kernels.h"  // GemmF32Kernel, gemm_f32__ref, gemm_f32_6x64__avx512
+#include "core/options.h"
+
 namespace qforge {
 
-// A leaf: one block of C on the calling thread, no allocation.
-using GemmF32Kernel = void (*)(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                               int64_t ldc);
-
-void gemm_f32_ref(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
-void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                           int64_t ldc);
-
-// The kernel this CPU runs, or nullptr where there is none (then OpenBLAS
-// runs: on AVX2 a 6x16 kernel of this kind was 0.7-1.0x as fast as OpenBLAS's
-// Haswell kernels). QFORGE_GEMM=openblas|avx512 forces a choice (an Error if
-// unknown or if the CPU lacks AVX-512).
+// The kernel sgemm runs, or nullptr for OpenBLAS: the option gemm (QFORGE_GEMM)
+// auto takes the selected level's table (core/kernels/dispatch.h: the 6x64
+// AVX-512 kernel at avx512 and above, OpenBLAS below: there a 6x16 kernel of
+// this kind was 0.7-1.0x as fast as OpenBLAS's Haswell kernels).
 GemmF32Kernel gemm_f32_kernel();
-GemmF32Kernel gemm_f32_choose(const char* qforge_gemm);  // what the variable's value selects; null = unset
-const char* gemm_f32_name(GemmF32Kernel kernel);         // "avx512" or "openblas"
+// What a choice selects at a level (throws if avx512 is asked for below level avx512). Exposed for tests.
+GemmF32Kernel gemm_f32_choose(GemmChoice choice, Isa isa);
+const char* gemm_f32_name(GemmF32Kernel kernel);  // the kernel's symbol, or "openblas"
 
 // C = A B on the pool's threads, in blocks of rows and columns, with `kernel`.
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,

@@ -4,35 +4,23 @@
 #include <climits>
 
 #include "core/blas.h"
+#include "core/kernels/dispatch.h"
+#include "core/kernels/winograd_f4x4_blocks.h"
 #include "core/ops/scratch.h"
-#include "core/ops/winograd_blocks.h"
 #include "core/threads.h"
 
 namespace qforge {
-
-WinogradIsa winograd_max_isa = WinogradIsa::kAvx512;
 
 namespace {
 
 using namespace winograd_detail;
 
-// The best instruction set the CPU has, up to winograd_max_isa.
-WinogradIsa isa() {
-  static const WinogradIsa cpu = __builtin_cpu_supports("avx512f") ? WinogradIsa::kAvx512
-                                 : __builtin_cpu_supports("avx2")  ? WinogradIsa::kAvx2
-                                                                   : WinogradIsa::kScalar;
-  return std::min(cpu, winograd_max_isa);
-}
-
+// The selected level's blocks (core/kernels/dispatch.cpp); the reference
+// blocks where the level has none, for direct calls (winograd_applies is
+// false there).
 const BlockKernels& blocks() {
-  switch (isa()) {
-    case WinogradIsa::kAvx512:
-      return kBlocksAvx512;
-    case WinogradIsa::kAvx2:
-      return kBlocksAvx2;
-    default:
-      return kBlocksRef;
-  }
+  static const BlockKernels& k = winograd_blocks_for(selected_isa());
+  return k;
 }
 
 // ---------------------------------------------------------------------------
@@ -212,7 +200,7 @@ bool winograd_applies(const Conv2dShape& s) {
     return false;
   // Tile by tile, the transforms cost more than the products save (ResNet18's
   // 28x28 layer at batch 128: 74 ms against im2col's 57; with AVX2 32 ms).
-  if (isa() == WinogradIsa::kScalar) return false;
+  if (float_kernels().winograd == nullptr) return false;
   // The gathers' 32-bit offsets must reach across one image's channels.
   if (static_cast<int64_t>(std::max(s.c, s.oc)) * s.oh * s.ow > INT32_MAX) return false;
   // Maps so small that most of a 4x4 tile is padding save too few multiplies

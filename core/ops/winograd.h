@@ -12,10 +12,8 @@
 
 namespace qforge {
 
-// The transforms run the best instruction set the CPU has, up to this level
-// (tests lower it to compare every level with the scalar loops, bit for bit).
-enum class WinogradIsa { kScalar, kAvx2, kAvx512 };
-extern WinogradIsa winograd_max_isa;
+// The transforms are the selected level's (core/kernels/dispatch.h:
+// winograd_blocks_for; tests compare every level's with the reference).
 
 // 3x3 kernel, stride 1, padding 1, no dilation, one group, and enough 4x4
 // output tiles over the batch for the products to pay for the transforms.

@@ -1,23 +1,26 @@
-// The one place that chooses an ISA for the int8 kernels.
-//
-// At first use the best level the CPU supports is selected from CPUID
-// (avx512vnni > avx2 > scalar); the environment variable
-// QFORGE_ISA=scalar|avx2|avx512vnni forces a level (an Error if the CPU lacks
-// it or the value is unknown). kernels() returns the table of the selected
-// level; kernels_for(isa) any supported level (tests walk them all).
+// The int8 kernel tables, one per instruction-set level that has one (scalar,
+// avx2, avx512, avx512vnni; core/cpu.h). A level picks the highest table at
+// or below it; kernels() is the table of the selected level (core's
+// selected_isa(): the CPU's best capped by QFORGE_ISA). The avx512 table is
+// the avx2 convolution with the AVX-512 element-wise kernels; the avx512vnni
+// table adds the VNNI convolutions.
 #pragma once
 #include <string>
 #include <vector>
 
+#include "core/cpu.h"
 #include "quant/kernels/kernels.h"
 
 namespace qforge::quant {
 
-enum class Isa { scalar, avx2, avx512vnni };
+// The level type lives in core; these keep quant::Isa and friends working.
+using qforge::Isa;
+using qforge::isa_name;
+using qforge::isa_supported;
+using qforge::selected_isa;
 
-const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512vnni"
-bool isa_supported(Isa isa);    // by this CPU
-std::vector<Isa> supported_isas();
+// Levels that have an int8 table and this CPU supports, ascending (tests walk them).
+std::vector<Isa> table_isas();
 
 struct KernelTable {
   Isa isa;
@@ -40,12 +43,7 @@ struct KernelTable {
 
 // The table of the selected level (cached after the first call).
 const KernelTable& kernels();
-Isa selected_isa();
-// The table of a given level; throws qforge::Error if this CPU does not support it.
+// The highest table at or below `isa`; throws qforge::Error if this CPU does not support `isa`.
 const KernelTable& kernels_for(Isa isa);
-
-// What selection would do for a given QFORGE_ISA value (null or "" = not set). Throws on unknown
-// names and on levels this CPU lacks. Exposed for tests.
-Isa choose_isa(const char* env_value);
 
 }  // namespace qforge::quant

@@ -10,7 +10,8 @@
 //   output       requantize(acc, multiplier[oc], out_zp, out_qmin, out_qmax)  (quant/qparams.h)
 //
 // Every kernel has a scalar `__ref` version that defines the output bytes;
-// each SIMD version (`__avx2`, `__avx512vnni`) must produce the same bytes.
+// each SIMD version (`__avx2`, `__avx512`, `__avx512vnni`: the level of
+// core/cpu.h whose flags the file is compiled with) must produce the same bytes.
 // A SIMD file holds only its ISA's code and never calls an inline function
 // shared with generic code (one copy of such a function would be picked by
 // the linker, possibly the one compiled with AVX-512).
@@ -98,11 +99,11 @@ using QConv2dKernel = void (*)(uint8_t* out, int32_t* out_i32, const uint8_t* in
 void qconv2d__ref(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
                   int64_t pix_end, int oc_begin, int oc_end, void* scratch);
 // 4 pixels x 16 channels per micro-tile; u8 and s8 widened to int16, vpmaddwd (no 16-bit saturation).
-void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
-                   int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+void qconv2d_4x16__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                        int64_t pix_end, int oc_begin, int oc_end, void* scratch);
 // 6 pixels x 64 channels per micro-tile; vpdpbusd.
-void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
-                         int64_t pix_end, int oc_begin, int oc_end, void* scratch);
+void qconv2d_6x64__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                              int64_t pix_end, int oc_begin, int oc_end, void* scratch);
 
 // Batch-major: output positions [pos_begin, pos_end) of the OH x OW grid, for all N images,
 // channels [oc_begin, oc_end) (panel-aligned as above). A micro-tile holds up to mr images at
@@ -164,7 +165,7 @@ void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint
 using QAddKernel = void (*)(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
 void qadd__ref(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
 void qadd__avx2(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
-void qadd__avx512vnni(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
+void qadd__avx512(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p);
 
 // ---------------------------------------------------------------------------
 // Max pooling, NHWC; padded positions are ignored (need pad <= kernel / 2).
@@ -179,8 +180,7 @@ using QMaxPool2dKernel = void (*)(uint8_t* out, const uint8_t* in, const QPool2d
                                   int64_t pix_end);
 void qmaxpool2d__ref(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin, int64_t pix_end);
 void qmaxpool2d__avx2(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin, int64_t pix_end);
-void qmaxpool2d__avx512vnni(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin,
-                            int64_t pix_end);
+void qmaxpool2d__avx512(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin, int64_t pix_end);
 
 // ---------------------------------------------------------------------------
 // Global average pooling: out[n][c] = requantize(sum_hw x - H*W*in_zp, multiplier, ...)
@@ -201,8 +201,8 @@ void qglobal_avgpool__ref(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolP
                           int64_t n_end);
 void qglobal_avgpool__avx2(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
                            int64_t n_end);
-void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
-                                 int64_t n_end);
+void qglobal_avgpool__avx512(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
+                             int64_t n_end);
 
 // ---------------------------------------------------------------------------
 // Quantize float NCHW -> uint8 NHWC with quantize_val (inv_scale = 1.0f / scale, in float),
@@ -217,11 +217,11 @@ using QuantizeKernel = void (*)(uint8_t* out, const float* in, const QuantizePar
                                 int64_t pix_end);
 void quantize__ref(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 void quantize__avx2(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
-void quantize__avx512vnni(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
+void quantize__avx512(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 using DequantizeKernel = void (*)(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin,
                                   int64_t pix_end);
 void dequantize__ref(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 void dequantize__avx2(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
-void dequantize__avx512vnni(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
+void dequantize__avx512(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end);
 
 }  // namespace qforge::quant

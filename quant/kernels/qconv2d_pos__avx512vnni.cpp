@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "quant/kernels/kernels.h"
-#include "quant/kernels/requant__avx512vnni.h"
+#include "quant/kernels/requant__avx512.h"
 
 namespace qforge::quant {
 namespace {
@@ -30,9 +30,9 @@ inline __m512i bcast4(const uint8_t* p) {
 // tidx (nt of them) with input offsets toff; image i's window starts at in + i * istride;
 // out / res point at (image 0, this position, the panel's first channel), image stride ostride.
 template <int NB, int MR, bool ADD>
-void ukernel(const uint8_t* in, int64_t istride, const int64_t* toff, const int* tidx, int nt, int kg,
-             const int8_t* w, const int32_t* bias, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out,
-             const uint8_t* res, int64_t ostride) {
+void ukernel(const uint8_t* in, int64_t istride, const int64_t* toff, const int* tidx, int nt, int kg, const int8_t* w,
+             const int32_t* bias, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, const uint8_t* res,
+             int64_t ostride) {
   __m512i acc[MR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
@@ -80,8 +80,8 @@ template <int NB, bool ADD>
 void tile(int mr, const uint8_t* in, int64_t istride, const int64_t* toff, const int* tidx, int nt, int kg,
           const int8_t* w, const int32_t* bias, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out,
           const uint8_t* res, int64_t ostride) {
-#define QF_MR(M)                                                                                                    \
-  case M:                                                                                                           \
+#define QF_MR(M)                                                                                        \
+  case M:                                                                                               \
     ukernel<NB, M, ADD>(in, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out, res, ostride); \
     break;
   switch (mr) {

@@ -18,25 +18,19 @@ namespace qforge::testing {
 
 namespace fs = std::filesystem;
 
-inline std::string qforge_bin() {
-  const char* b = std::getenv("QFORGE_BIN");
-  REQUIRE_MESSAGE(b, "QFORGE_BIN must point at the qforge binary (ctest sets it)");
-  return b;
-}
+// The build's qforge binary and source tree (tests/CMakeLists.txt defines both).
+inline std::string qforge_bin() { return QFORGE_BIN_PATH; }
 
-inline std::string source_dir() {
-  const char* s = std::getenv("QFORGE_SOURCE_DIR");
-  REQUIRE_MESSAGE(s, "QFORGE_SOURCE_DIR must be set (ctest sets it)");
-  return s;
-}
+inline std::string source_dir() { return QFORGE_SOURCE_DIR_PATH; }
 
 struct RunResult {
   int code;
   std::string out;  // stdout and stderr
 };
 
-inline RunResult run_qforge(const std::string& args) {
-  std::string cmd = qforge_bin() + " " + args + " 2>&1";
+// env: assignments for the command's environment, e.g. "QFORGE_ISA=avx2" (through the shell).
+inline RunResult run_qforge(const std::string& args, const std::string& env = "") {
+  std::string cmd = (env.empty() ? "" : env + " ") + qforge_bin() + " " + args + " 2>&1";
   std::FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p);
   std::string out;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/kernels/dispatch.h"
 #include "core/ops/gemm_f32.h"
 #include "core/threads.h"
 
@@ -43,7 +44,7 @@ TEST_CASE("gemm_f32_ref: a chain of fused multiply-adds close to the exact produ
   std::mt19937 rng(7);
   Problem p = make_problem(9, 21, 70, rng);
   std::vector<float> c = nan_c(p);
-  gemm_f32_ref(p.m, p.n, p.k, p.a.data(), p.lda, p.b.data(), p.ldb, c.data(), p.ldc);
+  gemm_f32__ref(p.m, p.n, p.k, p.a.data(), p.lda, p.b.data(), p.ldb, c.data(), p.ldc);
   for (int i = 0; i < p.m; ++i)
     for (int j = 0; j < p.n; ++j) {
       double want = 0, mag = 0;
@@ -58,21 +59,18 @@ TEST_CASE("gemm_f32_ref: a chain of fused multiply-adds close to the exact produ
 // Sizes around the tile (6 rows, 64 columns in vectors of 16) and the k-block
 // (128), and around the threaded driver's blocks (24 rows, 64-256 columns).
 TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's bits") {
-  struct Level {
-    GemmF32Kernel kernel;
-    const char* name;
-    bool supported;
-  };
-  const Level levels[] = {{gemm_f32_6x64__avx512, "avx512", __builtin_cpu_supports("avx512f") != 0}};
+  for (Isa isa : kAllIsas)
+    if (!isa_supported(isa)) MESSAGE("skipped: this CPU has no ", isa_name(isa));
   std::mt19937 rng(11);
   const int ms[] = {1, 5, 6, 7, 12, 25, 49}, ns[] = {1, 7, 8, 9, 15, 16, 17, 49, 64, 65, 196, 300},
             ks[] = {1, 2, 127, 129, 300};
-  for (const auto& [kernel, name, supported] : levels) {
+  GemmF32Kernel tested = nullptr;
+  for (Isa isa : supported_isas()) {
+    const GemmF32Kernel kernel = float_kernels_for(isa).gemm_f32;
+    if (kernel == nullptr || kernel == tested) continue;  // OpenBLAS, or the level below's kernel
+    tested = kernel;
+    const char* name = float_kernels_for(isa).gemm_f32_name;
     CAPTURE(name);
-    if (!supported) {
-      MESSAGE("skipped: this CPU has no ", name);
-      continue;
-    }
     for (int threads : {1, 2}) {
       set_num_threads(threads);
       for (int m : ms)
@@ -83,7 +81,7 @@ TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's
             CAPTURE(k);
             Problem p = make_problem(m, n, k, rng);
             std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
-            gemm_f32_ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
+            gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
             kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc);
             gemm_f32(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
             // memcmp: NaN gaps compare equal bit for bit, and -0 differs from +0.
@@ -95,14 +93,17 @@ TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's
   set_num_threads(1);
 }
 
-TEST_CASE("gemm_f32: the best kernel by default, QFORGE_GEMM forces one, errors name the value") {
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  const GemmF32Kernel best = avx512 ? gemm_f32_6x64__avx512 : nullptr;
-  CHECK((gemm_f32_choose(nullptr) == best));
-  CHECK((gemm_f32_choose("") == best));
-  CHECK((gemm_f32_choose("openblas") == nullptr));
+TEST_CASE("gemm_f32: the level's kernel by default, QFORGE_GEMM forces one") {
+  for (Isa isa : supported_isas()) {
+    CAPTURE(isa_name(isa));
+    const GemmF32Kernel want = isa >= Isa::avx512 ? gemm_f32_6x64__avx512 : nullptr;
+    CHECK((gemm_f32_choose(GemmChoice::automatic, isa) == want));
+    CHECK((gemm_f32_choose(GemmChoice::openblas, isa) == nullptr));
+    if (isa >= Isa::avx512)
+      CHECK(std::string(gemm_f32_name(gemm_f32_choose(GemmChoice::avx512, isa))) == "gemm_f32_6x64__avx512");
+    else
+      CHECK_THROWS_WITH_AS(gemm_f32_choose(GemmChoice::avx512, isa), doctest::Contains("QFORGE_GEMM=avx512"), Error);
+  }
   CHECK(std::string(gemm_f32_name(nullptr)) == "openblas");
-  if (avx512) CHECK(std::string(gemm_f32_name(gemm_f32_choose("avx512"))) == "avx512");
-  CHECK_THROWS_WITH_AS(gemm_f32_choose("avx2"), doctest::Contains("QFORGE_GEMM=avx2"), Error);
-  if (!avx512) CHECK_THROWS_WITH_AS(gemm_f32_choose("avx512"), doctest::Contains("does not support"), Error);
+  CHECK((gemm_f32_kernel() == gemm_f32_choose(options().gemm, selected_isa())));
 }

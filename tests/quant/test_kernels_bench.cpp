@@ -80,7 +80,7 @@ void bench_network(const char* title, const std::vector<Shape>& shapes, bool wit
   std::printf("\n== %s (threads: %d) ==\n", title, qforge::num_threads());
   std::printf("%-30s %6s %9s | %-10s %9s %9s %9s\n", "shape", "count", "MMAC", "isa", "GMAC/s 1t", "GMAC/s Nt",
               "ms Nt");
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : table_isas()) {
     if (isa == Isa::scalar && !with_scalar) continue;
     const KernelTable& k = kernels_for(isa);
     double total_1t = 0, total_nt = 0, total_mac = 0;
@@ -137,7 +137,7 @@ TEST_CASE("bench elementwise" * doctest::skip()) {
   std::vector<uint8_t> big(size_t(112) * 112 * 64), pooled(size_t(56) * 56 * 64);
   const auto gp = make_global_avgpool_params(1, 7, 7, 512, q, q);
   std::vector<uint8_t> g(512);
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : table_isas()) {
     const double t_add = best_time([&] { qadd(ap, n, a.data(), b.data(), y.data(), isa); });
     const double t_mp = best_time([&] { qmaxpool2d(mp, big.data(), pooled.data(), isa); });
     const double t_gp = best_time([&] { qglobal_avgpool(gp, big.data(), g.data(), isa); });

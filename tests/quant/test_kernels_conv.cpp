@@ -201,7 +201,7 @@ TEST_CASE("qconv2d reference: hand case") {
   const int32_t b[1] = {5};
   const FixedPointMultiplier m[1] = {quantize_multiplier(0.5)};
   const uint8_t x[2] = {12, 7};
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : table_isas()) {
     PackedConvWeights pw = pack_conv_weights(p, w, b, m, isa);
     uint8_t y = 0;
     qconv2d(p, pw, x, &y);
@@ -213,7 +213,7 @@ TEST_CASE("qconv2d reference: hand case") {
   p.C = 1;
   const std::vector<int8_t> ones(9, 1);
   const uint8_t x1 = 11;
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : table_isas()) {
     PackedConvWeights pw = pack_conv_weights(p, ones.data(), nullptr, m, isa);
     uint8_t y = 0;
     qconv2d(p, pw, &x1, &y);
@@ -376,7 +376,7 @@ TEST_CASE("qlinear_dynamic: close to float, identical bits on every level") {
       wq[size_t(n) * K + k] = static_cast<int8_t>(quantize_val(wf[size_t(n) * K + k], 1.0f / q.scale, 0, -127, 127));
   }
   std::vector<float> first;
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : table_isas()) {
     DynamicLinearWeights dw = pack_linear_dynamic(K, N, wq.data(), ws.data(), bias.data(), isa);
     std::vector<float> y(size_t(M) * N);
     qlinear_dynamic(dw, M, x.data(), y.data());

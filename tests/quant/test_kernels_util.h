@@ -53,10 +53,9 @@ inline void note_missing(Isa isa) {
 }  // namespace qtest
 
 // TEST_CASE per SIMD level, skipped where the CPU lacks it: body(Isa isa).
-#define QTEST_PER_ISA(name, body)                                                                 \
-  TEST_CASE(name " [avx2]" * doctest::skip(qtest::lacks(qforge::quant::Isa::avx2))) {             \
-    body(qforge::quant::Isa::avx2);                                                               \
-  }                                                                                               \
-  TEST_CASE(name " [avx512vnni]" * doctest::skip(qtest::lacks(qforge::quant::Isa::avx512vnni))) { \
-    body(qforge::quant::Isa::avx512vnni);                                                         \
+#define QTEST_PER_ISA(name, body)                                                                               \
+  TEST_CASE(name " [avx2]" * doctest::skip(qtest::lacks(qforge::Isa::avx2))) { body(qforge::Isa::avx2); }       \
+  TEST_CASE(name " [avx512]" * doctest::skip(qtest::lacks(qforge::Isa::avx512))) { body(qforge::Isa::avx512); } \
+  TEST_CASE(name " [avx512vnni]" * doctest::skip(qtest::lacks(qforge::Isa::avx512vnni))) {                      \
+    body(qforge::Isa::avx512vnni);                                                                              \
   }

@@ -200,7 +200,7 @@ TEST_CASE("convert: the int8 graph agrees with the fake-quant simulation, for ev
   auto out_fq = std::dynamic_pointer_cast<FakeQuantize>(std::dynamic_pointer_cast<LinearAct>(q->child("fc"))->post());
   const float step = out_fq->qparams()[0].scale;
   Tensor y_scalar;
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : table_isas()) {
     CAPTURE(std::string(isa_name(isa)));
     Int8Runtime rt(g, isa);
     Tensor y = rt.run(x);
@@ -305,7 +305,7 @@ TEST_CASE("convert: one layer of each kind matches the simulation within one qua
     for (auto& [_, m] : net->named_modules())
       if (auto fq = std::dynamic_pointer_cast<FakeQuantize>(m->post())) step = fq->qparams()[0].scale;
     Int8Graph g = convert(*net, in);
-    for (Isa isa : supported_isas()) {
+    for (Isa isa : table_isas()) {
       CAPTURE(std::string(isa_name(isa)));
       Tensor y = Int8Runtime(g, isa).run(x);
       CHECK(max_abs_diff(y, sim.reshape({sim.size(0), -1})) <= step * 1.0001);

@@ -1,6 +1,6 @@
 // Add, 64 elements per step: zero-point offsets as int16 pairs (a, b), one vpmaddwd
 // against (a_mul, b_mul), a rounding shift, saturating packs back to uint8.
-// Needs only AVX-512 F/BW; it belongs to the avx512vnni level's table.
+// Needs only AVX-512 F/BW (level avx512).
 // GCC 12's AVX-512 headers trip a false -Wmaybe-uninitialized on _mm512_set1/undefined vectors.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -11,7 +11,7 @@
 namespace qforge::quant {
 
 // a (n), b (n) -> out (n)
-void qadd__avx512vnni(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p) {
+void qadd__avx512(uint8_t* out, const uint8_t* a, const uint8_t* b, int64_t n, const QAddParams& p) {
   const __m512i za = _mm512_set1_epi16(static_cast<int16_t>(p.a_zp)),
                 zb = _mm512_set1_epi16(static_cast<int16_t>(p.b_zp));
   const __m512i mul =

@@ -103,8 +103,8 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
 
 }  // namespace
 
-void qconv2d__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
-                   int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
+void qconv2d_4x16__avx2(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                        int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
   if (pix_end <= pix_begin || oc_end <= oc_begin) return;
   const int taps = a.taps, kg = a.ktp / 4;
   const int64_t K = int64_t(taps) * a.ktp;

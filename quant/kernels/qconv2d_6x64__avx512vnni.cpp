@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "quant/kernels/kernels.h"
-#include "quant/kernels/requant__avx512vnni.h"
+#include "quant/kernels/requant__avx512.h"
 
 namespace qforge::quant {
 namespace {
@@ -90,8 +90,8 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
 
 }  // namespace
 
-void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
-                         int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
+void qconv2d_6x64__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, const QConvArgs& a, int64_t pix_begin,
+                              int64_t pix_end, int oc_begin, int oc_end, void* scratch) {
   if (pix_end <= pix_begin || oc_end <= oc_begin) return;
   const int taps = a.taps, kg = a.ktp / 4;
   const int64_t K = int64_t(taps) * a.ktp;
@@ -124,7 +124,7 @@ void qconv2d__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in, cons
         const uint8_t* res = out && a.residual ? a.residual + p * a.OC + oc0 : nullptr;
         const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
         const uint8_t* tb = tile_base[tile];
-#define QF_UK(NB)                                                                                   \
+#define QF_UK(NB)                                                                                        \
   (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid, res) \
       : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid, res))
         switch (width / 16) {

@@ -1,5 +1,5 @@
 // The portable Winograd blocks: tile by tile, the definition of the bits.
-#include "core/ops/winograd_blocks.h"
+#include "core/kernels/winograd_f4x4_blocks.h"
 
 namespace qforge::winograd_detail {
 namespace {
@@ -76,7 +76,7 @@ void filter_adjoint_block_ref(float* dw, const float* du, int64_t us, int c_n, i
 
 }  // namespace
 
-const BlockKernels kBlocksRef = {input_block_ref, output_block_ref, output_adjoint_block_ref, filter_block_ref,
-                                 filter_adjoint_block_ref};
+const BlockKernels winograd_f4x4_blocks__ref = {input_block_ref, output_block_ref, output_adjoint_block_ref,
+                                                filter_block_ref, filter_adjoint_block_ref};
 
 }  // namespace qforge::winograd_detail

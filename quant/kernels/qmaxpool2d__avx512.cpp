@@ -9,8 +9,7 @@
 namespace qforge::quant {
 
 // in (N,H,W,C) -> out (N,OH,OW,C)
-void qmaxpool2d__avx512vnni(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin,
-                            int64_t pix_end) {
+void qmaxpool2d__avx512(uint8_t* out, const uint8_t* in, const QPool2dParams& p, int64_t pix_begin, int64_t pix_end) {
   const int C = p.C;
   for (int64_t q = pix_begin; q < pix_end; ++q) {
     const int64_t n = q / (int64_t(p.OH) * p.OW);

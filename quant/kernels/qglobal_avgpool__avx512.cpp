@@ -1,12 +1,12 @@
 // Global average pooling: int32 sums of 64 channels per pass (4 zmm), then requantization.
 #include "quant/kernels/kernels.h"
-#include "quant/kernels/requant__avx512vnni.h"
+#include "quant/kernels/requant__avx512.h"
 
 namespace qforge::quant {
 
 // in (N,H,W,C) -> out (N,C)
-void qglobal_avgpool__avx512vnni(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
-                                 int64_t n_end) {
+void qglobal_avgpool__avx512(uint8_t* out, const uint8_t* in, const QGlobalAvgPoolParams& p, int64_t n_begin,
+                             int64_t n_end) {
   const int C = p.C;
   const int64_t hw = int64_t(p.H) * p.W;
   const avx512::Requant16 r =

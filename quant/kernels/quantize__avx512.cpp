@@ -2,7 +2,7 @@
 // float clamp (max_ps returns its second operand for NaN, as fmax: NaN -> qmin) and conversion
 // as quantize_val. Needs only AVX-512 F/BW.
 #include "quant/kernels/kernels.h"
-#include "quant/kernels/requant__avx512vnni.h"
+#include "quant/kernels/requant__avx512.h"
 
 namespace qforge::quant {
 namespace {
@@ -21,7 +21,7 @@ inline __m128i quant16(__m512 x, const Q16& k) {
 }  // namespace
 
 // in (N,C,HW) float -> out (N,HW,C) u8, pixels [pix_begin, pix_end) of N*HW
-void quantize__avx512vnni(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end) {
+void quantize__avx512(uint8_t* out, const float* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end) {
   const Q16 k{_mm512_set1_ps(p.inv_scale), _mm512_set1_ps(static_cast<float>(p.qmin - p.zp)),
               _mm512_set1_ps(static_cast<float>(p.qmax - p.zp)), _mm512_set1_epi32(p.zp)};
   const int C = p.C, HW = p.HW;

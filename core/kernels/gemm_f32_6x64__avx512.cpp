@@ -10,17 +10,15 @@
 namespace qforge {
 namespace {
 
-#define QF_AVX512 __attribute__((target("avx512f")))
-
 constexpr int kRows = 6, kVecs = 4, kCols = 16 * kVecs;
 constexpr int kDepth = 128;  // k-steps per pass: 128 rows of 64 floats of B are 32 KB
 
-QF_AVX512 inline __mmask16 lanes(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+inline __mmask16 lanes(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
 // c(R, 16*V) (+)= a(R, kc) b(kc, 16*V); the last vector has `last` lanes.
 template <int R, int V>
-QF_AVX512 void tile(int kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                    __mmask16 last, bool first) {
+void tile(int kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, __mmask16 last,
+          bool first) {
   __m512 acc[R][V];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r)
@@ -52,8 +50,8 @@ constexpr const TileFn* kTiles[kRows] = {kByVecs<1>, kByVecs<2>, kByVecs<3>, kBy
 
 }  // namespace
 
-QF_AVX512 void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                     float* c, int64_t ldc) {
+void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                           int64_t ldc) {
   for (int k0 = 0; k0 < k; k0 += kDepth) {
     const int kc = std::min(kDepth, k - k0);
     for (int j = 0; j < n; j += kCols) {

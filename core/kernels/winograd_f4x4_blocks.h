@@ -1,5 +1,5 @@
 // Winograd F(4x4,3x3) internals shared by the portable and the SIMD blocks
-// (winograd_blocks*.cpp) and the drivers (winograd.cpp): the transforms,
+// (core/kernels/winograd_f4x4_blocks__*.cpp) and the drivers (winograd.cpp): the transforms,
 // written once for a float and for a vector of floats, so every instruction
 // set does the same operations in the same order and gives the same bits.
 // These files are compiled with -ffp-contract=off (core/CMakeLists.txt):
@@ -161,8 +161,8 @@ struct BlockKernels {
   void (*filter_adjoint)(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt);
 };
 
-extern const BlockKernels kBlocksRef;     // tile by tile, any CPU
-extern const BlockKernels kBlocksAvx2;    // 8 tiles at once, gathered
-extern const BlockKernels kBlocksAvx512;  // 16 tiles at once, gathered and scattered
+extern const BlockKernels winograd_f4x4_blocks__ref;     // tile by tile, any CPU
+extern const BlockKernels winograd_f4x4_blocks__avx2;    // 8 tiles at once, gathered
+extern const BlockKernels winograd_f4x4_blocks__avx512;  // 16 tiles at once, gathered and scattered
 
 }  // namespace qforge::winograd_detail

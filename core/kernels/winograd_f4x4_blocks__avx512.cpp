@@ -1,20 +1,19 @@
 // The AVX-512 Winograd blocks: 16 tiles at once, patches gathered with masks
 // for the padding and the last block, outputs turned to 16 values per tile and
 // stored (or loaded, for the adjoint) row by row; the same bits as
-// winograd_blocks.cpp.
+// winograd_f4x4_blocks__ref.cpp.
 #include <immintrin.h>
 
 #include <algorithm>
 
-#include "core/ops/winograd_blocks.h"
+#include "core/kernels/winograd_f4x4_blocks.h"
 
 namespace qforge::winograd_detail {
 namespace {
 
 typedef float V16 __attribute__((vector_size(64)));
-#define QF_AVX512 __attribute__((target("avx512f")))
 
-QF_AVX512 inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
 // The block's tiles: index of each tile's top-left element (row + dy, column
 // + dx) in the plane, and which of 6 rows / columns from there are inside.
@@ -23,8 +22,8 @@ struct BlockGeo {
   __mmask16 rows[6], cols[6];
 };
 
-QF_AVX512 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 lanes, int64_t img_stride, int h, int w,
-                                    int d, int n) {
+inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 lanes, int64_t img_stride, int h, int w, int d,
+                          int n) {
   BlockGeo g;
   const __m512i img = _mm512_maskz_loadu_epi32(lanes, tt.img.data() + t0);
   const __m512i row = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, tt.row.data() + t0), _mm512_set1_epi32(d));
@@ -42,13 +41,12 @@ QF_AVX512 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __mmask16 l
 }
 
 // Tap (r, q) of each lane's window (zero outside the plane).
-QF_AVX512 inline V16 gather(const float* base, const BlockGeo& g, int r, int q, int w) {
+inline V16 gather(const float* base, const BlockGeo& g, int r, int q, int w) {
   return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g.rows[r] & g.cols[q],
                                   _mm512_add_epi32(g.idx, _mm512_set1_epi32(r * w + q)), base, 4);
 }
 
-QF_AVX512 void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
-                                  int cnt) {
+void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const BlockGeo g = block_geo(tt, t0, lanes, p.img_stride, p.h, p.w, -1, 6);
   V16 d[kXi], o[kXi];
@@ -63,7 +61,7 @@ typedef int I16 __attribute__((vector_size(64)));
 // r[i] lane j -> r[j] lane i: pairs within 128-bit lanes, then quads, then
 // the 128-bit lanes across the four groups of four rows. (GCC's generic
 // shuffles: its unpack intrinsics warn of an uninitialised value in GCC 12.)
-QF_AVX512 inline void transpose16(V16 r[16]) {
+inline void transpose16(V16 r[16]) {
   const I16 lo32 = {0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
   const I16 hi32 = {2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
   const I16 lo64 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
@@ -102,7 +100,7 @@ struct TileSpot {
   __mmask16 cols;
 };
 
-QF_AVX512 inline TileSpot tile_spot(const TileTable& tt, int64_t t, int64_t img_stride, int h, int w) {
+inline TileSpot tile_spot(const TileTable& tt, int64_t t, int64_t img_stride, int h, int w) {
   const int row = tt.row[t], col = tt.col[t];
   return {tt.img[t] * img_stride + static_cast<int64_t>(row) * w + col, std::min(4, h - row),
           static_cast<__mmask16>((1u << std::min(4, w - col)) - 1)};
@@ -110,13 +108,13 @@ QF_AVX512 inline TileSpot tile_spot(const TileTable& tt, int64_t t, int64_t img_
 
 // Row a (lanes 4a .. 4a+3) of a tile's 4x4 values moved to lanes 0 .. 3.
 template <int A>
-QF_AVX512 inline V16 row_to_front(V16 z) {
+inline V16 row_to_front(V16 z) {
   const I16 idx = {4 * A, 4 * A + 1, 4 * A + 2, 4 * A + 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   return __builtin_shuffle(z, idx);
 }
 
 // A tile's 4x4 values, lane 4a + b for row a and column b, zero outside the plane.
-QF_AVX512 inline V16 load_tile(const float* base, const TileSpot& s, int w) {
+inline V16 load_tile(const float* base, const TileSpot& s, int w) {
   // lanes 0-3 of two rows into lanes 0-3 and 4-7; of two such pairs into 0-7 and 8-15
   const I16 pair = {0, 1, 2, 3, 16, 17, 18, 19, 0, 0, 0, 0, 0, 0, 0, 0};
   const I16 quad = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
@@ -128,8 +126,8 @@ QF_AVX512 inline V16 load_tile(const float* base, const TileSpot& s, int w) {
 // The outputs are turned from 16 tiles per value to 16 values per tile and
 // stored row by row (scatters took two thirds of this block's time); when
 // accumulating, each tile's old values are loaded as the adjoint loads them.
-QF_AVX512 void output_block_avx512(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0,
-                                   int cnt, bool accumulate) {
+void output_block_avx512(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0, int cnt,
+                         bool accumulate) {
   const __mmask16 lanes = tail_mask(cnt);
   V16 mm[kXi], y[16];
   for (int xi = 0; xi < kXi; ++xi) mm[xi] = _mm512_maskz_loadu_ps(lanes, m + xi * xs + t0);
@@ -145,8 +143,8 @@ QF_AVX512 void output_block_avx512(const Plane<float>& p, const float* m, int64_
 }
 
 // Each tile's 4x4 gradient, turned to 16 tiles per value.
-QF_AVX512 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt,
-                                           int64_t t0, int cnt) {
+void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
+                                 int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   V16 dy[16], o[kXi];
   for (int t = 0; t < 16; ++t)
@@ -156,8 +154,8 @@ QF_AVX512 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<co
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
 
-QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols,
-                                   int r, int k0, int cnt) {
+void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
+                         int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(ks)));
@@ -169,7 +167,7 @@ QF_AVX512 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t
     _mm512_mask_storeu_ps(u + xi * us + static_cast<int64_t>(r) * cols + k0, lanes, o[xi]);
 }
 
-QF_AVX512 void filter_adjoint_block_avx512(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
+void filter_adjoint_block_avx512(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
   const __m512i idx =
       _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(9));
@@ -186,7 +184,7 @@ QF_AVX512 void filter_adjoint_block_avx512(float* dw, const float* du, int64_t u
 
 }  // namespace
 
-const BlockKernels kBlocksAvx512 = {input_block_avx512, output_block_avx512, output_adjoint_block_avx512,
-                                    filter_block_avx512, filter_adjoint_block_avx512};
+const BlockKernels winograd_f4x4_blocks__avx512 = {input_block_avx512, output_block_avx512, output_adjoint_block_avx512,
+                                                   filter_block_avx512, filter_adjoint_block_avx512};
 
 }  // namespace qforge::winograd_detail

@@ -1,24 +1,23 @@
 // The AVX2 Winograd blocks: 8 tiles at once (a block of 16 in two halves),
 // patches gathered with masks for the padding and the last block; AVX2 has no
 // scatter, so outputs are stored lane by lane. The same bits as
-// winograd_blocks.cpp.
+// winograd_f4x4_blocks__ref.cpp.
 #include <immintrin.h>
 
 #include <algorithm>
 
-#include "core/ops/winograd_blocks.h"
+#include "core/kernels/winograd_f4x4_blocks.h"
 
 namespace qforge::winograd_detail {
 namespace {
 
 typedef float V8 __attribute__((vector_size(32)));
-#define QF_AVX2 __attribute__((target("avx2")))
 
-QF_AVX2 inline __m256i tail_mask(int n) {
+inline __m256i tail_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-QF_AVX2 inline __m256i in_range(__m256i x, int n) {  // 0 <= x < n
+inline __m256i in_range(__m256i x, int n) {  // 0 <= x < n
   return _mm256_and_si256(_mm256_cmpgt_epi32(x, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(n), x));
 }
 
@@ -29,8 +28,8 @@ struct BlockGeo {
   __m256i rows[6], cols[6];
 };
 
-QF_AVX2 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __m256i lanes, int64_t img_stride, int h, int w,
-                                  int d, int n) {
+inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __m256i lanes, int64_t img_stride, int h, int w, int d,
+                          int n) {
   BlockGeo g;
   const __m256i img = _mm256_maskload_epi32(tt.img.data() + t0, lanes);
   const __m256i row = _mm256_add_epi32(_mm256_maskload_epi32(tt.row.data() + t0, lanes), _mm256_set1_epi32(d));
@@ -45,13 +44,13 @@ QF_AVX2 inline BlockGeo block_geo(const TileTable& tt, int64_t t0, __m256i lanes
   return g;
 }
 
-QF_AVX2 inline V8 gather(const float* base, const BlockGeo& g, int r, int q, int w) {
+inline V8 gather(const float* base, const BlockGeo& g, int r, int q, int w) {
   const __m256 mask = _mm256_castsi256_ps(_mm256_and_si256(g.rows[r], g.cols[q]));
   return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, _mm256_add_epi32(g.idx, _mm256_set1_epi32(r * w + q)),
                                   mask, 4);
 }
 
-QF_AVX2 void input_half(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
+void input_half(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
   const __m256i lanes = tail_mask(cnt);
   const BlockGeo g = block_geo(tt, t0, lanes, p.img_stride, p.h, p.w, -1, 6);
   V8 d[kXi], o[kXi];
@@ -61,8 +60,8 @@ QF_AVX2 void input_half(float* v, int64_t xs, const Plane<const float>& p, const
   for (int xi = 0; xi < kXi; ++xi) _mm256_maskstore_ps(v + xi * xs + t0, lanes, o[xi]);
 }
 
-QF_AVX2 void output_half(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0, int cnt,
-                         bool accumulate) {
+void output_half(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0, int cnt,
+                 bool accumulate) {
   const __m256i lanes = tail_mask(cnt);
   V8 mm[kXi], y[16];
   for (int xi = 0; xi < kXi; ++xi) mm[xi] = _mm256_maskload_ps(m + xi * xs + t0, lanes);
@@ -82,8 +81,7 @@ QF_AVX2 void output_half(const Plane<float>& p, const float* m, int64_t xs, cons
   }
 }
 
-QF_AVX2 void output_adjoint_half(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
-                                 int cnt) {
+void output_adjoint_half(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
   const __m256i lanes = tail_mask(cnt);
   const BlockGeo g = block_geo(tt, t0, lanes, p.img_stride, p.h, p.w, 0, 4);
   V8 dy[16], o[kXi];
@@ -93,8 +91,8 @@ QF_AVX2 void output_adjoint_half(float* dm, int64_t xs, const Plane<const float>
   for (int xi = 0; xi < kXi; ++xi) _mm256_maskstore_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
 
-QF_AVX2 void filter_half(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
-                         int cnt) {
+void filter_half(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
+                 int cnt) {
   const __m256i lanes = tail_mask(cnt);
   const __m256i idx =
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(ks)));
@@ -106,7 +104,7 @@ QF_AVX2 void filter_half(float* u, const float* w, int64_t rs, int64_t ks, int e
   for (int xi = 0; xi < kXi; ++xi) _mm256_maskstore_ps(u + xi * us + static_cast<int64_t>(r) * cols + k0, lanes, o[xi]);
 }
 
-QF_AVX2 void filter_adjoint_half(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
+void filter_adjoint_half(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
   const __m256i lanes = tail_mask(cnt);
   V8 d[kXi], h[9];
   for (int xi = 0; xi < kXi; ++xi)
@@ -151,7 +149,7 @@ void filter_adjoint_block_avx2(float* dw, const float* du, int64_t us, int c_n, 
 
 }  // namespace
 
-const BlockKernels kBlocksAvx2 = {input_block_avx2, output_block_avx2, output_adjoint_block_avx2, filter_block_avx2,
-                                  filter_adjoint_block_avx2};
+const BlockKernels winograd_f4x4_blocks__avx2 = {input_block_avx2, output_block_avx2, output_adjoint_block_avx2,
+                                                 filter_block_avx2, filter_adjoint_block_avx2};
 
 }  // namespace qforge::winograd_detail

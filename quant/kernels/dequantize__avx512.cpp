@@ -1,6 +1,6 @@
 // Dequantize u8 NHWC -> float NCHW, 16 values per step: (q - zp) * scale, exactly as the reference.
 #include "quant/kernels/kernels.h"
-#include "quant/kernels/requant__avx512vnni.h"
+#include "quant/kernels/requant__avx512.h"
 
 namespace qforge::quant {
 namespace {
@@ -12,8 +12,7 @@ inline __m512 deq16(__m128i q, __m512i zp, __m512 scale) {
 }  // namespace
 
 // in (N,HW,C) u8 -> out (N,C,HW) float, pixels [pix_begin, pix_end) of N*HW
-void dequantize__avx512vnni(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin,
-                            int64_t pix_end) {
+void dequantize__avx512(float* out, const uint8_t* in, const QuantizeParams& p, int64_t pix_begin, int64_t pix_end) {
   const __m512i zp = _mm512_set1_epi32(p.zp);
   const __m512 scale = _mm512_set1_ps(p.scale);
   const int C = p.C, HW = p.HW;

@@ -1,0 +1,39 @@
+#include "apps/system_report.h"
+
+#include "core/blas.h"
+#include "core/cpu.h"
+#include "core/kernels/dispatch.h"
+#include "core/ops/gemm_f32.h"
+#include "core/options.h"
+#include "quant/kernels/dispatch.h"
+#include "quant/kernels/fake_quant.h"
+
+namespace qforge::apps {
+
+std::vector<std::pair<std::string, std::string>> chosen_kernels() {
+  const quant::KernelTable& q = quant::kernels();
+  const FloatKernelTable& f = float_kernels();
+  return {
+      {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())},
+      {"fp32_winograd", options().winograd == WinogradMode::off ? "off (im2col)" : f.winograd_name},
+      {"fake_quant", quant::fq::fake_quant_kernels().name},
+      {"int8_table", q.name},
+      {"int8_qconv2d", q.qconv2d_name},
+      {"blas_core", blas_core_name()},
+  };
+}
+
+std::string system_report() {
+  std::string s;
+  s += "cpu features: " + cpu_feature_list() + "\n";
+  s += "cpu best isa: " + cpu_summary() + "\n";
+  s += std::string("selected isa: ") + isa_name(selected_isa()) + "\n";
+  s += "options:\n";
+  for (const OptionInfo& o : list_options())
+    s += "  " + o.name + " (" + o.variable + "=" + o.values + "): " + o.value + "\n    " + o.help + "\n";
+  s += "kernels:\n";
+  for (const auto& [family, name] : chosen_kernels()) s += "  " + family + ": " + name + "\n";
+  return s;
+}
+
+}  // namespace qforge::apps

@@ -1,0 +1,58 @@
+#include "core/kernels/dispatch.h"
+
+#include <string>
+
+#include "core/error.h"
+
+namespace qforge {
+namespace {
+
+using namespace winograd_detail;
+
+constexpr FloatKernelTable kScalar = {Isa::scalar, "scalar", nullptr, "openblas", nullptr, "none"};
+constexpr FloatKernelTable kAvx2 = {
+    Isa::avx2, "avx2", nullptr, "openblas", &winograd_f4x4_blocks__avx2, "winograd_f4x4_blocks__avx2"};
+constexpr FloatKernelTable kAvx512 = {Isa::avx512,
+                                      "avx512",
+                                      gemm_f32_6x64__avx512,
+                                      "gemm_f32_6x64__avx512",
+                                      &winograd_f4x4_blocks__avx512,
+                                      "winograd_f4x4_blocks__avx512"};
+
+const FloatKernelTable& table_at_or_below(Isa isa) {
+  switch (isa) {
+    case Isa::avx512vnni:  // no float kernel uses VNNI
+    case Isa::avx512:
+      return kAvx512;
+    case Isa::avx2:
+      return kAvx2;
+    case Isa::scalar:
+      break;
+  }
+  return kScalar;
+}
+
+}  // namespace
+
+const FloatKernelTable& float_kernels_for(Isa isa) {
+  QF_CHECK(isa_supported(isa),
+           std::string("float kernels: ISA ") + isa_name(isa) + " not supported by this CPU (" + cpu_summary() + ")");
+  return table_at_or_below(isa);
+}
+
+const FloatKernelTable& float_kernels() {
+  static const FloatKernelTable& t = float_kernels_for(selected_isa());
+  return t;
+}
+
+const BlockKernels& winograd_blocks_for(Isa isa) {
+  const FloatKernelTable& t = float_kernels_for(isa);
+  return t.winograd ? *t.winograd : winograd_f4x4_blocks__ref;
+}
+
+const char* winograd_blocks_name(Isa isa) {
+  const FloatKernelTable& t = float_kernels_for(isa);
+  return t.winograd ? t.winograd_name : "winograd_f4x4_blocks__ref";
+}
+
+}  // namespace qforge
