@@ -15,7 +15,7 @@ namespace {
 // Conv (no bias) + BN + ReLU6, torchvision's Conv2dNormActivation: a Sequential 0/1/2.
 ModulePtr conv_bn_relu6(int in, int out, int kernel, int stride, int groups, std::mt19937_64& rng) {
   Conv2dOptions o{in, out, kernel, stride, (kernel - 1) / 2};
-  o.groups = groups;
+  o.geometry.groups = groups;
   return std::make_shared<Sequential>(std::vector<ModulePtr>{
       std::make_shared<Conv2d>(o, rng), std::make_shared<BatchNorm2d>(out), std::make_shared<ReLU6>()});
 }

@@ -10,7 +10,7 @@
 #include <immintrin.h>
 
 #include "quant/kernels/qdwconv2d.h"
-#include "quant/kernels/requant__avx512vnni.h"
+#include "quant/kernels/requant__avx512.h"
 
 namespace qforge::quant {
 namespace {

@@ -16,13 +16,10 @@ using qforge::testing::ScratchDir;
 
 namespace {
 
-// The schema's defaults with a model section; not run through validation, which
-// is another branch's (it may not list mobilenet_v2 yet).
+// The schema's defaults with a model section, validated as a config file would be.
 apps::Config config_with(const nlohmann::json& model) {
-  apps::Config c;
-  c.j = apps::config_schema();
-  for (auto& [k, v] : model.items()) c.j["model"][k] = v;
-  return c;
+  nlohmann::json j = {{"model", model}};
+  return apps::make_config(j, "test config", {}, false);
 }
 
 }  // namespace

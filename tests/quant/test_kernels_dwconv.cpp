@@ -424,7 +424,7 @@ TEST_CASE("bench qdwconv2d_3x3 MobileNetV2 shapes" * doctest::skip()) {
                       {"14x14x576 s1", 14, 576, 1},
                       {"7x7x960 s1", 7, 960, 1}};
   std::printf("\n%-16s %-10s %10s %9s %9s\n", "shape", "isa", "us/call", "GB/s", "GMAC/s");
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : qforge::supported_isas()) {
     for (const S& sh : shapes) {
       std::mt19937 rng(1);
       DwCase c;
