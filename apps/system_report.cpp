@@ -16,6 +16,7 @@ std::vector<std::pair<std::string, std::string>> chosen_kernels() {
   return {
       {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())},
       {"fp32_winograd", options().winograd == WinogradMode::off ? "off (im2col)" : f.winograd_name},
+      {"fp32_depthwise", f.depthwise->name},
       {"fake_quant", quant::fq::fake_quant_kernels().name},
       {"int8_table", q.name},
       {"int8_qconv2d", q.qconv2d_name},

@@ -4,6 +4,7 @@
 // take theirs from here.
 #pragma once
 #include "core/cpu.h"
+#include "core/kernels/depthwise_planes.h"
 #include "core/kernels/kernels.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
 
@@ -20,6 +21,9 @@ struct FloatKernelTable {
   // not used (the tile-by-tile transforms cost more than they save).
   const winograd_detail::BlockKernels* winograd;
   const char* winograd_name;  // the blocks' symbol, or "none"
+  // Depthwise convolution planes (core/ops/depthwise.h); every level has one, all with the
+  // reference's bits. Its name is the symbol's.
+  const depthwise_detail::DepthwiseKernels* depthwise;
 };
 
 // The highest table at or below `isa`; throws qforge::Error if this CPU lacks `isa`.

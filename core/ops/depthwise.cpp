@@ -3,24 +3,16 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/cpu.h"
 #include "core/error.h"
-#include "core/ops/depthwise_kernels.h"
+#include "core/kernels/depthwise_planes.h"
+#include "core/kernels/dispatch.h"
 #include "core/ops/scratch.h"
 #include "core/threads.h"
 
 namespace qforge {
 namespace depthwise_detail {
 
-const DepthwiseKernels& depthwise_kernels() {
-  static const DepthwiseKernels& chosen = []() -> const DepthwiseKernels& {
-    const CpuFeatures& f = cpu_features();
-    if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl) return kDepthwiseAvx512;
-    if (f.has_avx2()) return kDepthwiseAvx2;
-    return kDepthwisePortable;
-  }();
-  return chosen;
-}
+const DepthwiseKernels& depthwise_kernels() { return *float_kernels().depthwise; }
 
 namespace {
 

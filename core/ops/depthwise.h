@@ -8,7 +8,7 @@
 // Any kernel size, stride, padding and dilation; 3x3 stride 1 and stride 2
 // (MobileNetV2's 17 depthwise layers) take vectorised rows. Planes are split
 // over the thread pool; the per-plane kernels run the best instruction set
-// the CPU has (depthwise_kernels.h). Every thread count gives the same bits:
+// the CPU has (depthwise_planes.h). Every thread count gives the same bits:
 // the weight and bias gradients are summed per image plane, then over the
 // batch in image order.
 //

@@ -10,9 +10,10 @@
 
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/kernels/depthwise_planes.h"
+#include "core/kernels/dispatch.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/depthwise.h"
-#include "core/ops/depthwise_kernels.h"
 #include "core/threads.h"
 #include "gradcheck.h"
 
@@ -172,23 +173,20 @@ TEST_CASE("depthwise: forward and both gradients match the definition in double 
   set_num_threads(1);
 }
 
-TEST_CASE("depthwise: the AVX2 and AVX-512 kernels give the portable kernels' bits") {
-  const CpuFeatures& f = cpu_features();
-  struct Level {
-    const DepthwiseKernels& k;
-    bool supported;
-  };
-  const Level levels[] = {{kDepthwiseAvx2, f.has_avx2()},
-                          {kDepthwiseAvx512, f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl}};
-  for (const auto& [k, supported] : levels) {
-    const std::string isa = k.name;
-    CAPTURE(isa);
-    if (!supported) {
-      MESSAGE("skipped: this CPU has no ", std::string(k.name));
+TEST_CASE("depthwise: every level's kernels give the reference kernels' bits") {
+  int levels = 0;
+  for (Isa level : {Isa::avx2, Isa::avx512}) {
+    if (!isa_supported(level)) {
+      MESSAGE("skipped: this CPU has no ", isa_name(level));
       continue;
     }
+    const DepthwiseKernels& k = *float_kernels_for(level).depthwise;
+    REQUIRE(&k != &depthwise_planes__ref);
+    ++levels;
+    const std::string isa = k.name;
+    CAPTURE(isa);
     sweep([&](const Case& c) {
-      const Result want = run(kDepthwisePortable, c), got = run(k, c);
+      const Result want = run(depthwise_planes__ref, c), got = run(k, c);
       check_same_bits(want, got);
     });
   }
@@ -196,11 +194,12 @@ TEST_CASE("depthwise: the AVX2 and AVX-512 kernels give the portable kernels' bi
   // 112x112 is the largest (784 products per lane and tap in the weight sums).
   for (const auto& [h, w, stride] : {std::array{56, 61, 1}, std::array{56, 61, 2}, std::array{112, 112, 1}}) {
     const Case c(2, 5, h, w, 1, 3, {stride, stride, 1, 1, 1, 1, 1});
-    const Result want = run(kDepthwisePortable, c);
+    const Result want = run(depthwise_planes__ref, c);
     check_exact(c, want);
-    for (const auto& [k, supported] : levels)
-      if (supported) check_same_bits(want, run(k, c));
+    for (Isa level : {Isa::avx2, Isa::avx512})
+      if (isa_supported(level)) check_same_bits(want, run(*float_kernels_for(level).depthwise, c));
   }
+  if (levels == 0) MESSAGE("skipped: this CPU has no SIMD depthwise kernels");
 }
 
 TEST_CASE("depthwise: the same bits with 1 and 2 threads") {

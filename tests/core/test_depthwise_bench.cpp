@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "core/cpu.h"
+#include "core/kernels/depthwise_planes.h"
 #include "core/ops/conv2d.h"
-#include "core/ops/depthwise_kernels.h"
 #include "core/threads.h"
 
 using namespace qforge;
@@ -87,11 +87,9 @@ TEST_CASE("bench depthwise: MobileNetV2's depthwise layers, im2col + sgemm again
 
 TEST_CASE("bench depthwise kernels: one 3x3 plane per instruction set, ns per output" * doctest::skip()) {
   using namespace depthwise_detail;
-  const CpuFeatures& f = cpu_features();
-  const std::pair<const DepthwiseKernels*, bool> tables[] = {
-      {&kDepthwisePortable, true},
-      {&kDepthwiseAvx2, f.has_avx2()},
-      {&kDepthwiseAvx512, f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl}};
+  const std::pair<const DepthwiseKernels*, bool> tables[] = {{&depthwise_planes__ref, true},
+                                                             {&depthwise_planes__avx2, isa_supported(Isa::avx2)},
+                                                             {&depthwise_planes__avx512, isa_supported(Isa::avx512)}};
   std::printf("%-10s %-10s %8s %8s %8s\n", "isa", "plane", "fwd", "dinp", "dweight");
   std::mt19937_64 rng(0);
   for (const auto& [k, supported] : tables) {

@@ -2,7 +2,7 @@
 // per instruction set. A kernel handles one channel plane of one image, no
 // threads, no allocation; depthwise.cpp splits the planes over the pool.
 //
-// Every table runs the same source (depthwise_rows.h) compiled with its own
+// Every table runs the same source (depthwise_planes.inc) compiled with its own
 // ISA flags and -ffp-contract=off, vectorised only along a row: each output
 // element sees the same operations in the same order, so all tables give the
 // same bits (tests/core/test_depthwise.cpp checks it).
@@ -82,11 +82,11 @@ struct DepthwiseKernels {
                           float* work);
 };
 
-extern const DepthwiseKernels kDepthwisePortable;  // the x86-64 baseline (SSE2)
-extern const DepthwiseKernels kDepthwiseAvx2;      // -mavx2 -mfma
-extern const DepthwiseKernels kDepthwiseAvx512;    // -mavx512f/bw/dq/vl, 512-bit vectors
+extern const DepthwiseKernels depthwise_planes__ref;     // the x86-64 baseline (SSE2)
+extern const DepthwiseKernels depthwise_planes__avx2;    // -mavx2 -mfma
+extern const DepthwiseKernels depthwise_planes__avx512;  // -mavx512f/bw/dq/vl, 512-bit vectors
 
-// The table this CPU runs: the one place the instruction set is chosen.
+// The selected level's planes (float_kernels() in core/kernels/dispatch.h chooses).
 const DepthwiseKernels& depthwise_kernels();
 
 }  // namespace qforge::depthwise_detail

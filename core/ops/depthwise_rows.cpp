@@ -1,5 +1,0 @@
-// The depthwise plane kernels for the x86-64 baseline (SSE2): the portable
-// table, which the AVX2 and AVX-512 ones must match bit for bit.
-#define QFORGE_DEPTHWISE_ISA kDepthwisePortable
-#define QFORGE_DEPTHWISE_NAME "portable"
-#include "core/ops/depthwise_rows.h"
