@@ -302,7 +302,7 @@ Tensor fake_quantize(const Tensor& x, const std::vector<QParams>& qp, int axis) 
   run_forward(out, mask.get(), x, L, ch);
   if (!mask) return out;
   const int64_t n = L.n;
-  record_op(out, {x}, [mask, n](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  record_op(out, {x}, [mask, n](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
     bool assign;
     float* dx = in[0]->grad_for_write(&assign);
     const float* dout = o.grad->data();
@@ -332,7 +332,7 @@ Tensor fake_quantize_lsq(const Tensor& x, const Tensor& scale, const std::vector
   }
   Tensor out = Tensor::empty(x.shape());
   run_forward(out, nullptr, x, L, ch);
-  record_op(out, {x, scale}, [xs = x.detach(), L, ch, grad_scale](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  record_op(out, {x, scale}, [xs = x.detach(), L, ch, grad_scale](AutogradMeta& o, const BackwardInputs& in) {
     const bool need_dx = in[0] != nullptr, need_ds = in[1] != nullptr;
     bool assign = false;
     float* dx = need_dx ? in[0]->grad_for_write(&assign) : nullptr;

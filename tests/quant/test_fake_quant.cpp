@@ -374,11 +374,11 @@ TEST_CASE("bench fake_quantize forward + backward (128,64,28,28)" * doctest::ski
     auto a = now();
     Tensor y = fake_quantize(x, qp, -1);
     auto b = now();
-    std::shared_ptr<Node> node = y.impl()->grad_fn;
-    y.impl()->grad = dout.impl()->storage;  // dL/dy, as backward would have it
+    std::shared_ptr<Node> node = y.impl()->autograd->grad_fn;
+    y.impl()->autograd->grad = dout.impl()->storage;  // dL/dy, as backward would have it
     x.zero_grad();
     auto c = now();
-    node->backward(*y.impl(), {x.impl()});  // dx freshly written (the usual case)
+    node->backward(*y.impl()->autograd, {x.impl()->autograd.get()});  // dx freshly written (the usual case)
     auto d = now();
     tf = std::min(tf, secs(a, b)), tb = std::min(tb, secs(c, d));
   }
