@@ -70,6 +70,7 @@ struct TensorImpl {
 
   int64_t numel() const { return numel_of(shape); }
   float* data() const { return storage->data() + offset; }
+  float* grad_data() const { return autograd->grad_data(); }  // allocates a zeroed gradient on first use
 };
 
 class Tensor {

@@ -22,7 +22,6 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, float* dscale,
                          const float* invstd, bool training, int64_t N, int64_t C, int64_t HW);
 
 // The autograd op; backward keeps x, weight, input_scale and the statistics, not the output.
-
 // x (N,C,H,W) or (N,C); weight, bias, running_mean, running_var (C).
 // When training, running_mean/var are updated in place:
 //   running = (1 - momentum) * running + momentum * batch_stat.
