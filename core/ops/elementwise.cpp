@@ -1,6 +1,9 @@
 #include "core/ops/elementwise.h"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
+#include <memory>
 
 #include "core/autograd.h"
 #include "core/threads.h"
@@ -29,20 +32,68 @@ void add_backward(float* da, const float* dout, int64_t n) {
   });
 }
 
-void add_relu_forward(float* out, const float* a, const float* b, int64_t n) {
-  for_each_chunk(n, [&](int64_t s, int64_t e) {
+namespace {
+
+// Masks: one bit per element, little-endian in 64-bit words. Bits go through
+// bytes (0 or 1), which the compare and select loops vectorise on, and a
+// multiply per 8 bytes.
+
+// Calls f(b, e) on ranges of [0, n) that start on 64-element boundaries, so
+// chunks never share a mask word.
+template <class F>
+void for_each_word_chunk(int64_t n, F&& f) {
+  parallel_for((n + 63) / 64, kGrain / 64, [&](int64_t wb, int64_t we) { f(wb * 64, std::min(n, we * 64)); });
+}
+
+// mask words of [b, e) (b a multiple of 64): bit i = pass(y[i]).
+template <class P>
+void pack_mask(uint64_t* mask, const float* y, int64_t b, int64_t e, P&& pass) {
+  alignas(64) uint8_t bytes[64];
+  for (int64_t w = b; w < e; w += 64) {
+    const int64_t m = std::min<int64_t>(64, e - w);
+    for (int64_t k = 0; k < 64; ++k) bytes[k] = k < m ? pass(y[w + k]) : 0;
+    uint64_t bits = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint64_t u;
+      std::memcpy(&u, bytes + 8 * j, 8);
+      bits |= ((u * 0x0102040810204080ull) >> 56) << (8 * j);  // byte k's low bit -> bit k
+    }
+    mask[w / 64] = bits;
+  }
+}
+
+// One mask word as 64 bytes, each nonzero where its bit is set.
+inline void unpack_word(uint8_t* bytes, uint64_t bits) {
+  for (int j = 0; j < 8; ++j) {
+    const uint64_t t = (((bits >> (8 * j)) & 0xff) * 0x0101010101010101ull) & 0x8040201008040201ull;
+    std::memcpy(bytes + 8 * j, &t, 8);
+  }
+}
+
+}  // namespace
+
+void add_relu_forward(float* out, uint64_t* mask, const float* a, const float* b, int64_t n) {
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) {
       const float v = a[i] + b[i];
       out[i] = v > 0.f ? v : 0.f;
     }
+    if (mask) pack_mask(mask, out, s, e, [](float y) { return static_cast<uint8_t>(y > 0.f); });
   });
 }
 
-void add_relu_backward(float* dsum, const float* dout, const float* out, int64_t n) {
-  for_each_chunk(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) {
-      const float gv = dout[i];
-      dsum[i] = out[i] > 0.f ? gv : 0.f;
+void add_relu_backward(float* dsum, const float* dout, const uint64_t* mask, int64_t n) {
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
+    alignas(64) uint8_t bytes[64];
+    for (int64_t w = s; w < e; w += 64) {
+      unpack_word(bytes, mask[w / 64]);
+      const int64_t m = std::min<int64_t>(64, e - w);
+      float* __restrict__ d = dsum + w;
+      const float* __restrict__ g = dout + w;
+      for (int64_t k = 0; k < m; ++k) {
+        const float gv = g[k];
+        d[k] = bytes[k] ? gv : 0.f;
+      }
     }
   });
 }
@@ -76,31 +127,35 @@ void scale_backward(float* da, const float* dout, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) da[i] += dout[i] * s;
 }
 
-void clamp_relu_forward(float* out, const float* x, float hi, int64_t n) {
-  for_each_chunk(n, [&](int64_t s, int64_t e) {
+void clamp_relu_forward(float* out, uint64_t* mask, const float* x, float hi, int64_t n) {
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) {
       float v = x[i] > 0.f ? x[i] : 0.f;
       out[i] = v < hi ? v : hi;
     }
+    if (mask) pack_mask(mask, out, s, e, [hi](float y) { return static_cast<uint8_t>((y > 0.f) & (y < hi)); });
   });
 }
 
-void clamp_relu_backward(float* dx, bool assign_dx, const float* dout, const float* out, float hi, int64_t n) {
-  for_each_chunk(n, [&](int64_t s, int64_t e) {
-    float* __restrict__ dst = dx;
-    const float* __restrict__ gg = dout;
-    const float* __restrict__ yy = out;
-    // Unconditional loads and a select, so the loops vectorise.
-    const float h = hi;
-    if (assign_dx) {
-      for (int64_t i = s; i < e; ++i) {
-        const float gv = gg[i], yv = yy[i];
-        dst[i] = (yv > 0.f && yv < h) ? gv : 0.f;
-      }
-    } else {
-      for (int64_t i = s; i < e; ++i) {
-        const float gv = gg[i], yv = yy[i], dv = dst[i];
-        dst[i] = dv + (((yv > 0.f) & (yv < h)) ? gv : 0.f);
+void clamp_relu_backward(float* dx, bool assign_dx, const float* dout, const uint64_t* mask, int64_t n) {
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
+    alignas(64) uint8_t bytes[64];
+    for (int64_t w = s; w < e; w += 64) {
+      unpack_word(bytes, mask[w / 64]);
+      const int64_t m = std::min<int64_t>(64, e - w);
+      float* __restrict__ dst = dx + w;
+      const float* __restrict__ gg = dout + w;
+      // Unconditional loads and a select, so the loops vectorise.
+      if (assign_dx) {
+        for (int64_t k = 0; k < m; ++k) {
+          const float gv = gg[k];
+          dst[k] = bytes[k] ? gv : 0.f;
+        }
+      } else {
+        for (int64_t k = 0; k < m; ++k) {
+          const float gv = gg[k], dv = dst[k];
+          dst[k] = dv + (bytes[k] ? gv : 0.f);
+        }
       }
     }
   });
@@ -151,12 +206,16 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor add_relu(const Tensor& a, const Tensor& b) {
   check_same_shape("add_relu", a, b);
   Tensor out = Tensor::empty(a.shape());
-  add_relu_forward(out.data(), a.data(), b.data(), out.numel());
-  if (!needs_grad({&a, &b})) return out;
-  // Backward reads the output (which the next layer keeps anyway), not a or b.
-  record_op(out, {a, b}, [y = out.detach()](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
+  if (!needs_grad({&a, &b})) {
+    add_relu_forward(out.data(), nullptr, a.data(), b.data(), out.numel());
+    return out;
+  }
+  // Backward reads one bit per element (out > 0), not a, b or the output.
+  std::shared_ptr<uint64_t[]> mask(new uint64_t[(out.numel() + 63) / 64]);
+  add_relu_forward(out.data(), mask.get(), a.data(), b.data(), out.numel());
+  record_op(out, {a, b}, [mask](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
     float* g = o.grad->data();
-    add_relu_backward(g, g, y.data(), o.numel());  // masked in place: the result is done with it
+    add_relu_backward(g, g, mask.get(), o.numel());  // masked in place: the result is done with it
     give_add_grad(o, in);
   });
   return out;
@@ -189,16 +248,18 @@ Tensor scale(const Tensor& a, float s) {
 // clamp(x, 0, hi): relu (hi = inf) and relu6 (hi = 6) share forward and backward.
 static Tensor clamp_relu(const Tensor& x, float hi) {
   Tensor out = Tensor::empty(x.shape());
-  clamp_relu_forward(out.data(), x.data(), hi, out.numel());
-  if (!needs_grad({&x})) return out;
-  // The gradient passes where 0 < out < hi: backward reads the output (which
-  // the next layer keeps anyway), not x. A bit mask would also free the output
-  // where nothing else keeps it (QAT: a fake-quant follows), but packing and
-  // reading bits without SIMD costs ~10x the float select here.
-  record_op(out, {x}, [hi, y = out.detach()](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
+  if (!needs_grad({&x})) {
+    clamp_relu_forward(out.data(), nullptr, x.data(), hi, out.numel());
+    return out;
+  }
+  // The gradient passes where 0 < out < hi: backward reads that bit per element,
+  // not x or the output (which, in QAT, the fake-quant after it does not keep).
+  std::shared_ptr<uint64_t[]> mask(new uint64_t[(out.numel() + 63) / 64]);
+  clamp_relu_forward(out.data(), mask.get(), x.data(), hi, out.numel());
+  record_op(out, {x}, [mask](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
     bool assign;
     float* gi = in[0]->grad_for_write(&assign);
-    clamp_relu_backward(gi, assign, o.grad->data(), y.data(), hi, o.numel());
+    clamp_relu_backward(gi, assign, o.grad->data(), mask.get(), o.numel());
   });
   return out;
 }

@@ -12,10 +12,11 @@ namespace qforge {
 void add_forward(float* out, const float* a, const float* b, int64_t n);
 // da += dout (db likewise)
 void add_backward(float* da, const float* dout, int64_t n);
-// out = max(a + b, 0)
-void add_relu_forward(float* out, const float* a, const float* b, int64_t n);
-// Writes dsum = dout where out > 0, else 0: the gradient of a + b (dsum may be dout).
-void add_relu_backward(float* dsum, const float* dout, const float* out, int64_t n);
+// Masks: one bit per element, little-endian in 64-bit words ((n + 63) / 64 of them).
+// out = max(a + b, 0); mask (or null) bit i = out[i] > 0, all backward needs
+void add_relu_forward(float* out, uint64_t* mask, const float* a, const float* b, int64_t n);
+// Writes dsum = dout where the mask bit is set, else 0: the gradient of a + b (dsum may be dout).
+void add_relu_backward(float* dsum, const float* dout, const uint64_t* mask, int64_t n);
 // out = a * b
 void mul_forward(float* out, const float* a, const float* b, int64_t n);
 // da += dout * b, db += dout * a; da or db may be null, and then the operand it would read too.
@@ -23,10 +24,10 @@ void mul_backward(float* da, float* db, const float* dout, const float* a, const
 // out = a * s
 void scale_forward(float* out, const float* a, float s, int64_t n);
 void scale_backward(float* da, const float* dout, float s, int64_t n);
-// out = clamp(x, 0, hi) (relu: hi = inf, relu6: hi = 6)
-void clamp_relu_forward(float* out, const float* x, float hi, int64_t n);
-// dx += dout where 0 < out < hi (reads the output, not x); with assign_dx, dx is written instead.
-void clamp_relu_backward(float* dx, bool assign_dx, const float* dout, const float* out, float hi, int64_t n);
+// out = clamp(x, 0, hi) (relu: hi = inf, relu6: hi = 6); mask (or null) bit i = 0 < out[i] < hi
+void clamp_relu_forward(float* out, uint64_t* mask, const float* x, float hi, int64_t n);
+// dx += dout where the mask bit is set; with assign_dx, dx is written instead.
+void clamp_relu_backward(float* dx, bool assign_dx, const float* dout, const uint64_t* mask, int64_t n);
 // sum of x, in double
 float sum_forward(const float* x, int64_t n);
 void sum_backward(float* dx, float dout, int64_t n);
