@@ -88,8 +88,8 @@ void add_relu_backward(float* dsum, const float* dout, const uint64_t* mask, int
     for (int64_t w = s; w < e; w += 64) {
       unpack_word(bytes, mask[w / 64]);
       const int64_t m = std::min<int64_t>(64, e - w);
-      float* __restrict__ d = dsum + w;
-      const float* __restrict__ g = dout + w;
+      float* d = dsum + w;  // may alias g: no __restrict__
+      const float* g = dout + w;
       for (int64_t k = 0; k < m; ++k) {
         const float gv = g[k];
         d[k] = bytes[k] ? gv : 0.f;
