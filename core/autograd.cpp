@@ -27,40 +27,41 @@ void record_op(Tensor& out, std::initializer_list<Tensor> inputs, BackwardFn bac
   auto node = std::make_shared<Node>();
   for (const Tensor& t : inputs) {
     bool need = t.defined() && t.requires_grad();
-    node->inputs.push_back(need ? t.impl_ptr() : nullptr);
+    node->inputs.push_back(need ? t.impl()->autograd : nullptr);
     any |= need;
   }
   if (!any) return;
   node->backward = std::move(backward);
-  out.impl()->grad_fn = std::move(node);
-  out.impl()->requires_grad = true;
+  out.impl()->autograd->grad_fn = std::move(node);
+  out.impl()->autograd->requires_grad = true;
 }
 
 void run_backward(const Tensor& root) {
   QF_CHECK(root.numel() == 1, "backward needs a one-element tensor, got shape " + shape_str(root.shape()));
   QF_CHECK(root.requires_grad(), "backward: the tensor has no autograd history (no input requires a gradient)");
   // Iterative DFS post-order: a node comes after everything that consumes it, reversed.
-  // `order` keeps each impl alive until it is processed; consumers always come first,
+  // `order` keeps each identity alive until it is processed; consumers always come first,
   // so once processed nothing needs it and its memory can go.
-  std::vector<std::shared_ptr<TensorImpl>> order;
-  std::unordered_set<TensorImpl*> seen;
-  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{root.impl_ptr(), 0}};
-  seen.insert(root.impl());
+  std::vector<std::shared_ptr<AutogradMeta>> order;
+  std::unordered_set<AutogradMeta*> seen;
+  const std::shared_ptr<AutogradMeta>& root_meta = root.impl()->autograd;
+  std::vector<std::pair<std::shared_ptr<AutogradMeta>, size_t>> stack{{root_meta, 0}};
+  seen.insert(root_meta.get());
   while (!stack.empty()) {
     auto& top = stack.back();
-    TensorImpl* t = top.first.get();
+    AutogradMeta* t = top.first.get();
     if (t->grad_fn && top.second < t->grad_fn->inputs.size()) {
-      std::shared_ptr<TensorImpl> in = t->grad_fn->inputs[top.second++];
+      std::shared_ptr<AutogradMeta> in = t->grad_fn->inputs[top.second++];
       if (in && seen.insert(in.get()).second) stack.push_back({std::move(in), 0});
     } else {
       order.push_back(std::move(top.first));
       stack.pop_back();
     }
   }
-  root.impl()->grad_data()[0] += 1.f;
-  std::vector<TensorImpl*> ins;
+  root_meta->grad_data()[0] += 1.f;
+  std::vector<AutogradMeta*> ins;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    std::shared_ptr<TensorImpl> t = std::move(*it);
+    std::shared_ptr<AutogradMeta> t = std::move(*it);
     if (!t->grad_fn) continue;  // a leaf: keeps its gradient
     auto node = std::move(t->grad_fn);
     t->grad_fn.reset();

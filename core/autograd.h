@@ -1,6 +1,8 @@
 // Define-by-run autograd. An op computes its result, then calls record_op()
 // with its inputs and a backward closure that captures only what backward
-// needs. backward() on a scalar walks the recorded graph in reverse
+// needs. The graph holds the inputs' autograd identities (AutogradMeta, in
+// core/tensor.h), not their data: an input's data lives on only if the
+// closure captured it. backward() on a scalar walks the recorded graph in reverse
 // topological order; each closure reads the result's gradient and *adds* into
 // its inputs' gradients. The graph is freed as it is walked, and gradients of
 // intermediate results are dropped once used.
@@ -16,11 +18,13 @@
 
 namespace qforge {
 
-// in[i] is the i-th input's impl when it needs a gradient, else nullptr.
-using BackwardFn = std::function<void(TensorImpl& out, const std::vector<TensorImpl*>& in)>;
+// out is the result's identity (out.grad holds dL/dout); in[i] is the i-th
+// input's identity when it needs a gradient, else nullptr.
+using BackwardInputs = std::vector<AutogradMeta*>;
+using BackwardFn = std::function<void(AutogradMeta& out, const BackwardInputs& in)>;
 
 struct Node {
-  std::vector<std::shared_ptr<TensorImpl>> inputs;  // null where no gradient is needed
+  std::vector<std::shared_ptr<AutogradMeta>> inputs;  // null where no gradient is needed
   BackwardFn backward;
 };
 

@@ -47,23 +47,31 @@ Storage::~Storage() {
   std::free(data_);
 }
 
-float* TensorImpl::grad_data() {
-  if (!grad) grad = std::make_shared<Storage>(numel(), true);
+float* AutogradMeta::grad_data() {
+  if (!grad) grad = std::make_shared<Storage>(n, true);
   return grad->data();
 }
 
-float* TensorImpl::grad_for_write(bool* assign) {
+float* AutogradMeta::grad_for_write(bool* assign) {
   *assign = !grad;
-  if (!grad) grad = std::make_shared<Storage>(numel(), false);
+  if (!grad) grad = std::make_shared<Storage>(n, false);
   return grad->data();
+}
+
+// An impl over storage, with a fresh autograd identity.
+static std::shared_ptr<TensorImpl> make_impl(const Shape& shape, std::shared_ptr<Storage> storage, int64_t offset) {
+  auto t = std::make_shared<TensorImpl>();
+  t->shape = shape;
+  t->storage = std::move(storage);
+  t->offset = offset;
+  t->autograd = std::make_shared<AutogradMeta>();
+  t->autograd->n = numel_of(shape);
+  return t;
 }
 
 static std::shared_ptr<TensorImpl> new_impl(const Shape& shape, bool zero) {
   for (auto d : shape) QF_CHECK(d >= 0, "negative dimension in shape " + shape_str(shape));
-  auto t = std::make_shared<TensorImpl>();
-  t->shape = shape;
-  t->storage = std::make_shared<Storage>(numel_of(shape), zero);
-  return t;
+  return make_impl(shape, std::make_shared<Storage>(numel_of(shape), zero), 0);
 }
 
 Tensor Tensor::empty(const Shape& shape) { return Tensor(new_impl(shape, false)); }
@@ -112,19 +120,16 @@ float Tensor::item() const {
 }
 
 Tensor& Tensor::requires_grad_(bool on) {
-  impl_->requires_grad = on;
+  impl_->autograd->requires_grad = on;
   return *this;
 }
 
 Tensor Tensor::grad() const {
-  if (!impl_->grad) return Tensor();
-  auto t = std::make_shared<TensorImpl>();
-  t->shape = impl_->shape;
-  t->storage = impl_->grad;
-  return Tensor(t);
+  if (!impl_->autograd->grad) return Tensor();
+  return Tensor(make_impl(impl_->shape, impl_->autograd->grad, 0));
 }
 
-void Tensor::zero_grad() { impl_->grad.reset(); }
+void Tensor::zero_grad() { impl_->autograd->grad.reset(); }
 
 Tensor Tensor::reshape(const Shape& shape) const {
   Shape s = shape;
@@ -140,13 +145,9 @@ Tensor Tensor::reshape(const Shape& shape) const {
   if (infer >= 0 && known > 0) s[infer] = numel() / known;
   QF_CHECK(numel_of(s) == numel(),
            "reshape: cannot view shape " + shape_str(this->shape()) + " as " + shape_str(shape));
-  auto t = std::make_shared<TensorImpl>();
-  t->shape = s;
-  t->storage = impl_->storage;
-  t->offset = impl_->offset;
-  Tensor out(t);
+  Tensor out(make_impl(s, impl_->storage, impl_->offset));
   // The view has its own gradient buffer; backward adds it into ours.
-  record_op(out, {*this}, [](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  record_op(out, {*this}, [](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
     if (!in[0]) return;
     float* g = in[0]->grad_data();
     const float* go = o.grad->data();
@@ -155,13 +156,7 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return out;
 }
 
-Tensor Tensor::detach() const {
-  auto t = std::make_shared<TensorImpl>();
-  t->shape = impl_->shape;
-  t->storage = impl_->storage;
-  t->offset = impl_->offset;
-  return Tensor(t);
-}
+Tensor Tensor::detach() const { return Tensor(make_impl(impl_->shape, impl_->storage, impl_->offset)); }
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape());

@@ -6,7 +6,7 @@
 //   Tensor w = Tensor::randn({4}, rng).requires_grad_();
 //
 // A Tensor is a handle (copying it shares the data). Gradients live beside the
-// data (grad()); ops that record autograd history are in core/ops/ and the graph
+// data (grad(), see AutogradMeta); ops that record autograd history are in core/ops/ and the graph
 // machinery in core/autograd.h.
 #pragma once
 #include <cstdint>
@@ -44,21 +44,33 @@ class Storage {
 
 struct Node;
 
-struct TensorImpl {
-  Shape shape;
-  std::shared_ptr<Storage> storage;
-  int64_t offset = 0;
+// A tensor's autograd identity, apart from its data: whether it needs a
+// gradient, the gradient, and the node that made it. Nodes point at their
+// inputs' identities, not at the inputs, so recording an op keeps no input's
+// data alive: each op captures only the buffers its backward reads.
+struct AutogradMeta {
+  int64_t n = 0;  // elements of the tensor (and of its gradient)
   bool requires_grad = false;
-  std::shared_ptr<Storage> grad;  // same numel as the tensor; allocated on first use
+  std::shared_ptr<Storage> grad;  // allocated on first use
   std::shared_ptr<Node> grad_fn;  // set on results of recorded ops
 
-  int64_t numel() const { return numel_of(shape); }
-  float* data() const { return storage->data() + offset; }
+  int64_t numel() const { return n; }
   float* grad_data();  // allocates a zeroed gradient on first use
   // For backward kernels that cover every element: returns the gradient buffer
   // and sets *assign when it was just allocated (uninitialised), so the kernel
   // writes instead of adding and no zeroing pass is spent.
   float* grad_for_write(bool* assign);
+};
+
+struct TensorImpl {
+  Shape shape;
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;
+  std::shared_ptr<AutogradMeta> autograd;  // never null; a view or a detached copy has its own
+
+  int64_t numel() const { return numel_of(shape); }
+  float* data() const { return storage->data() + offset; }
+  float* grad_data() const { return autograd->grad_data(); }  // allocates a zeroed gradient on first use
 };
 
 class Tensor {
@@ -81,7 +93,7 @@ class Tensor {
   float* data() const { return impl_->data(); }
   float item() const;  // the single value of a one-element tensor
 
-  bool requires_grad() const { return impl_->requires_grad; }
+  bool requires_grad() const { return impl_->autograd->requires_grad; }
   Tensor& requires_grad_(bool on = true);
   // The gradient as a tensor sharing its storage (undefined before backward).
   Tensor grad() const;

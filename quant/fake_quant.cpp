@@ -72,10 +72,8 @@ void lsq_backward(float* dx, double* ds, const float* dout, const float* x, int6
 }
 
 // The forward on the pool, in chunks of whole mask words.
-void run_forward(Tensor& out, uint64_t* mask, const Tensor& x, const Layout& L, const std::vector<Chan>& ch) {
+void run_forward(float* po, uint64_t* mask, const float* px, const Layout& L, const std::vector<Chan>& ch) {
   const int64_t words = (L.n + 63) / 64;
-  float* po = out.data();
-  const float* px = x.data();
   parallel_for(words, kGrain / 64, [&](int64_t wb, int64_t we) {
     const int64_t b = wb * 64, e = std::min(L.n, we * 64);
     if (mask) {
@@ -86,30 +84,89 @@ void run_forward(Tensor& out, uint64_t* mask, const Tensor& x, const Layout& L, 
   });
 }
 
+// The layout of a raw call: per tensor when there is one QParams.
+Layout raw_layout(int64_t n, size_t nq, int64_t inner) {
+  Layout L;
+  L.n = n;
+  L.channels = static_cast<int64_t>(nq);
+  L.inner = nq == 1 ? std::max<int64_t>(n, 1) : inner;
+  return L;
+}
+
+std::vector<Chan> lsq_chans(const char* op, const float* scale, const std::vector<QParams>& qp) {
+  std::vector<Chan> ch;
+  // A learned scale may step to <= 0; use eps there as PyTorch's learnable fake-quant does.
+  for (size_t c = 0; c < qp.size(); ++c) ch.push_back(make_chan(op, std::max(scale[c], kEps), qp[c]));
+  return ch;
+}
+
 }  // namespace
+
+void fake_quantize_forward(float* out, uint64_t* mask, const float* x, const std::vector<QParams>& qp, int64_t n,
+                           int64_t inner) {
+  std::vector<Chan> ch;
+  for (const QParams& q : qp) ch.push_back(make_chan("fake_quantize", q.scale, q));
+  run_forward(out, mask, x, raw_layout(n, qp.size(), inner), ch);
+}
+
+void fake_quantize_backward(float* dx, bool assign_dx, const float* dout, const uint64_t* mask, int64_t n) {
+  parallel_for((n + 63) / 64, kGrain / 64, [&](int64_t wb, int64_t we) {
+    if (assign_dx) {
+      ste_backward<true>(dx, dout, mask, wb, we, n);
+    } else {
+      ste_backward<false>(dx, dout, mask, wb, we, n);
+    }
+  });
+}
+
+void fake_quantize_lsq_forward(float* out, const float* x, const float* scale, const std::vector<QParams>& qp,
+                               int64_t n, int64_t inner) {
+  run_forward(out, nullptr, x, raw_layout(n, qp.size(), inner), lsq_chans("fake_quantize_lsq", scale, qp));
+}
+
+void fake_quantize_lsq_backward(float* dx, float* dscale, bool assign_dx, const float* dout, const float* x,
+                                const float* scale, const std::vector<QParams>& qp, int64_t n, int64_t inner) {
+  const Layout L = raw_layout(n, qp.size(), inner);
+  const std::vector<Chan> ch = lsq_chans("fake_quantize_lsq", scale, qp);
+  const bool need_dx = dx != nullptr, need_ds = dscale != nullptr;
+  std::vector<double> ds(L.channels, 0.0);
+  std::mutex mu;
+  parallel_for(L.n, kGrain, [&](int64_t b, int64_t e) {
+    std::vector<double> part(L.channels, 0.0);
+    if (!need_dx) {
+      lsq_backward<false, false>(dx, part.data(), dout, x, b, e, L, ch.data(), need_ds);
+    } else if (assign_dx) {
+      lsq_backward<true, true>(dx, part.data(), dout, x, b, e, L, ch.data(), need_ds);
+    } else {
+      lsq_backward<true, false>(dx, part.data(), dout, x, b, e, L, ch.data(), need_ds);
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    for (int64_t c = 0; c < L.channels; ++c) ds[c] += part[c];
+  });
+  if (need_ds) {
+    // LSQ: 1 / sqrt(values per scale * qmax)
+    const double per = static_cast<double>(L.n) / static_cast<double>(qp.size());
+    for (int64_t c = 0; c < L.channels; ++c) {
+      const float grad_scale = static_cast<float>(1.0 / std::sqrt(std::max(per, 1.0) * std::max(qp[c].qmax, 1)));
+      dscale[c] += static_cast<float>(ds[c] * grad_scale);
+    }
+  }
+}
 
 Tensor fake_quantize(const Tensor& x, const std::vector<QParams>& qp, int axis) {
   const Layout L = layout_of("fake_quantize", x, qp.size(), axis);
-  std::vector<Chan> ch;
-  for (const QParams& q : qp) ch.push_back(make_chan("fake_quantize", q.scale, q));
   Tensor out = Tensor::empty(x.shape());
-  // The STE mask, one bit per element, only when a gradient will be needed.
+  // The STE mask, one bit per element, only when a gradient will be needed:
+  // backward reads nothing else (not x, not the output).
   std::shared_ptr<uint64_t[]> mask;
   if (needs_grad({&x})) mask.reset(new uint64_t[(L.n + 63) / 64]);
-  run_forward(out, mask.get(), x, L, ch);
+  fake_quantize_forward(out.data(), mask.get(), x.data(), qp, L.n, L.inner);
   if (!mask) return out;
   const int64_t n = L.n;
-  record_op(out, {x}, [mask, n](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  record_op(out, {x}, [mask, n](AutogradMeta& o, const BackwardInputs& in) {
     bool assign;
     float* dx = in[0]->grad_for_write(&assign);
-    const float* dout = o.grad->data();
-    parallel_for((n + 63) / 64, kGrain / 64, [&](int64_t wb, int64_t we) {
-      if (assign) {
-        ste_backward<true>(dx, dout, mask.get(), wb, we, n);
-      } else {
-        ste_backward<false>(dx, dout, mask.get(), wb, we, n);
-      }
-    });
+    fake_quantize_backward(dx, assign, o.grad->data(), mask.get(), n);
   });
   return out;
 }
@@ -119,40 +176,15 @@ Tensor fake_quantize_lsq(const Tensor& x, const Tensor& scale, const std::vector
   QF_CHECK(scale.numel() == static_cast<int64_t>(qp.size()), "fake_quantize_lsq: scale has shape " +
                                                                  shape_str(scale.shape()) + " but there are " +
                                                                  std::to_string(qp.size()) + " channel qparams");
-  std::vector<Chan> ch;
-  std::vector<float> grad_scale;  // LSQ: 1 / sqrt(values per scale * qmax)
-  for (size_t c = 0; c < qp.size(); ++c) {
-    // A learned scale may step to <= 0; use eps there as PyTorch's learnable fake-quant does.
-    ch.push_back(make_chan("fake_quantize_lsq", std::max(scale.data()[c], kEps), qp[c]));
-    const double per = static_cast<double>(L.n) / static_cast<double>(qp.size());
-    grad_scale.push_back(static_cast<float>(1.0 / std::sqrt(std::max(per, 1.0) * std::max(qp[c].qmax, 1))));
-  }
   Tensor out = Tensor::empty(x.shape());
-  run_forward(out, nullptr, x, L, ch);
-  record_op(out, {x, scale}, [xs = x.detach(), L, ch, grad_scale](TensorImpl& o, const std::vector<TensorImpl*>& in) {
-    const bool need_dx = in[0] != nullptr, need_ds = in[1] != nullptr;
+  fake_quantize_lsq_forward(out.data(), x.data(), scale.data(), qp, L.n, L.inner);
+  if (!needs_grad({&x, &scale})) return out;
+  // Backward recomputes the rounding from x and the scale as forward saw it.
+  record_op(out, {x, scale}, [xs = x.detach(), s = scale.clone(), qp, L](AutogradMeta& o, const BackwardInputs& in) {
     bool assign = false;
-    float* dx = need_dx ? in[0]->grad_for_write(&assign) : nullptr;
-    const float* dout = o.grad->data();
-    const float* px = xs.data();
-    std::vector<double> ds(L.channels, 0.0);
-    std::mutex mu;
-    parallel_for(L.n, kGrain, [&](int64_t b, int64_t e) {
-      std::vector<double> part(L.channels, 0.0);
-      if (!need_dx) {
-        lsq_backward<false, false>(dx, part.data(), dout, px, b, e, L, ch.data(), need_ds);
-      } else if (assign) {
-        lsq_backward<true, true>(dx, part.data(), dout, px, b, e, L, ch.data(), need_ds);
-      } else {
-        lsq_backward<true, false>(dx, part.data(), dout, px, b, e, L, ch.data(), need_ds);
-      }
-      std::lock_guard<std::mutex> lk(mu);
-      for (int64_t c = 0; c < L.channels; ++c) ds[c] += part[c];
-    });
-    if (need_ds) {
-      float* gs = in[1]->grad_data();
-      for (int64_t c = 0; c < L.channels; ++c) gs[c] += static_cast<float>(ds[c] * grad_scale[c]);
-    }
+    float* dx = in[0] ? in[0]->grad_for_write(&assign) : nullptr;
+    fake_quantize_lsq_backward(dx, in[1] ? in[1]->grad_data() : nullptr, assign, o.grad->data(), xs.data(), s.data(),
+                               qp, L.n, L.inner);
   });
   return out;
 }

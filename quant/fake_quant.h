@@ -15,6 +15,7 @@
 // parameter trained by backward (gradient as in the paper, scaled by
 // 1 / sqrt(numel * qmax)); the observer only initialises it on the first batch.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -22,6 +23,23 @@
 #include "quant/observer.h"
 
 namespace qforge::quant {
+
+// The raw pairs. x (n) is seen as (outer, C, inner) with C = qp.size(): the
+// channel of element i is (i / inner) % C; with one QParams, per tensor (inner
+// ignored). Backward adds into its gradients (the caller zeroes them), except
+// that with assign_dx dx is written (a fresh, uninitialised buffer).
+// out (n), mask ((n + 63) / 64 words, or null) <- x (n); mask bit i (little-endian
+// in each word) = x[i] was not clamped, all the STE backward needs.
+void fake_quantize_forward(float* out, uint64_t* mask, const float* x, const std::vector<QParams>& qp, int64_t n,
+                           int64_t inner);
+// dx (n) <- dout (n) where the mask bit is set, else 0
+void fake_quantize_backward(float* dx, bool assign_dx, const float* dout, const uint64_t* mask, int64_t n);
+// LSQ: out (n) <- x (n), scale (C); qp gives the zero points and the integer range.
+void fake_quantize_lsq_forward(float* out, const float* x, const float* scale, const std::vector<QParams>& qp,
+                               int64_t n, int64_t inner);
+// dx (n), dscale (C), each may be null <- dout (n), x (n) and scale (C) as forward read them
+void fake_quantize_lsq_backward(float* dx, float* dscale, bool assign_dx, const float* dout, const float* x,
+                                const float* scale, const std::vector<QParams>& qp, int64_t n, int64_t inner);
 
 // The autograd op. qp: one entry (per tensor, axis ignored) or one per
 // channel along `axis`. x must be contiguous NCHW / (OC, ...) as usual.

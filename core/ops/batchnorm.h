@@ -6,6 +6,22 @@
 
 namespace qforge {
 
+// The raw pair. x viewed as (N,C,HW) (HW = 1 for (N,C)); all vectors (C).
+// out (N,C,HW), mean (C), invstd (C) <- x (N,C,HW), weight, bias (C); input_scale (C) or null.
+// Training: mean / invstd are the batch statistics of x * input_scale, and
+// running_mean / running_var are updated in place; else they are read.
+// mean / invstd are what backward needs.
+void batch_norm_forward(float* out, float* mean, float* invstd, const float* x, const float* weight, const float* bias,
+                        float* running_mean, float* running_var, const float* input_scale, bool training,
+                        float momentum, float eps, int64_t N, int64_t C, int64_t HW);
+// dx (N,C,HW), dweight, dbias, dscale (C), each may be null <- dout (N,C,HW), and what forward read or saved.
+// Adds into the gradients (the caller zeroes them), except that with assign_dx
+// dx is written, not added to (a fresh, uninitialised buffer needs no zeroing pass).
+void batch_norm_backward(float* dx, float* dweight, float* dbias, float* dscale, bool assign_dx, const float* dout,
+                         const float* x, const float* weight, const float* input_scale, const float* mean,
+                         const float* invstd, bool training, int64_t N, int64_t C, int64_t HW);
+
+// The autograd op; backward keeps x, weight, input_scale and the statistics, not the output.
 // x (N,C,H,W) or (N,C); weight, bias, running_mean, running_var (C).
 // When training, running_mean/var are updated in place:
 //   running = (1 - momentum) * running + momentum * batch_stat.

@@ -323,7 +323,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry ar
              "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
   Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
   conv2d_forward(out.data(), x.data(), w.data(), b.defined() ? b.data() : nullptr, s);
-  record_op(out, {x, w, b}, [s, x = x.detach(), w = w.detach()](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  record_op(out, {x, w, b}, [s, x = x.detach(), w = w.detach()](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
     conv2d_backward(in[0] ? in[0]->grad_data() : nullptr, in[1] ? in[1]->grad_data() : nullptr,
                     in[2] ? in[2]->grad_data() : nullptr, o.grad->data(), x.data(), w.data(), s);
   });

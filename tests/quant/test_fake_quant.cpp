@@ -374,11 +374,11 @@ TEST_CASE("bench fake_quantize forward + backward (128,64,28,28)" * doctest::ski
     auto a = now();
     Tensor y = fake_quantize(x, qp, -1);
     auto b = now();
-    std::shared_ptr<Node> node = y.impl()->grad_fn;
-    y.impl()->grad = dout.impl()->storage;  // dL/dy, as backward would have it
+    std::shared_ptr<Node> node = y.impl()->autograd->grad_fn;
+    y.impl()->autograd->grad = dout.impl()->storage;  // dL/dy, as backward would have it
     x.zero_grad();
     auto c = now();
-    node->backward(*y.impl(), {x.impl()});  // dx freshly written (the usual case)
+    node->backward(*y.impl()->autograd, {x.impl()->autograd.get()});  // dx freshly written (the usual case)
     auto d = now();
     tf = std::min(tf, secs(a, b)), tb = std::min(tb, secs(c, d));
   }
@@ -400,4 +400,43 @@ TEST_CASE("bench fake_quantize forward + backward (128,64,28,28)" * doctest::ski
     tr = std::min(tr, secs(a, now()));
   }
   std::printf("plain quantize_val loop: %.2f ms (%.1f GB/s)\n", tr * 1e3, n * 8 / tr / 1e9);
+}
+
+TEST_CASE("fake_quantize raw pairs give the autograd ops' bits; backward adds unless told to assign") {
+  use_two_threads();
+  // (2,3,7,11) per channel on axis 1: 77 elements per channel run, n = 462 (a partial last mask word).
+  Tensor x = Tensor::randn({2, 3, 7, 11}, rng(), 3.0f);
+  const std::vector<QParams> qp{{0.05f, 10, 0, 255}, {0.1f, -3, -128, 127}, {0.02f, 0, -128, 127}};
+  const int64_t n = x.numel(), inner = 77;
+  Tensor r = Tensor::randn(x.shape(), rng());
+
+  Tensor xa = x.clone().requires_grad_();
+  Tensor y = fake_quantize(xa, qp, 1);
+  sum(mul(y, r)).backward();  // xa.grad = STE(r), written into a fresh buffer
+  std::vector<float> out(n);
+  std::vector<uint64_t> mask((n + 63) / 64);
+  fake_quantize_forward(out.data(), mask.data(), x.data(), qp, n, inner);
+  CHECK(std::memcmp(out.data(), y.data(), n * sizeof(float)) == 0);
+  std::vector<float> dx(n, 0.5f);
+  fake_quantize_backward(dx.data(), false, r.data(), mask.data(), n);
+  int bad = 0, passed = 0;
+  for (int64_t i = 0; i < n; ++i) bad += dx[i] != 0.5f + xa.grad().data()[i], passed += xa.grad().data()[i] != 0.0f;
+  CHECK(bad == 0);
+  CHECK(passed > 0);
+  CHECK(passed < n);  // some values clamped
+  fake_quantize_backward(dx.data(), true, r.data(), mask.data(), n);
+  CHECK(std::memcmp(dx.data(), xa.grad().data(), n * sizeof(float)) == 0);
+
+  // LSQ: the same, with the scale's gradient.
+  Tensor s = Tensor::from({3}, {0.05f, 0.1f, 0.02f}).requires_grad_();
+  xa.zero_grad();
+  Tensor yl = fake_quantize_lsq(xa, s, qp, 1);
+  sum(mul(yl, r)).backward();
+  fake_quantize_lsq_forward(out.data(), x.data(), s.data(), qp, n, inner);
+  CHECK(std::memcmp(out.data(), yl.data(), n * sizeof(float)) == 0);
+  std::vector<float> dxl(n), ds(3, 0.0f);
+  fake_quantize_lsq_backward(dxl.data(), ds.data(), true, r.data(), x.data(), s.data(), qp, n, inner);
+  CHECK(std::memcmp(dxl.data(), xa.grad().data(), n * sizeof(float)) == 0);
+  // The per-channel sums are merged across threads in any order: equal up to rounding.
+  for (int c = 0; c < 3; ++c) CHECK(ds[c] == doctest::Approx(s.grad().data()[c]).epsilon(1e-6));
 }

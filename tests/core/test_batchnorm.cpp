@@ -1,0 +1,119 @@
+// Tests of batch_norm (core/ops/batchnorm.h).
+#include <doctest/doctest.h>
+
+#include <random>
+#include <vector>
+
+#include "core/ops/batchnorm.h"
+#include "core/ops/channel.h"
+#include "gradcheck.h"
+
+using namespace qforge;
+using qforge::testing::Buffers;
+using qforge::testing::gradcheck_error;
+using qforge::testing::raw_gradcheck_error;
+
+namespace {
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(1234);
+  return r;
+}
+
+std::vector<float> random_values(size_t n, float stddev = 1.f) {
+  std::vector<float> v(n);
+  std::normal_distribution<float> d(0.f, stddev);
+  for (float& x : v) x = d(rng());
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("batch_norm: training gradients, statistics and running update") {
+  Tensor x = Tensor::randn({3, 2, 3, 2}, rng(), 2.f);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] += 1.5f;
+  Tensor w = Tensor::randn({2}, rng()), b = Tensor::randn({2}, rng());
+  Tensor rm = Tensor::zeros({2}), rv = Tensor::full({2}, 1.f);
+  auto f = [&](const std::vector<Tensor>& t) { return batch_norm(t[0], t[1], t[2], rm, rv, true, 0.1f, 1e-5f); };
+  CHECK(gradcheck_error(f, {x, w, b}) < 2e-3);
+
+  // One training step: output has per-channel mean beta and std |gamma|; running stats moved by 0.1.
+  rm = Tensor::zeros({2});
+  rv = Tensor::full({2}, 1.f);
+  Tensor y = batch_norm(x, w, b, rm, rv, true, 0.1f, 0.f);
+  for (int c = 0; c < 2; ++c) {
+    double s = 0, ss = 0, xs = 0, xss = 0;
+    int m = 0;
+    for (int n = 0; n < 3; ++n)
+      for (int i = 0; i < 6; ++i) {
+        float v = y.data()[(n * 2 + c) * 6 + i], xv = x.data()[(n * 2 + c) * 6 + i];
+        s += v, ss += v * v, xs += xv, xss += xv * xv, ++m;
+      }
+    double mean = s / m, var = ss / m - mean * mean, xmean = xs / m, xvar = (xss / m - xmean * xmean);
+    CHECK(mean == doctest::Approx(b.data()[c]).epsilon(1e-4));
+    CHECK(std::sqrt(var) == doctest::Approx(std::abs(w.data()[c])).epsilon(1e-3));
+    CHECK(rm.data()[c] == doctest::Approx(0.1 * xmean).epsilon(1e-4));
+    CHECK(rv.data()[c] == doctest::Approx(0.9 + 0.1 * xvar * m / (m - 1)).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("batch_norm with an input scale equals batch_norm of the scaled input, gradients included") {
+  Tensor x = Tensor::randn({3, 2, 3, 2}, rng(), 2.f);
+  Tensor w = Tensor::randn({2}, rng()), b = Tensor::randn({2}, rng()), s = Tensor::uniform({2}, rng(), 0.5f, 2.f);
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    Tensor rm1 = Tensor::zeros({2}), rv1 = Tensor::full({2}, 1.f), rm2 = rm1.clone(), rv2 = rv1.clone();
+    Tensor fused = batch_norm(x, w, b, rm1, rv1, training, 0.1f, 1e-5f, s);
+    Tensor ref = batch_norm(scale_channels(x, s, 1), w, b, rm2, rv2, training, 0.1f, 1e-5f);
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(fused.data()[i] == doctest::Approx(ref.data()[i]).epsilon(1e-4));
+    for (int c = 0; c < 2; ++c) {
+      CHECK(rm1.data()[c] == doctest::Approx(rm2.data()[c]).epsilon(1e-5));
+      CHECK(rv1.data()[c] == doctest::Approx(rv2.data()[c]).epsilon(1e-5));
+    }
+    Tensor rm = Tensor::zeros({2}), rv = Tensor::full({2}, 1.f);
+    auto f = [&](const std::vector<Tensor>& t) {
+      return batch_norm(t[0], t[1], t[2], rm, rv, training, 0.1f, 1e-5f, t[3]);
+    };
+    CHECK(gradcheck_error(f, {x, w, b, s}) < 2e-3);
+  }
+}
+
+TEST_CASE("batch_norm: evaluation uses running statistics and leaves them alone") {
+  Tensor x = Tensor::randn({2, 3, 2, 2}, rng());
+  Tensor w = Tensor::randn({3}, rng()), b = Tensor::randn({3}, rng());
+  Tensor rm = Tensor::randn({3}, rng()), rv = Tensor::uniform({3}, rng(), 0.5f, 2.f);
+  Tensor rm0 = rm.clone(), rv0 = rv.clone();
+  Tensor y = batch_norm(x, w, b, rm, rv, false, 0.1f, 1e-5f);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int c = (i / 4) % 3;
+    float want = (x.data()[i] - rm.data()[c]) / std::sqrt(rv.data()[c] + 1e-5f) * w.data()[c] + b.data()[c];
+    CHECK(y.data()[i] == doctest::Approx(want).epsilon(1e-5));
+  }
+  for (int c = 0; c < 3; ++c) CHECK((rm.data()[c] == rm0.data()[c] && rv.data()[c] == rv0.data()[c]));
+  auto f = [&](const std::vector<Tensor>& t) { return batch_norm(t[0], t[1], t[2], rm, rv, false, 0.1f, 1e-5f); };
+  CHECK(gradcheck_error(f, {x, w, b}) < 2e-3);
+}
+
+TEST_CASE("batch_norm raw pair: backward adds the gradients of forward, training and evaluation, with an input scale") {
+  const int64_t N = 3, C = 2, HW = 5;
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    // inputs: x, weight, bias, input scale
+    Buffers in{random_values(N * C * HW, 2.f), random_values(C), random_values(C), {0.7f, 1.6f}};
+    const std::vector<float> rm0{0.3f, -0.2f}, rv0{1.5f, 0.8f};
+    auto forward = [&](const Buffers& t) {
+      std::vector<float> out(N * C * HW), mean(C), invstd(C), rm = rm0, rv = rv0;
+      batch_norm_forward(out.data(), mean.data(), invstd.data(), t[0].data(), t[1].data(), t[2].data(), rm.data(),
+                         rv.data(), t[3].data(), training, 0.1f, 1e-5f, N, C, HW);
+      return out;
+    };
+    auto backward = [&](Buffers& g, const std::vector<float>& dout, const Buffers& t) {
+      std::vector<float> out(N * C * HW), mean(C), invstd(C), rm = rm0, rv = rv0;
+      batch_norm_forward(out.data(), mean.data(), invstd.data(), t[0].data(), t[1].data(), t[2].data(), rm.data(),
+                         rv.data(), t[3].data(), training, 0.1f, 1e-5f, N, C, HW);
+      batch_norm_backward(g[0].data(), g[1].data(), g[2].data(), g[3].data(), false, dout.data(), t[0].data(),
+                          t[1].data(), t[3].data(), mean.data(), invstd.data(), training, N, C, HW);
+    };
+    CHECK(raw_gradcheck_error(forward, backward, in) < 2e-3);
+  }
+}

@@ -1,0 +1,61 @@
+// Tests of conv2d (core/ops/conv2d.h): the op and its raw pair against the definition and finite differences.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <vector>
+
+#include "conv_reference.h"
+#include "core/error.h"
+#include "core/ops/conv2d.h"
+#include "core/threads.h"
+#include "gradcheck.h"
+
+using namespace qforge;
+using qforge::testing::gradcheck_error;
+using qforge::testing::kConvCases;
+using qforge::testing::naive_conv;
+
+namespace {
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(1234);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d forward matches the direct definition") {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& cc : kConvCases) {
+      Tensor x = Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng());
+      Tensor w = Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng());
+      Tensor b = cc.bias ? Tensor::randn({cc.oc}, rng()) : Tensor();
+      Tensor got = conv2d(x, w, b, cc.a), want = naive_conv(x, w, b, cc.a);
+      REQUIRE(got.shape() == want.shape());
+      for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+    }
+  }
+  set_num_threads(1);
+}
+
+TEST_CASE("conv2d gradients match finite differences") {
+  for (const auto& cc : kConvCases) {
+    CAPTURE(cc.n);
+    CAPTURE(cc.a.groups);
+    std::vector<Tensor> in{Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng()),
+                           Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng())};
+    if (cc.bias) in.push_back(Tensor::randn({cc.oc}, rng()));
+    auto f = [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), cc.a); };
+    // conv2d is linear in each input, so central differences are exact at any
+    // step: a large one keeps the forward's float rounding (Winograd's is
+    // larger than a direct sum's) out of the numeric side.
+    CHECK(gradcheck_error(f, in, 0.5f) < 2e-3);
+  }
+}
+
+TEST_CASE("conv2d names both shapes on a mismatch") {
+  Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({4, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), {}), doctest::Contains("(1,3,8,8)"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), {}), doctest::Contains("(4,2,3,3)"), Error);
+}

@@ -1,0 +1,95 @@
+// Tests of Pooling (core/ops/pool.h).
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "core/ops/pool.h"
+#include "gradcheck.h"
+
+using namespace qforge;
+using qforge::testing::Buffers;
+using qforge::testing::gradcheck_error;
+using qforge::testing::raw_gradcheck_error;
+
+namespace {
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(1234);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("pooling: values and gradients") {
+  // Distinct values so the max is unique and finite differences do not cross ties.
+  Tensor x = Tensor::empty({2, 3, 7, 6});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>((i * 37) % 251) * 0.1f;
+  Pool2dArgs mp{3, 3, 2, 2, 1, 1};
+  CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return max_pool2d(t[0], mp); }, {x}, 1e-3f) < 1e-3);
+  Pool2dArgs ap{3, 2, 2, 1, 1, 1};
+  CHECK(gradcheck_error([&](const std::vector<Tensor>& t) { return avg_pool2d(t[0], ap); }, {x}) < 1e-3);
+  CHECK(gradcheck_error([](const std::vector<Tensor>& t) { return global_avg_pool2d(t[0]); }, {x}) < 1e-3);
+
+  // Without gradients max_pool2d takes another path (no argmax): the same values, against the definition.
+  Tensor r = Tensor::randn({2, 3, 9, 8}, rng());
+  for (Pool2dArgs pa : {Pool2dArgs{3, 3, 2, 2, 1, 1}, Pool2dArgs{2, 3, 1, 2, 1, 0}, Pool2dArgs{3, 2, 3, 1, 0, 1}}) {
+    Tensor got;
+    {
+      NoGradGuard ng;
+      got = max_pool2d(r, pa);
+    }
+    for (int64_t p = 0; p < 6; ++p)
+      for (int64_t oh = 0; oh < got.size(2); ++oh)
+        for (int64_t ow = 0; ow < got.size(3); ++ow) {
+          float want = -INFINITY;
+          for (int kh = 0; kh < pa.kernel_h; ++kh)
+            for (int kw = 0; kw < pa.kernel_w; ++kw) {
+              const int64_t ih = oh * pa.stride_h - pa.pad_h + kh, iw = ow * pa.stride_w - pa.pad_w + kw;
+              if (ih >= 0 && ih < 9 && iw >= 0 && iw < 8) want = std::max(want, r.data()[(p * 9 + ih) * 8 + iw]);
+            }
+          REQUIRE(got.data()[(p * got.size(2) + oh) * got.size(3) + ow] == want);
+        }
+  }
+  Tensor s = Tensor::from({1, 1, 2, 2}, {1.f, 5.f, -3.f, 2.f});
+  CHECK(max_pool2d(s, {2, 2, 2, 2}).item() == 5.f);
+  CHECK(avg_pool2d(s, {2, 2, 2, 2}).item() == 1.25f);
+  CHECK(global_avg_pool2d(s).item() == 1.25f);
+  // Padding counts as zeros in the average (PyTorch's count_include_pad default).
+  CHECK(avg_pool2d(Tensor::full({1, 1, 1, 1}, 4.f), {3, 3, 1, 1, 1, 1}).item() == doctest::Approx(4.f / 9));
+}
+
+TEST_CASE("pooling raw pairs: backward adds the gradients of forward") {
+  // Distinct values, so the max is unique and finite differences do not cross ties.
+  std::vector<float> x(2 * 3 * 7 * 6);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 251) * 0.1f;
+  const Pool2dShape s{2, 3, 7, 6, 4, 3, Pool2dArgs{3, 3, 2, 2, 1, 1}};
+  const int64_t nout = s.n * s.c * s.oh * s.ow;
+  auto max_fwd = [&](const Buffers& t) {
+    std::vector<float> out(nout);
+    std::vector<int32_t> argmax(nout);
+    max_pool2d_forward(out.data(), argmax.data(), t[0].data(), s);
+    return out;
+  };
+  auto max_bwd = [&](Buffers& g, const std::vector<float>& dout, const Buffers& t) {
+    std::vector<float> out(nout);
+    std::vector<int32_t> argmax(nout);
+    max_pool2d_forward(out.data(), argmax.data(), t[0].data(), s);
+    max_pool2d_backward(g[0].data(), dout.data(), argmax.data(), s);
+  };
+  CHECK(raw_gradcheck_error(max_fwd, max_bwd, {x}, 1e-3f) < 1e-3);
+  auto avg_fwd = [&](const Buffers& t) {
+    std::vector<float> out(nout);
+    avg_pool2d_forward(out.data(), t[0].data(), s);
+    return out;
+  };
+  auto avg_bwd = [&](Buffers& g, const std::vector<float>& dout, const Buffers&) {
+    avg_pool2d_backward(g[0].data(), dout.data(), s);
+  };
+  CHECK(raw_gradcheck_error(avg_fwd, avg_bwd, {x}) < 1e-3);
+  // The forward without argmax gives the same values as with it.
+  std::vector<float> plain(nout);
+  max_pool2d_forward(plain.data(), nullptr, x.data(), s);
+  CHECK(plain == max_fwd({x}));
+}

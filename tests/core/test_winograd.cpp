@@ -1,0 +1,180 @@
+// Tests of Winograd F(4x4,3x3) (core/ops/winograd.h) against the definition, im2col and its portable loops.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "conv_reference.h"
+#include "core/kernels/dispatch.h"
+#include "core/kernels/winograd_f4x4_blocks.h"
+#include "core/ops/conv2d.h"
+#include "core/ops/winograd.h"
+#include "core/threads.h"
+
+using namespace qforge;
+using qforge::testing::kConvCases;
+using qforge::testing::naive_conv;
+
+namespace {
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(1234);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, forward and backward") {
+  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
+  // Odd and even sizes (a partial last tile row/column), 1x1 and 2x2 images, chunks of 1, 2 and all images.
+  const int shapes[][5] = {{3, 4, 7, 6, 5}, {2, 3, 8, 8, 4}, {3, 2, 1, 1, 3},
+                           {2, 5, 2, 3, 2}, {4, 3, 5, 5, 6}, {2, 18, 9, 10, 17}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& sh : shapes) {
+      const int n = sh[0], c = sh[1], h = sh[2], w = sh[3], oc = sh[4];
+      CAPTURE(n);
+      CAPTURE(c);
+      CAPTURE(h);
+      CAPTURE(w);
+      CAPTURE(oc);
+      Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
+      Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
+      Tensor want = naive_conv(x, wt, Tensor(), same);
+      Tensor dy = Tensor::randn(want.shape(), rng());
+      // im2col's gradients, added onto a nonzero start as the op does.
+      Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
+      Tensor dx_ref = dx0.clone(), dw_ref = dw0.clone();
+      conv2d_backward(dx_ref.data(), dw_ref.data(), nullptr, dy.data(), x.data(), wt.data(), s, ConvAlgo::kIm2col);
+      for (int chunk : {1, 2, 0}) {
+        CAPTURE(chunk);
+        Tensor got = Tensor::empty(want.shape());
+        winograd_forward(got.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < got.numel(); ++i)
+          REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+        Tensor dx = dx0.clone(), dw = dw0.clone();
+        winograd_backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < dx.numel(); ++i)
+          REQUIRE(dx.data()[i] == doctest::Approx(dx_ref.data()[i]).epsilon(1e-4).scale(1));
+        for (int64_t i = 0; i < dw.numel(); ++i)
+          REQUIRE(dw.data()[i] == doctest::Approx(dw_ref.data()[i]).epsilon(1e-4).scale(1));
+        Tensor dw_only = dw0.clone(), dx_only = dx0.clone();  // each gradient alone
+        winograd_backward(nullptr, dw_only.data(), dy.data(), x.data(), wt.data(), s, chunk);
+        winograd_backward(dx_only.data(), nullptr, dy.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
+        for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
+      }
+    }
+  }
+  set_num_threads(1);
+  // Enough 4x4 tiles in the batch take Winograd through conv2d; anything else stays on im2col.
+  // At the scalar level (QFORGE_ISA=scalar, or a CPU without AVX2) nothing does.
+  const bool simd = float_kernels().winograd != nullptr;
+  CHECK(winograd_applies(conv2d_shape({2, 2, 16, 16}, {3, 2, 3, 3}, same)) == simd);
+  CHECK(winograd_applies(conv2d_shape({32, 2, 4, 4}, {3, 2, 3, 3}, same)) == simd);
+  CHECK_FALSE(winograd_applies(conv2d_shape({1, 2, 16, 15}, {3, 2, 3, 3}, same)));  // 16 tiles
+  CHECK_FALSE(winograd_applies(conv2d_shape({64, 2, 2, 2}, {3, 2, 3, 3}, same)));   // 2x2 maps
+  CHECK_FALSE(winograd_applies(conv2d_shape({64, 2, 5, 5}, {3, 2, 3, 3}, same)));   // 4 tiles for 25 outputs
+  Shape x{8, 2, 6, 6};
+  CHECK(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, same)) == simd);  // and not with any of these changes:
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 1})));
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 3, 3}, {1, 1, 0, 0, 1, 1, 1})));
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {2, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 2})));
+  CHECK_FALSE(winograd_applies(conv2d_shape(x, {3, 2, 5, 5}, {1, 1, 1, 1, 1, 1, 1})));
+}
+
+namespace {
+
+// Bitwise equality; NaN patterns compare equal, -0 and +0 differ.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::vector<float> random_floats(size_t n, std::mt19937& g) {
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("winograd: every level's transform blocks give the reference blocks' bits") {
+  using namespace winograd_detail;
+  const BlockKernels& ref = winograd_blocks_for(Isa::scalar);
+  // Images n x h x w (blocks of 16 tiles, full and partial, tiles cut by the
+  // edges), and filter matrices rows x cols (blocks of 16 filters).
+  const int planes[][3] = {{2, 5, 37}, {1, 34, 33}, {3, 6, 7}, {2, 1, 2}, {2, 6, 5}};
+  const int filters[][2] = {{4, 3}, {3, 2}, {5, 4}, {17, 20}, {2, 33}};
+  std::mt19937 g(5);
+  int levels = 0;
+  const BlockKernels* tested = &ref;
+  for (Isa isa : supported_isas()) {
+    const BlockKernels& k = winograd_blocks_for(isa);
+    if (&k == tested) continue;  // the reference, or the level below's blocks
+    tested = &k;
+    ++levels;
+    CAPTURE(isa_name(isa));
+    for (const auto& [n, h, w] : planes) {
+      CAPTURE(h);
+      CAPTURE(w);
+      const int th = (h + 3) / 4, tw = (w + 3) / 4;
+      const int64_t per_image = int64_t{th} * tw, tiles = n * per_image, xs = tiles + 3;
+      const TileTable tt(tiles, per_image, tw);
+      const int64_t img_stride = int64_t{h} * w + 5;  // images apart, as channels interleave them
+      const std::vector<float> x = random_floats(n * img_stride, g), m = random_floats(kXi * xs, g);
+      const Plane<const float> in{x.data(), img_stride, h, w};
+      auto blocks = [&](auto&& f) {
+        for (int64_t t0 = 0; t0 < tiles; t0 += kLanes) f(t0, static_cast<int>(std::min<int64_t>(kLanes, tiles - t0)));
+      };
+      std::vector<float> v[2], dm[2], y[2], ya[2];
+      for (int i : {0, 1}) {
+        const BlockKernels& b = i ? k : ref;
+        v[i].assign(kXi * xs, -7.f);
+        dm[i].assign(kXi * xs, -7.f);
+        y[i] = x;
+        ya[i] = x;
+        const Plane<float> out{y[i].data(), img_stride, h, w}, acc{ya[i].data(), img_stride, h, w};
+        blocks([&](int64_t t0, int cnt) {
+          b.input(v[i].data(), xs, in, tt, t0, cnt);
+          b.output_adjoint(dm[i].data(), xs, in, tt, t0, cnt);
+          b.output(out, m.data(), xs, tt, t0, cnt, false);
+          b.output(acc, m.data(), xs, tt, t0, cnt, true);
+        });
+      }
+      CHECK(same_bits(v[0], v[1]));
+      CHECK(same_bits(dm[0], dm[1]));
+      CHECK(same_bits(y[0], y[1]));
+      CHECK(same_bits(ya[0], ya[1]));
+    }
+    for (const auto& [rows, cols] : filters) {
+      CAPTURE(rows);
+      CAPTURE(cols);
+      const int64_t us = int64_t{rows} * cols + kLanes;
+      const std::vector<float> wt = random_floats(size_t(rows) * cols * 9, g), du = random_floats(kXi * us, g),
+                               dw0 = random_floats(wt.size(), g);
+      std::vector<float> u[2], uf[2], dw[2];
+      for (int i : {0, 1}) {
+        const BlockKernels& b = i ? k : ref;
+        u[i].assign(kXi * us, -7.f);
+        uf[i].assign(kXi * us, -7.f);
+        dw[i] = dw0;
+        for (int r = 0; r < rows; ++r)
+          for (int k0 = 0; k0 < cols; k0 += kLanes) {
+            const int cnt = std::min(kLanes, cols - k0);
+            b.filter(u[i].data(), wt.data(), int64_t{9} * cols, 9, 1, us, cols, r, k0, cnt);
+            // Flipped and transposed, as for dX: the filter matrix read as cols x rows, turned 180 degrees.
+            b.filter(uf[i].data(), wt.data() + 8, 9, int64_t{9} * rows, -1, us, cols, r, k0, cnt);
+            b.filter_adjoint(dw[i].data(), du.data(), us, cols, r, k0, cnt);
+          }
+      }
+      CHECK(same_bits(u[0], u[1]));
+      CHECK(same_bits(uf[0], uf[1]));
+      CHECK(same_bits(dw[0], dw[1]));
+    }
+  }
+  if (levels == 0) MESSAGE("skipped: this CPU has no SIMD Winograd blocks");
+}
+
