@@ -39,7 +39,7 @@ Tensor dropout(const Tensor& x, float p, std::mt19937_64& rng) {
   Tensor out = Tensor::empty(x.shape());
   auto mask = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(x.numel()));
   dropout_forward(out.data(), mask->data(), x.data(), x.numel(), p, rng);
-  record_op(out, {x}, [mask, p](TensorImpl& o, const std::vector<TensorImpl*>& in) {
+  record_op(out, {x}, [mask, p](AutogradMeta& o, const BackwardInputs& in) {
     dropout_backward(in[0]->grad_data(), o.grad->data(), mask->data(), o.numel(), p);
   });
   return out;
