@@ -9,20 +9,13 @@
 #include "core/ops/conv2d.h"
 #include "core/threads.h"
 #include "gradcheck.h"
+#include "op_test_util.h"
 
 using namespace qforge;
 using qforge::testing::gradcheck_error;
 using qforge::testing::kConvCases;
 using qforge::testing::naive_conv;
-
-namespace {
-
-std::mt19937_64& rng() {
-  static std::mt19937_64 r(1234);
-  return r;
-}
-
-}  // namespace
+using qforge::testing::rng;
 
 TEST_CASE("conv2d forward matches the direct definition") {
   for (int threads : {1, 2}) {

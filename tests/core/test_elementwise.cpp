@@ -8,20 +8,13 @@
 #include "core/error.h"
 #include "core/ops/elementwise.h"
 #include "gradcheck.h"
+#include "op_test_util.h"
 
 using namespace qforge;
 using qforge::testing::Buffers;
 using qforge::testing::gradcheck_error;
 using qforge::testing::raw_gradcheck_error;
-
-namespace {
-
-std::mt19937_64& rng() {
-  static std::mt19937_64 r(1234);
-  return r;
-}
-
-}  // namespace
+using qforge::testing::rng;
 
 TEST_CASE("elementwise ops: gradients") {
   // Values kept away from the kinks at 0 and 6, where the derivative jumps.

@@ -8,27 +8,14 @@
 #include "core/error.h"
 #include "core/ops/loss.h"
 #include "gradcheck.h"
+#include "op_test_util.h"
 
 using namespace qforge;
 using qforge::testing::Buffers;
 using qforge::testing::gradcheck_error;
+using qforge::testing::random_values;
 using qforge::testing::raw_gradcheck_error;
-
-namespace {
-
-std::mt19937_64& rng() {
-  static std::mt19937_64 r(1234);
-  return r;
-}
-
-std::vector<float> random_values(size_t n, float stddev = 1.f) {
-  std::vector<float> v(n);
-  std::normal_distribution<float> d(0.f, stddev);
-  for (float& x : v) x = d(rng());
-  return v;
-}
-
-}  // namespace
+using qforge::testing::rng;
 
 TEST_CASE("log_softmax and cross_entropy: values and gradients") {
   Tensor x = Tensor::randn({4, 6}, rng(), 3.f);

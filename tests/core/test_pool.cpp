@@ -7,20 +7,13 @@
 
 #include "core/ops/pool.h"
 #include "gradcheck.h"
+#include "op_test_util.h"
 
 using namespace qforge;
 using qforge::testing::Buffers;
 using qforge::testing::gradcheck_error;
 using qforge::testing::raw_gradcheck_error;
-
-namespace {
-
-std::mt19937_64& rng() {
-  static std::mt19937_64 r(1234);
-  return r;
-}
-
-}  // namespace
+using qforge::testing::rng;
 
 TEST_CASE("pooling: values and gradients") {
   // Distinct values so the max is unique and finite differences do not cross ties.

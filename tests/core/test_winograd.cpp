@@ -12,19 +12,12 @@
 #include "core/ops/conv2d.h"
 #include "core/ops/winograd.h"
 #include "core/threads.h"
+#include "op_test_util.h"
 
 using namespace qforge;
 using qforge::testing::kConvCases;
 using qforge::testing::naive_conv;
-
-namespace {
-
-std::mt19937_64& rng() {
-  static std::mt19937_64 r(1234);
-  return r;
-}
-
-}  // namespace
+using qforge::testing::rng;
 
 TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, forward and backward") {
   ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
@@ -177,4 +170,3 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
   }
   if (levels == 0) MESSAGE("skipped: this CPU has no SIMD Winograd blocks");
 }
-
