@@ -21,4 +21,5 @@ if ((${#missing[@]})); then
 fi
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" > /dev/null
-cmake --build "$build" -j"$(nproc)"
+# QFORGE_TARGETS (e.g. "qforge") limits the build to what a job runs; unset builds everything.
+cmake --build "$build" -j"$(nproc)" ${QFORGE_TARGETS:+--target $QFORGE_TARGETS}
