@@ -414,3 +414,45 @@ TEST_CASE("convert: the converter table names the supported module types for one
       CHECK_MESSAGE(msg.find(t) != std::string::npos, t);
   }
 }
+
+TEST_CASE("int8 graph: groups are validated against the channels and the weight's shape") {
+  std::mt19937_64 rng(40);
+  nn::Conv2dOptions o{24, 24, 3, 1, 1};
+  o.geometry.groups = 24;
+  auto net = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{std::make_shared<nn::Conv2d>(o, rng)});
+  net->eval();
+  fuse_modules(*net, false, {24, 5, 5});
+  prepare(*net, QConfigMapping{});
+  int left = 1;
+  calibrate(
+      *net,
+      [&](Tensor& x) {
+        x = Tensor::randn({2, 24, 5, 5}, rng);
+        return left-- > 0;
+      },
+      1);
+  const Int8Graph g = convert(*net, {24, 5, 5});
+  validate_graph(g, "ok");
+  auto conv_node = [](Int8Graph& h) -> GraphNode& {
+    for (auto& nd : h.nodes)
+      if (nd.op == OpKind::kQConv2d) return nd;
+    FAIL("no conv");
+    throw 0;
+  };
+  Int8Graph bad = g;
+  conv_node(bad).conv.geometry.groups = 5;
+  CHECK_THROWS_WITH_AS(validate_graph(bad, "g5"), doctest::Contains("must be multiples of groups 5"), Error);
+  bad = g;
+  conv_node(bad).conv.geometry.groups = 12;  // divides 24, but the weight is (24, 1, 3, 3)
+  CHECK_THROWS_WITH_AS(validate_graph(bad, "g12"), doctest::Contains("the attributes say"), Error);
+  bad = g;
+  conv_node(bad).conv.geometry.groups = 48;
+  CHECK_THROWS_WITH_AS(validate_graph(bad, "g48"), doctest::Contains("'groups' = 48 is out of range"), Error);
+  // An ungrouped graph is written as version 1, a grouped one as version 2.
+  CHECK(g.format_version() == 2);
+  CHECK(g.to_json()["nodes"][1]["attrs"]["groups"] == 24);
+  Int8Graph plain = g;
+  conv_node(plain).conv.geometry.groups = 1;
+  CHECK(plain.format_version() == 1);
+  CHECK_FALSE(plain.to_json()["nodes"][1]["attrs"].contains("groups"));
+}
