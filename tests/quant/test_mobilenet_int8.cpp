@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 
 #include "core/autograd.h"
@@ -455,4 +458,48 @@ TEST_CASE("int8 graph: groups are validated against the channels and the weight'
   conv_node(plain).conv.geometry.groups = 1;
   CHECK(plain.format_version() == 1);
   CHECK_FALSE(plain.to_json()["nodes"][1]["attrs"].contains("groups"));
+}
+
+// Timing (skipped by default; -tc="bench*" --no-skip): MobileNetV2 1.0 at 224x224, PTQ-converted,
+// int8 on every level against the float model, batch 1, the pool's threads.
+TEST_CASE("bench MobileNetV2 int8 224x224 batch 1" * doctest::skip()) {
+  set_num_threads(2);
+  nn::MobileNetV2Config c;
+  c.num_classes = 1000;
+  auto net = nn::mobilenet_v2(c);
+  net->eval();
+  std::mt19937_64 rng(50);
+  Tensor x = Tensor::randn({1, 3, 224, 224}, rng);
+  auto best_ms = [](const std::function<void()>& f, int runs) {
+    f();
+    double best = 1e30;
+    for (int i = 0; i < runs; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double float_ms = best_ms([&] { forward_eval(*net, x); }, 10);
+  fuse_modules(*net, false, {3, 224, 224});
+  QConfigMapping qc;
+  qc.global.activation.kind = "minmax";
+  prepare(*net, qc);
+  int left = 1;
+  calibrate(
+      *net,
+      [&](Tensor& xb) {
+        xb = Tensor::randn({2, 3, 224, 224}, rng);
+        return left-- > 0;
+      },
+      1);
+  const Int8Graph g = convert(*net, {3, 224, 224});
+  std::printf("\nMobileNetV2 1.0 224x224 batch 1, %d threads: float %.2f ms\n", num_threads(), float_ms);
+  for (Isa isa : table_isas()) {
+    Int8Runtime rt(g, isa);
+    const double ms = best_ms([&] { rt.run(x); }, isa == Isa::scalar ? 2 : 20);
+    std::printf("  int8 %-10s %8.2f ms  (weights %.2f MB, peak %.2f MB)\n", isa_name(isa), ms, rt.weight_bytes() / 1e6,
+                rt.peak_bytes() / 1e6);
+  }
+  set_num_threads(1);
 }
