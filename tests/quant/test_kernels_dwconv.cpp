@@ -447,6 +447,7 @@ TEST_CASE("qconv2d driver: depthwise and grouped convs on every level == qconv2d
     p.stride_h = c.sh, p.stride_w = c.sw, p.pad_h = c.ph, p.pad_w = c.pw, p.dilation_h = c.dh, p.dilation_w = c.dw;
     p.groups = c.groups;
     p.in_zero_point = c.zx, p.out_zero_point = c.zy, p.out_qmin = d.a.out_qmin, p.out_qmax = d.a.out_qmax;
+    CAPTURE(std::string(conv_path_name(dc.path)));
     REQUIRE(conv_path(p) == dc.path);
     const QConvArgs& a = d.a;
     const int64_t P = int64_t(a.N) * a.OH * a.OW;
