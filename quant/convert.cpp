@@ -113,96 +113,151 @@ class Converter {
     g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {oc}, ws.data());
   }
 
+  // One converter per prepared module type: it emits the module's int8 node(s) and binds its output.
+  using Emit = void (Converter::*)(const nn::TraceEvent& e, const nn::Module& m, const std::string& name);
+  struct Rule {
+    const char* name;  // in the message for a module no rule takes
+    bool (*is)(const nn::Module&);
+    Emit emit;
+  };
+  template <class T>
+  static bool is_a(const nn::Module& m) {
+    return dynamic_cast<const T*>(&m) != nullptr;
+  }
+  static const std::vector<Rule>& rules() {
+    static const std::vector<Rule> table = {
+        {"ConvBnAct (Conv2d [+BatchNorm2d] [+ReLU|ReLU6], any groups)", is_a<ConvBnAct>, &Converter::conv},
+        {"LinearAct (Linear [+ReLU])", is_a<LinearAct>, &Converter::linear},
+        {"DynamicQuantLinear", is_a<DynamicQuantLinear>, &Converter::dynamic_linear},
+        {"Add (with or without ReLU)", is_a<nn::Add>, &Converter::add},
+        {"MaxPool2d", is_a<nn::MaxPool2d>, &Converter::maxpool},
+        {"AdaptiveAvgPool2d", is_a<nn::AdaptiveAvgPool2d>, &Converter::avgpool},
+        {"Identity", is_a<nn::Identity>, &Converter::identity},
+        {"Flatten", is_a<nn::Flatten>, &Converter::identity},
+        {"Dropout", is_a<nn::Dropout>, &Converter::dropout},
+    };
+    return table;
+  }
+
   void node_for(const nn::TraceEvent& e) {
     const nn::Module& m = *e.module;
     const std::string name = names_.count(&m) ? names_[&m] : m.type();
-    if (auto* c = dynamic_cast<const ConvBnAct*>(&m)) {
-      QF_CHECK(c->weight_fake_quant,
-               "convert: '" + name + "' (" + m.type() +
-                   ") is kept in float; only a final linear layer can stay float in the int8 graph");
-      int in = input_value(e.inputs[0], name);
-      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      // The weight the simulation fake-quantizes: conv.weight * (gamma * (1 / sqrt(var + eps))).
-      Tensor w = c->conv->weight.clone();
-      Tensor b;
-      if (c->bn) {
-        auto [fw, fb] = c->folded_weight_bias();
-        w = fw;
-        b = fb;
-      } else if (c->conv->bias.defined()) {
-        b = c->conv->bias;
-      }
-      add_weights(name, w, b, *c->weight_fake_quant, g_.values[in].qp.scale);
-      const nn::Conv2dOptions& o = c->conv->options();
-      QF_CHECK(o.geometry.groups == 1, "convert: '" + name + "' is a grouped convolution (groups=" +
-                                           std::to_string(o.geometry.groups) + "); the int8 kernels support groups=1");
-      GraphNode n = node(OpKind::kQConv2d, name, {in});
-      n.conv = {o.in_channels, o.out_channels, o.kernel, o.geometry};
-      n.act = c->act;
-      bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
-    } else if (auto* l = dynamic_cast<const LinearAct*>(&m)) {
-      int in = input_value(e.inputs[0], name);
-      const nn::Linear& lin = *l->linear;
-      if (!l->weight_fake_quant) {
-        // Float: its input is dequantized to NCHW, the order the weight already has.
-        const Tensor& w = lin.weight;
-        QF_CHECK(l->act == Act::kNone, "convert: float '" + name + "' with a fused activation is not supported");
-        if (g_.values[in].quantized) in = add_node(node(OpKind::kDequantize, name + ".dequant", {in}), {false, {}});
-        g_.tensors[name + ".weight"] = nn::f32_entry(w);
-        Tensor b = lin.bias.defined() ? lin.bias : Tensor::zeros({lin.out_features()});
-        g_.tensors[name + ".bias"] = nn::f32_entry(b);
-        GraphNode n = node(OpKind::kLinear, name, {in});
-        n.linear = {lin.in_features(), lin.out_features()};
-        bind(e.output, add_node(std::move(n), {false, {}}));
-        return;
-      }
-      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      add_weights(name, permuted_linear_weight(lin.weight, in), lin.bias, *l->weight_fake_quant,
-                  g_.values[in].qp.scale);
-      GraphNode n = node(OpKind::kQLinear, name, {in});
-      n.linear = {lin.in_features(), lin.out_features()};
-      n.act = l->act;
-      bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
-    } else if (auto* d = dynamic_cast<const DynamicQuantLinear*>(&m)) {
-      int in = input_value(e.inputs[0], name);
-      if (g_.values[in].quantized) in = add_node(node(OpKind::kDequantize, name + ".dequant", {in}), {false, {}});
-      g_.tensors[name + ".weight"] = nn::raw_entry("I8", {d->out_features, d->in_features}, d->weight.data());
-      g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {d->out_features}, d->weight_scale.data());
-      g_.tensors[name + ".bias"] = nn::raw_entry("F32", {d->out_features}, d->bias.data());
-      GraphNode n = node(OpKind::kDynamicLinear, name, {in});
-      n.linear = {d->in_features, d->out_features};
-      bind(e.output, add_node(std::move(n), {false, {}}));
-    } else if (auto* a = dynamic_cast<const nn::Add*>(&m)) {
-      int x = input_value(e.inputs[0], name), y = input_value(e.inputs[1], name);
-      QF_CHECK(g_.values[x].quantized && g_.values[y].quantized,
-               "convert: the inputs of '" + name + "' are not both quantized");
-      GraphNode n = node(OpKind::kQAdd, name, {x, y});
-      n.act = a->relu ? Act::kReLU : Act::kNone;
-      bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
-    } else if (auto* p = dynamic_cast<const nn::MaxPool2d*>(&m)) {
-      int in = input_value(e.inputs[0], name);
-      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      QF_CHECK(!m.post(), "convert: '" + name + "' (MaxPool2d) should not have its own quantization");
-      GraphNode n = node(OpKind::kQMaxPool2d, name, {in});
-      n.pool = {p->args.kernel_h, p->args.stride_h, p->args.pad_h};
-      bind(e.output, add_node(std::move(n), g_.values[in]));
-    } else if (dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m)) {
-      int in = input_value(e.inputs[0], name);
-      QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
-      bind(e.output, add_node(node(OpKind::kQGlobalAvgPool, name, {in}), {true, act_qparams(m, name)}));
-    } else if (dynamic_cast<const nn::Identity*>(&m) || dynamic_cast<const nn::Flatten*>(&m)) {
-      int in = input_value(e.inputs[0], name);
-      if (!m.post()) {
-        bind(e.output, in);  // a no-op: the output is the input
-      } else {
-        QF_CHECK(!g_.values[in].quantized, "convert: '" + name + "' quantizes a value that is already quantized");
-        bind(e.output, add_node(node(OpKind::kQuantize, name, {in}), {true, act_qparams(m, name)}));
-      }
-    } else {
-      throw Error(
-          "convert: cannot convert module '" + name + "' (" + m.type() +
-          "): supported are fused Conv/Linear (+BN, ReLU), Add, MaxPool2d, AdaptiveAvgPool2d, Identity, Flatten");
+    for (const Rule& r : rules())
+      if (r.is(m)) return (this->*r.emit)(e, m, name);
+    std::string supported;
+    for (const Rule& r : rules()) supported += (supported.empty() ? "" : ", ") + std::string(r.name);
+    throw Error("convert: cannot convert module '" + name + "' (" + m.type() + "): supported are " + supported +
+                " (fuse and prepare the model first)");
+  }
+
+  int quantized_input(const nn::TraceEvent& e, const std::string& name) {
+    const int in = input_value(e.inputs[0], name);
+    QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
+    return in;
+  }
+
+  // Conv [+BN] [+ReLU/ReLU6], any groups (grouped weights are (OC, C/groups, KH, KW)); the activation
+  // is the clamp of the output requantization.
+  void conv(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const auto& c = static_cast<const ConvBnAct&>(m);
+    QF_CHECK(c.weight_fake_quant, "convert: '" + name + "' (" + m.type() +
+                                      ") is kept in float; only a final linear layer can stay float in the int8 graph");
+    const int in = quantized_input(e, name);
+    // The weight the simulation fake-quantizes: conv.weight * (gamma * (1 / sqrt(var + eps))).
+    Tensor w = c.conv->weight.clone();
+    Tensor b;
+    if (c.bn) {
+      auto [fw, fb] = c.folded_weight_bias();
+      w = fw;
+      b = fb;
+    } else if (c.conv->bias.defined()) {
+      b = c.conv->bias;
     }
+    add_weights(name, w, b, *c.weight_fake_quant, g_.values[in].qp.scale);
+    const nn::Conv2dOptions& o = c.conv->options();
+    GraphNode n = node(OpKind::kQConv2d, name, {in});
+    n.conv = {o.in_channels, o.out_channels, o.kernel, o.geometry};
+    n.act = c.act;
+    bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
+  }
+
+  void linear(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const auto& l = static_cast<const LinearAct&>(m);
+    int in = input_value(e.inputs[0], name);
+    const nn::Linear& lin = *l.linear;
+    if (!l.weight_fake_quant) {
+      // Float: its input is dequantized to NCHW, the order the weight already has.
+      const Tensor& w = lin.weight;
+      QF_CHECK(l.act == Act::kNone, "convert: float '" + name + "' with a fused activation is not supported");
+      if (g_.values[in].quantized) in = add_node(node(OpKind::kDequantize, name + ".dequant", {in}), {false, {}});
+      g_.tensors[name + ".weight"] = nn::f32_entry(w);
+      Tensor b = lin.bias.defined() ? lin.bias : Tensor::zeros({lin.out_features()});
+      g_.tensors[name + ".bias"] = nn::f32_entry(b);
+      GraphNode n = node(OpKind::kLinear, name, {in});
+      n.linear = {lin.in_features(), lin.out_features()};
+      bind(e.output, add_node(std::move(n), {false, {}}));
+      return;
+    }
+    QF_CHECK(g_.values[in].quantized, "convert: the input of '" + name + "' is not quantized");
+    add_weights(name, permuted_linear_weight(lin.weight, in), lin.bias, *l.weight_fake_quant, g_.values[in].qp.scale);
+    GraphNode n = node(OpKind::kQLinear, name, {in});
+    n.linear = {lin.in_features(), lin.out_features()};
+    n.act = l.act;
+    bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
+  }
+
+  void dynamic_linear(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const auto& d = static_cast<const DynamicQuantLinear&>(m);
+    int in = input_value(e.inputs[0], name);
+    if (g_.values[in].quantized) in = add_node(node(OpKind::kDequantize, name + ".dequant", {in}), {false, {}});
+    g_.tensors[name + ".weight"] = nn::raw_entry("I8", {d.out_features, d.in_features}, d.weight.data());
+    g_.tensors[name + ".weight_scale"] = nn::raw_entry("F32", {d.out_features}, d.weight_scale.data());
+    g_.tensors[name + ".bias"] = nn::raw_entry("F32", {d.out_features}, d.bias.data());
+    GraphNode n = node(OpKind::kDynamicLinear, name, {in});
+    n.linear = {d.in_features, d.out_features};
+    bind(e.output, add_node(std::move(n), {false, {}}));
+  }
+
+  // The residual join, with ReLU (ResNet) or without (MobileNetV2).
+  void add(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const auto& a = static_cast<const nn::Add&>(m);
+    const int x = input_value(e.inputs[0], name), y = input_value(e.inputs[1], name);
+    QF_CHECK(g_.values[x].quantized && g_.values[y].quantized,
+             "convert: the inputs of '" + name + "' are not both quantized");
+    GraphNode n = node(OpKind::kQAdd, name, {x, y});
+    n.act = a.relu ? Act::kReLU : Act::kNone;
+    bind(e.output, add_node(std::move(n), {true, act_qparams(m, name)}));
+  }
+
+  void maxpool(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const auto& p = static_cast<const nn::MaxPool2d&>(m);
+    const int in = quantized_input(e, name);
+    QF_CHECK(!m.post(), "convert: '" + name + "' (MaxPool2d) should not have its own quantization");
+    GraphNode n = node(OpKind::kQMaxPool2d, name, {in});
+    n.pool = {p.args.kernel_h, p.args.stride_h, p.args.pad_h};
+    bind(e.output, add_node(std::move(n), g_.values[in]));
+  }
+
+  void avgpool(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const int in = quantized_input(e, name);
+    bind(e.output, add_node(node(OpKind::kQGlobalAvgPool, name, {in}), {true, act_qparams(m, name)}));
+  }
+
+  // Identity, Flatten: a no-op, or where the model input is quantized (an Identity with output quantization).
+  void identity(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    const int in = input_value(e.inputs[0], name);
+    if (!m.post()) {
+      bind(e.output, in);  // a no-op: the output is the input
+    } else {
+      QF_CHECK(!g_.values[in].quantized, "convert: '" + name + "' quantizes a value that is already quantized");
+      bind(e.output, add_node(node(OpKind::kQuantize, name, {in}), {true, act_qparams(m, name)}));
+    }
+  }
+
+  // Dropout is the identity in eval mode, where the graph runs: its output is its input.
+  void dropout(const nn::TraceEvent& e, const nn::Module& m, const std::string& name) {
+    QF_CHECK(!m.post(), "convert: '" + name + "' (Dropout) should not have its own quantization");
+    bind(e.output, input_value(e.inputs[0], name));
   }
 
   // A linear layer after a Flatten of an (N,C,H,W) value: PyTorch flattens in

@@ -54,21 +54,25 @@ OpKind parse_op(const std::string& name, const std::string& at) {
 
 bool is_linear(OpKind op) { return op == OpKind::kQLinear || op == OpKind::kLinear || op == OpKind::kDynamicLinear; }
 
-// The one place the attributes meet JSON. Names and meanings are those of format version 1.
-json attrs_to_json(const GraphNode& n, const std::string& at) {
+// The one place the attributes meet JSON. Names and meanings are those of format version 1; version 2
+// adds QConv2d's "groups".
+json attrs_to_json(const GraphNode& n, int version, const std::string& at) {
   switch (n.op) {
     case OpKind::kQConv2d: {
       const ConvGeometry& g = n.conv.geometry;
-      QF_CHECK(
-          g.is_square() && g.groups == 1,
-          at + ": a .qfm convolution has one stride, padding and dilation for both axes and groups 1, got " + g.str());
-      return {{"kernel", n.conv.kernel},
-              {"stride", g.stride_h},
-              {"padding", g.pad_h},
-              {"dilation", g.dilation_h},
-              {"in_channels", n.conv.in_channels},
-              {"out_channels", n.conv.out_channels},
-              {"act", act_name(n.act)}};
+      QF_CHECK(g.is_square(),
+               at + ": a .qfm convolution has one stride, padding and dilation for both axes, got " + g.str());
+      QF_CHECK(version >= 2 || g.groups == 1, at + ": groups " + std::to_string(g.groups) +
+                                                  " needs format version 2, writing " + std::to_string(version));
+      json a = {{"kernel", n.conv.kernel},
+                {"stride", g.stride_h},
+                {"padding", g.pad_h},
+                {"dilation", g.dilation_h},
+                {"in_channels", n.conv.in_channels},
+                {"out_channels", n.conv.out_channels},
+                {"act", act_name(n.act)}};
+      if (version >= 2) a["groups"] = g.groups;
+      return a;
     }
     case OpKind::kQLinear:
       return {{"in_features", n.linear.in_features}, {"out_features", n.linear.out_features}, {"act", act_name(n.act)}};
@@ -84,7 +88,7 @@ json attrs_to_json(const GraphNode& n, const std::string& at) {
   }
 }
 
-void attrs_from_json(GraphNode& n, const json& a, const std::string& at) {
+void attrs_from_json(GraphNode& n, const json& a, int version, const std::string& at) {
   auto integer = [&](const char* k) {
     QF_CHECK(a.contains(k) && a[k].is_number_integer(), at + ": attribute '" + k + "' missing or not an integer");
     const int64_t v = a[k].get<int64_t>();
@@ -99,7 +103,11 @@ void attrs_from_json(GraphNode& n, const json& a, const std::string& at) {
   switch (n.op) {
     case OpKind::kQConv2d:
       n.conv.kernel = integer("kernel");
-      n.conv.geometry = ConvGeometry::square(integer("stride"), integer("padding"), integer("dilation"));
+      // Version 1 has no groups: every conv is an ordinary one, and a "groups" there is not ours.
+      QF_CHECK(version >= 2 || !a.contains("groups"),
+               at + ": attribute 'groups' in a version-" + std::to_string(version) + " file");
+      n.conv.geometry = ConvGeometry::square(integer("stride"), integer("padding"), integer("dilation"),
+                                             version >= 2 ? integer("groups") : 1);
       n.conv.in_channels = integer("in_channels");
       n.conv.out_channels = integer("out_channels");
       n.act = act();
@@ -141,9 +149,12 @@ void check_attrs(const GraphNode& n, const std::string& at) {
     in_range("dilation", g.dilation_w, 1, 64);
     in_range("padding", g.pad_h, 0, n.conv.kernel * 64);
     in_range("padding", g.pad_w, 0, n.conv.kernel * 64);
-    in_range("groups", g.groups, 1, 1);
     in_range("in_channels", n.conv.in_channels, 1, kBig);
     in_range("out_channels", n.conv.out_channels, 1, kBig);
+    in_range("groups", g.groups, 1, n.conv.in_channels);
+    QF_CHECK(n.conv.in_channels % g.groups == 0 && n.conv.out_channels % g.groups == 0,
+             at + ": in_channels " + std::to_string(n.conv.in_channels) + " and out_channels " +
+                 std::to_string(n.conv.out_channels) + " must be multiples of groups " + std::to_string(g.groups));
   } else if (is_linear(n.op)) {
     in_range("in_features", n.linear.in_features, 1, kBig);
     in_range("out_features", n.linear.out_features, 1, kBig);
@@ -168,7 +179,14 @@ const nn::StEntry& Int8Graph::tensor(const GraphNode& n, const std::string& what
   return it->second;
 }
 
+int Int8Graph::format_version() const {
+  for (const auto& n : nodes)
+    if (n.op == OpKind::kQConv2d && n.conv.geometry.groups != 1) return 2;
+  return kMinVersion;
+}
+
 json Int8Graph::to_json() const {
+  const int version = format_version();
   json vals = json::array();
   for (auto& v : values) {
     if (v.quantized)
@@ -183,9 +201,9 @@ json Int8Graph::to_json() const {
                        {"name", n.name},
                        {"inputs", n.inputs},
                        {"output", n.output},
-                       {"attrs", attrs_to_json(n, at)}});
+                       {"attrs", attrs_to_json(n, version, at)}});
   }
-  return {{"format", "qforge-int8"}, {"version", kVersion},        {"values", vals},    {"nodes", nodes_j},
+  return {{"format", "qforge-int8"}, {"version", version},         {"values", vals},    {"nodes", nodes_j},
           {"output", output},        {"input_shape", input_shape}, {"classes", classes}};
 }
 
@@ -228,9 +246,9 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
           QF_CHECK(numel_of(g.tensors.at(n.name + "." + tn).shape) == oc,
                    at + ": tensor '" + tn + "' does not match the weight's " + std::to_string(oc) + " output channels");
       // The weight's shape must be the one the attributes describe: the runtime sizes buffers from both.
-      Shape want = n.op == OpKind::kQConv2d
-                       ? Shape{n.conv.out_channels, n.conv.in_channels, n.conv.kernel, n.conv.kernel}
-                       : Shape{n.linear.out_features, n.linear.in_features};
+      Shape want = n.op == OpKind::kQConv2d ? Shape{n.conv.out_channels, n.conv.in_channels / n.conv.geometry.groups,
+                                                    n.conv.kernel, n.conv.kernel}
+                                            : Shape{n.linear.out_features, n.linear.in_features};
       QF_CHECK(w.shape == want,
                at + ": weight has shape " + shape_str(w.shape) + ", the attributes say " + shape_str(want));
     }
@@ -256,9 +274,10 @@ Int8Graph load_int8_model(const std::string& path) {
   try {
     json j = json::parse(st.meta("graph"));
     int version = j.at("version").get<int>();
-    QF_CHECK(version == Int8Graph::kVersion, path + ": int8 model format version " + std::to_string(version) +
-                                                 " is not supported (this qforge reads version " +
-                                                 std::to_string(Int8Graph::kVersion) + ")");
+    QF_CHECK(version >= Int8Graph::kMinVersion && version <= Int8Graph::kVersion,
+             path + ": int8 model format version " + std::to_string(version) +
+                 " is not supported (this qforge reads versions " + std::to_string(Int8Graph::kMinVersion) + " to " +
+                 std::to_string(Int8Graph::kVersion) + ")");
     for (auto& v : j.at("values")) {
       GraphValue gv;
       QF_CHECK(v.at("dtype") == "u8" || v.at("dtype") == "f32",
@@ -275,7 +294,7 @@ Int8Graph load_int8_model(const std::string& path) {
       gn.op = parse_op(op, path + ": node '" + gn.name + "'");
       gn.inputs = n.at("inputs").get<std::vector<int>>();
       gn.output = n.at("output");
-      attrs_from_json(gn, n.at("attrs"), at);
+      attrs_from_json(gn, n.at("attrs"), version, at);
       g.nodes.push_back(std::move(gn));
     }
     g.output = j.at("output");

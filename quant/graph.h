@@ -4,9 +4,9 @@
 // writes one. Quantized values are uint8 NHWC with one (scale, zero point);
 // float values are NCHW (or (N, K)). Ops:
 //   Quantize        f32 -> u8                          (the model input)
-//   QConv2d         u8 -> u8   weight I8 (OC,C,KH,KW), bias I32, weight_scale F32; act none|relu|relu6
+//   QConv2d         u8 -> u8   weight I8 (OC,C/groups,KH,KW), bias I32, weight_scale F32; act none|relu|relu6
 //   QLinear         u8 -> u8   weight I8 (N,K), bias I32, weight_scale F32
-//   QAdd            u8, u8 -> u8   relu
+//   QAdd            u8, u8 -> u8   relu (true/false: MobileNetV2's residual joins have none)
 //   QMaxPool2d      u8 -> u8   (output keeps the input's parameters)
 //   QGlobalAvgPool  u8 (N,H,W,C) -> u8 (N,1,1,C)
 //   Dequantize      u8 -> f32
@@ -14,6 +14,10 @@
 //   DynamicLinear   f32 -> f32  weight I8, weight_scale F32, bias F32 (dynamic quantization)
 // Saved as one safetensors file (.qfm): the tensors under "<node>.<name>",
 // the graph as JSON in the metadata (key "graph", with a format version).
+// Versions: 1 (ResNet: every conv groups 1, no "groups" attribute) and 2 (QConv2d has the
+// attribute "groups"; a version-1 reader would ignore it and misread the weights, hence the bump).
+// A graph is written in the oldest version that holds it: version 1 unless a conv is grouped, so
+// files of ungrouped models stay readable by older qforge builds. Both versions are read.
 // In memory a node is typed (OpKind, and its op's attribute struct); the JSON
 // spelling of ops and attributes is read and written in graph.cpp only, so a
 // loaded graph needs no string compares or JSON reads to run.
@@ -49,8 +53,9 @@ enum class OpKind {
 // "Quantize", "QConv2d", ...: the op's name in .qfm files and messages.
 const char* op_name(OpKind op);
 
-// QConv2d: weight (out_channels, in_channels, kernel, kernel). Stored in .qfm as the scalar attributes
-// kernel, stride, padding, dilation (so a square geometry with groups 1, the one the int8 kernels run).
+// QConv2d: weight (out_channels, in_channels / groups, kernel, kernel), in_channels and out_channels
+// multiples of groups. Stored in .qfm as the scalar attributes kernel, stride, padding, dilation (a
+// square geometry) and, from version 2, groups.
 struct ConvAttrs {
   int in_channels = 0, out_channels = 0, kernel = 1;
   ConvGeometry geometry;
@@ -78,7 +83,8 @@ struct GraphNode {
 };
 
 struct Int8Graph {
-  static constexpr int kVersion = 1;
+  static constexpr int kVersion = 2;     // the newest format version this build reads and writes
+  static constexpr int kMinVersion = 1;  // the oldest it reads
   std::vector<GraphValue> values;
   std::vector<GraphNode> nodes;
   int output = -1;
@@ -88,6 +94,8 @@ struct Int8Graph {
   std::map<std::string, nn::StEntry> tensors;
 
   const nn::StEntry& tensor(const GraphNode& n, const std::string& what) const;  // "<node>.<what>"
+  // The version to_json writes: kMinVersion unless a node needs a newer one (a grouped conv: 2).
+  int format_version() const;
   nlohmann::json to_json() const;
 };
 

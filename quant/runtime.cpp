@@ -37,7 +37,7 @@ Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
         QConvParams& c = p.conv_params;
         c.geometry() = n.conv.geometry;
         c.OC = oc;
-        c.C = static_cast<int>(ws_shape[1]);
+        c.C = n.conv.in_channels;  // the weight has in_channels / groups (validated)
         c.KH = static_cast<int>(ws_shape[2]);
         c.KW = static_cast<int>(ws_shape[3]);
         c.in_zero_point = in_qp->zero_point;
@@ -101,6 +101,10 @@ void Int8Runtime::find_fusions() {
   }
 }
 
+int Int8Runtime::fused_adds() const {
+  return static_cast<int>(std::count_if(prep_.begin(), prep_.end(), [](const Prepared& p) { return p.fuse_add >= 0; }));
+}
+
 void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
   Plan& pl = plan_;
   pl.n = n, pl.h = h, pl.w = w, pl.fused = fused;
@@ -120,7 +124,8 @@ void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
         const QConvParams& c = prep_[i].conv_params;
         QF_CHECK(in.c == c.C,
                  at() + ": input has " + std::to_string(in.c) + " channels, the weight " + std::to_string(c.C));
-        const ConvOutputSize o = conv_output_size(at(), {in.n, in.c, in.h, in.w}, {c.OC, c.C, c.KH, c.KW}, c);
+        const ConvOutputSize o =
+            conv_output_size(at(), {in.n, in.c, in.h, in.w}, {c.OC, c.C / c.groups, c.KH, c.KW}, c);
         out = {in.n, c.OC, o.oh, o.ow};
         break;
       }

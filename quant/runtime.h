@@ -7,9 +7,8 @@
 //
 // Weights are packed once, at construction, for the selected ISA (zero-point
 // corrections precomputed). The graph's nodes are typed (OpKind, attribute
-// structs, Act: quant/graph.h), so run() dispatches on an enum and reads no JSON. Activation buffers are planned once per input
-// shape: each value gets a slice of one arena, reused as soon as its last
-// reader has run.
+// structs, Act: quant/graph.h), so run() dispatches on an enum and reads no JSON. Activation buffers are planned once
+// per input shape: each value gets a slice of one arena, reused as soon as its last reader has run.
 #pragma once
 #include <map>
 #include <memory>
@@ -32,6 +31,8 @@ class Int8Runtime {
   size_t weight_bytes() const { return weight_bytes_; }
   size_t arena_bytes() const { return plan_.arena; }
   size_t peak_bytes() const { return weight_bytes_ + plan_.arena; }
+  // Residual joins (QAdd) that run inside the conv writing one of their inputs, when run() has no taps.
+  int fused_adds() const;
 
  private:
   struct Dims {

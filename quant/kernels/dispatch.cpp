@@ -21,6 +21,10 @@ constexpr KernelTable kScalar = {
     .conv_pack = nullptr,
     .qconv2d_pos = nullptr,
     .conv_fused_add = false,
+    .qdwconv2d_3x3 = qdwconv2d_3x3__ref,
+    .qdwconv2d_3x3_name = "qdwconv2d_3x3__ref",
+    .dwconv_packed_bytes = nullptr,
+    .dwconv_pack = nullptr,
     .qadd = qadd__ref,
     .qmaxpool2d = qmaxpool2d__ref,
     .qglobal_avgpool = qglobal_avgpool__ref,
@@ -40,6 +44,10 @@ constexpr KernelTable kAvx2 = {
     .conv_pack = pack_conv__avx2,
     .qconv2d_pos = nullptr,
     .conv_fused_add = false,
+    .qdwconv2d_3x3 = qdwconv2d_3x3__avx2,
+    .qdwconv2d_3x3_name = "qdwconv2d_3x3__avx2",
+    .dwconv_packed_bytes = pack_dwconv_3x3_bytes__avx2,
+    .dwconv_pack = pack_dwconv_3x3__avx2,
     .qadd = qadd__avx2,
     .qmaxpool2d = qmaxpool2d__avx2,
     .qglobal_avgpool = qglobal_avgpool__avx2,
@@ -47,7 +55,7 @@ constexpr KernelTable kAvx2 = {
     .dequantize = dequantize__avx2,
 };
 
-// No VNNI: the avx2 convolution, the AVX-512 element-wise kernels.
+// No VNNI: the avx2 convolutions (GEMM and depthwise), the AVX-512 element-wise kernels.
 constexpr KernelTable kAvx512 = {
     .isa = Isa::avx512,
     .name = "avx512",
@@ -60,6 +68,10 @@ constexpr KernelTable kAvx512 = {
     .conv_pack = pack_conv__avx2,
     .qconv2d_pos = nullptr,
     .conv_fused_add = false,
+    .qdwconv2d_3x3 = qdwconv2d_3x3__avx2,
+    .qdwconv2d_3x3_name = "qdwconv2d_3x3__avx2",
+    .dwconv_packed_bytes = pack_dwconv_3x3_bytes__avx2,
+    .dwconv_pack = pack_dwconv_3x3__avx2,
     .qadd = qadd__avx512,
     .qmaxpool2d = qmaxpool2d__avx512,
     .qglobal_avgpool = qglobal_avgpool__avx512,
@@ -79,6 +91,10 @@ constexpr KernelTable kAvx512Vnni = {
     .conv_pack = pack_conv__avx512vnni,
     .qconv2d_pos = qconv2d_pos__avx512vnni,
     .conv_fused_add = true,
+    .qdwconv2d_3x3 = qdwconv2d_3x3__avx512vnni,
+    .qdwconv2d_3x3_name = "qdwconv2d_3x3__avx512vnni",
+    .dwconv_packed_bytes = pack_dwconv_3x3_bytes__avx512vnni,
+    .dwconv_pack = pack_dwconv_3x3__avx512vnni,
     .qadd = qadd__avx512,
     .qmaxpool2d = qmaxpool2d__avx512,
     .qglobal_avgpool = qglobal_avgpool__avx512,
@@ -94,6 +110,13 @@ static_assert(kAvx2.conv_panel_oc == kConvPanelOc__avx2 && kAvx2.conv_packed_byt
 static_assert(kAvx512Vnni.conv_panel_oc == kConvPanelOc__avx512vnni &&
               kAvx512Vnni.conv_packed_bytes == pack_conv_bytes__avx512vnni &&
               kAvx512Vnni.conv_pack == pack_conv__avx512vnni);
+// A depthwise kernel reads the layout of its own packer.
+static_assert(kAvx2.qdwconv2d_3x3 == qdwconv2d_3x3__avx2 && kAvx2.dwconv_pack == pack_dwconv_3x3__avx2 &&
+              kAvx512.qdwconv2d_3x3 == qdwconv2d_3x3__avx2 && kAvx512.dwconv_pack == pack_dwconv_3x3__avx2 &&
+              kAvx512Vnni.qdwconv2d_3x3 == qdwconv2d_3x3__avx512vnni &&
+              kAvx512Vnni.dwconv_pack == pack_dwconv_3x3__avx512vnni);
+static_assert(kScalar.dwconv_packed_bytes == nullptr && kScalar.dwconv_pack == nullptr,
+              "the scalar depthwise reference reads the (3,3,C) weights");
 static_assert(kScalar.conv_packed_bytes == nullptr && kScalar.conv_pack == nullptr,
               "the scalar reference reads the (OC,KH,KW,C) weights");
 

@@ -3,13 +3,15 @@
 // or below it; kernels() is the table of the selected level (core's
 // selected_isa(): the CPU's best capped by QFORGE_ISA). The avx512 table is
 // the avx2 convolution with the AVX-512 element-wise kernels; the avx512vnni
-// table adds the VNNI convolutions.
+// table adds the VNNI convolutions. The depthwise 3x3 convolution
+// (qdwconv2d.h): reference at scalar, AVX2 at avx2 and avx512, VNNI at avx512vnni.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "core/cpu.h"
 #include "quant/kernels/kernels.h"
+#include "quant/kernels/qdwconv2d.h"
 
 namespace qforge::quant {
 
@@ -34,6 +36,11 @@ struct KernelTable {
   ConvPackFn conv_pack;
   QConv2dPosKernel qconv2d_pos;  // batch-major conv, or null
   bool conv_fused_add;           // qconv2d and qconv2d_pos honour QConvArgs::residual
+  // Depthwise 3x3 (groups == C == OC): rows of the N*OH output grid.
+  QDwConv2dKernel qdwconv2d_3x3;
+  const char* qdwconv2d_3x3_name;
+  size_t (*dwconv_packed_bytes)(int C);                // null: the kernel reads the (3,3,C) weights
+  void (*dwconv_pack)(void* dst, const QDwConvArgs&);  // with dwconv_packed_bytes(C) bytes at dst
   QAddKernel qadd;
   QMaxPool2dKernel qmaxpool2d;
   QGlobalAvgPoolKernel qglobal_avgpool;

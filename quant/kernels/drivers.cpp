@@ -119,6 +119,27 @@ void run_conv_pos(const KernelTable& k, const QConvArgs& a, const uint8_t* in, u
   });
 }
 
+// Runs the depthwise kernel over the rows of the N*OH output grid. Pieces of rows are taken in
+// turn from a shared counter, as run_conv's; a row is OW pixels of all channels.
+void run_dwconv(const KernelTable& k, const QDwConvArgs& a, const uint8_t* in, uint8_t* out) {
+  const int64_t rows = int64_t(a.N) * a.OH;
+  const double macs = double(rows) * a.OW * a.C * 9;
+  if (num_threads() == 1 || macs < 1e6) {  // memory-bound: below ~a MB of traffic one thread is as fast
+    k.qdwconv2d_3x3(out, in, a, 0, rows);
+    return;
+  }
+  const int64_t piece = std::max<int64_t>(1, rows / (4 * num_threads()));
+  parallel_pieces(rows, piece, [&](int64_t b, int64_t e) { k.qdwconv2d_3x3(out, in, a, b, e); });
+}
+
+// The scalar grouped reference, pieces of output pixels (all channels).
+void run_grouped(const QConvArgs& a, int groups, const uint8_t* in, uint8_t* out) {
+  const int64_t P = int64_t(a.N) * a.OH * a.OW;
+  const int64_t per_pixel = std::max<int64_t>(1, int64_t(a.OC) * a.KH * a.KW * (a.C / groups));
+  parallel_pieces(P, std::max<int64_t>(1, 65536 / per_pixel),
+                  [&](int64_t b, int64_t e) { qconv2d_grouped__ref(out, nullptr, in, a, groups, b, e, 0, a.OC); });
+}
+
 QConvParams linear_as_conv(const QLinearParams& p) {
   QConvParams c;
   c.N = p.M;
@@ -176,14 +197,56 @@ QConvArgs PackedConvWeights::args(const QConvParams& p) const {
   return fill_args(*this, p);
 }
 
+QDwConvArgs PackedConvWeights::dw_args(const QConvParams& p) const {
+  QF_CHECK(path == ConvPath::kDepthwise3x3, "qconv2d: " + conv_str(params) + " is not packed as a depthwise 3x3");
+  const QConvArgs c = args(p);
+  QDwConvArgs a{};
+  a.N = c.N, a.H = c.H, a.W = c.W, a.C = c.C, a.OH = c.OH, a.OW = c.OW;
+  a.stride = c.stride_h, a.pad = c.pad_h;
+  a.in_zp = c.in_zp, a.out_zp = c.out_zp, a.out_qmin = c.out_qmin, a.out_qmax = c.out_qmax;
+  a.weight = weight.empty() ? nullptr : weight.data();
+  a.bias = bias.data();
+  a.requant = requant.data();
+  a.packed = packed.data();
+  a.bias_packed = bias_packed.data();
+  a.rq_multiplier = rq_multiplier.data();
+  a.rq_lshift = rq_lshift.data();
+  a.rq_rshift = rq_rshift.data();
+  a.zero_row = zero_row.data();
+  return a;
+}
+
+ConvPath conv_path(const QConvParams& p) {
+  if (p.groups == 1) return ConvPath::kGemm;
+  // The depthwise kernels take one stride and padding for both axes; strides 1 and 2 and paddings 0 and 1
+  // are the ones tested byte for byte against the reference (MobileNet's are stride 1 or 2, padding 1).
+  const bool dw = p.groups == p.C && p.OC == p.C && p.KH == 3 && p.KW == 3 && p.stride_h == p.stride_w &&
+                  (p.stride_h == 1 || p.stride_h == 2) && p.pad_h == p.pad_w && (p.pad_h == 0 || p.pad_h == 1) &&
+                  p.dilation_h == 1 && p.dilation_w == 1;
+  return dw ? ConvPath::kDepthwise3x3 : ConvPath::kGroupedRef;
+}
+
+const char* conv_path_name(ConvPath path) {
+  switch (path) {
+    case ConvPath::kGemm:
+      return "gemm";
+    case ConvPath::kDepthwise3x3:
+      return "depthwise3x3";
+    case ConvPath::kGroupedRef:
+      return "grouped_ref";
+  }
+  return "?";
+}
+
 PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, const int32_t* bias,
                                     const FixedPointMultiplier* requant, Isa isa) {
   const std::string what = "qconv2d (" + conv_str(p) + ")";
   QF_CHECK(p.C > 0 && p.OC > 0 && p.KH > 0 && p.KW > 0, what + ": empty weights");
   p.geometry().check(what);
-  QF_CHECK(p.groups == 1, what + ": groups = " + std::to_string(p.groups) +
-                              " not supported (only groups = 1; depthwise is not implemented)");
-  QF_CHECK(int64_t(p.KH) * p.KW * p.C < (int64_t{1} << 16), what + ": K = KH*KW*C too large for int32 accumulation");
+  QF_CHECK(p.C % p.groups == 0 && p.OC % p.groups == 0,
+           what + ": input and output channels must be multiples of groups " + std::to_string(p.groups));
+  const int Cg = p.C / p.groups;
+  QF_CHECK(int64_t(p.KH) * p.KW * Cg < (int64_t{1} << 16), what + ": K = KH*KW*C too large for int32 accumulation");
   check_u8_range(p.in_zero_point, 0, 255, what + " input");
   check_u8_range(p.out_zero_point, p.out_qmin, p.out_qmax, what + " output");
   QF_CHECK(weight && requant, what + ": null weights or multipliers");
@@ -192,17 +255,45 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   PackedConvWeights w;
   w.params = p;
   w.isa = isa;
-  const int OC = p.OC, C = p.C, KH = p.KH, KW = p.KW;
-  w.weight.resize(size_t(OC) * KH * KW * C);
-  for (int o = 0; o < OC; ++o)  // (OC, C, KH, KW) -> (OC, KH, KW, C)
-    for (int c = 0; c < C; ++c)
+  w.path = conv_path(p);
+  const int OC = p.OC, KH = p.KH, KW = p.KW;
+  w.weight.resize(size_t(OC) * KH * KW * Cg);
+  for (int o = 0; o < OC; ++o)  // (OC, Cg, KH, KW) -> (OC, KH, KW, Cg)
+    for (int c = 0; c < Cg; ++c)
       for (int h = 0; h < KH; ++h)
         for (int x = 0; x < KW; ++x)
-          w.weight[((size_t(o) * KH + h) * KW + x) * C + c] = weight[((size_t(o) * C + c) * KH + h) * KW + x];
+          w.weight[((size_t(o) * KH + h) * KW + x) * Cg + c] = weight[((size_t(o) * Cg + c) * KH + h) * KW + x];
   w.bias.assign(OC, 0);
   if (bias) std::copy(bias, bias + OC, w.bias.begin());
   w.requant.assign(requant, requant + OC);
   for (int o = 0; o < OC; ++o) check_multiplier(requant[o], what + " channel " + std::to_string(o));
+  if (w.path == ConvPath::kGroupedRef) return w;  // the reference reads (OC, KH, KW, C/groups)
+  if (w.path == ConvPath::kDepthwise3x3) {
+    // (C, 3, 3, 1) -> (3, 3, C): a tap is C contiguous channels.
+    std::vector<int8_t> taps(size_t(9) * OC);
+    for (int c = 0; c < OC; ++c)
+      for (int t = 0; t < 9; ++t) taps[size_t(t) * OC + c] = w.weight[size_t(c) * 9 + t];
+    w.weight = std::move(taps);
+    w.OCp = dwconv_padded_channels(OC);
+    w.bias_packed.assign(w.OCp, 0);
+    w.rq_multiplier.assign(w.OCp, 0);
+    w.rq_lshift.assign(w.OCp, 0);
+    w.rq_rshift.assign(w.OCp, 0);
+    w.zero_row.assign(w.OCp, 0);
+    QConvParams one = p;
+    one.N = 1, one.H = one.W = 3;  // any size: packing reads the weights and channels only
+    QDwConvArgs a = w.dw_args(one);
+    pack_dwconv_3x3_channels(w.bias_packed.data(), w.rq_multiplier.data(), w.rq_lshift.data(), w.rq_rshift.data(),
+                             w.zero_row.data(), a);
+    if (k.dwconv_pack) {
+      w.packed.resize(k.dwconv_packed_bytes(OC));
+      k.dwconv_pack(w.packed.data(), a);
+      w.weight = std::vector<int8_t>();  // only the scalar kernel reads it
+    }
+    return w;
+  }
+
+  const int C = p.C;
   w.weight_sum.assign(OC, 0);
   for (int o = 0; o < OC; ++o)
     for (size_t i = 0; i < size_t(KH) * KW * C; ++i) w.weight_sum[o] += w.weight[o * size_t(KH) * KW * C + i];
@@ -250,8 +341,18 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
 }
 
 void qconv2d(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, uint8_t* out) {
-  const QConvArgs a = w.args(p);
   const KernelTable& k = kernels_for(w.isa);
+  switch (w.path) {
+    case ConvPath::kDepthwise3x3:
+      run_dwconv(k, w.dw_args(p), in, out);
+      return;
+    case ConvPath::kGroupedRef:
+      run_grouped(w.args(p), w.params.groups, in, out);
+      return;
+    case ConvPath::kGemm:
+      break;
+  }
+  const QConvArgs a = w.args(p);
   if (use_pos(k, a))
     run_conv_pos(k, a, in, out);
   else
@@ -260,19 +361,20 @@ void qconv2d(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in
 
 void qconv2d_add(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, const QAddParams& add,
                  const uint8_t* residual, uint8_t* out) {
-  QConvArgs a = w.args(p);
   QF_CHECK(add.shift >= 1 && add.shift <= 30, "qconv2d_add: add shift " + std::to_string(add.shift) + " out of range");
   const KernelTable& k = kernels_for(w.isa);
-  if (k.conv_fused_add) {
+  if (w.path == ConvPath::kGemm && k.conv_fused_add) {
+    QConvArgs a = w.args(p);
     a.residual = residual;
     a.add = add;
+    if (use_pos(k, a))
+      run_conv_pos(k, a, in, out);
+    else
+      run_conv(k, a, in, out, nullptr);
+    return;
   }
-  if (use_pos(k, a))
-    run_conv_pos(k, a, in, out);
-  else
-    run_conv(k, a, in, out, nullptr);
-  if (k.conv_fused_add) return;
-  parallel_pieces(int64_t(a.N) * a.OH * a.OW * a.OC, 16384,
+  qconv2d(p, w, in, out);
+  parallel_pieces(int64_t(p.N) * p.OH() * p.OW() * p.OC, 16384,
                   [&](int64_t s, int64_t e) { k.qadd(out + s, out + s, residual + s, e - s, add); });
 }
 

@@ -10,7 +10,7 @@
 //   PackedConvWeights w = pack_conv_weights(p, w_int8_oihw, bias_int32, m.data()); // once, at load
 //   qconv2d(p, w, x_nhwc, y_nhwc);                                                  // every run
 //
-// Activations are uint8 NHWC; weights int8 in PyTorch's (OC, C, KH, KW) order,
+// Activations are uint8 NHWC; weights int8 in PyTorch's (OC, C/groups, KH, KW) order,
 // symmetric per output channel; bias int32 at scale s_in * s_w[oc] (not yet
 // corrected for the input zero point: packing folds -in_zp * sum(w) in).
 // Every driver splits its work over the process thread pool (core/threads.h)
@@ -24,6 +24,7 @@
 
 #include "quant/kernels/dispatch.h"
 #include "quant/kernels/kernels.h"
+#include "quant/kernels/qdwconv2d.h"
 #include "quant/qparams.h"
 
 namespace qforge::quant {
@@ -50,9 +51,10 @@ std::vector<FixedPointMultiplier> requant_multipliers(float in_scale, const floa
                                                       float out_scale);
 
 // ---------------------------------------------------------------------------
-// Conv2d: in (N,H,W,C) u8 -> out (N,OH,OW,OC) u8. The geometry (stride_h, pad_h, dilation_h, ...)
-// is the inherited ConvGeometry (core/conv_geometry.h); only groups = 1 is supported (depthwise is
-// not implemented).
+// Conv2d: in (N,H,W,C) u8 -> out (N,OH,OW,OC) u8. The geometry (stride_h, pad_h, dilation_h, groups,
+// ...) is the inherited ConvGeometry (core/conv_geometry.h). How it runs depends on the groups
+// (conv_path): groups 1 on the GEMM kernels; depthwise 3x3 (MobileNet's) on the depthwise
+// kernels; any other grouping on the scalar grouped reference (correct, slow).
 struct QConvParams : ConvGeometry {
   int N = 1, H = 0, W = 0, C = 0;
   int OC = 0, KH = 1, KW = 1;
@@ -64,14 +66,26 @@ struct QConvParams : ConvGeometry {
   int OW() const { return out_w(W, KW); }
 };
 
+enum class ConvPath {
+  kGemm,          // groups 1: qconv2d_* (and qconv2d_pos) of the kernel table
+  kDepthwise3x3,  // groups == C == OC, 3x3, stride 1 or 2 (both axes), padding 0 or 1 (both), dilation 1
+  kGroupedRef,    // any other groups > 1: qconv2d_grouped__ref
+};
+ConvPath conv_path(const QConvParams& p);
+const char* conv_path_name(ConvPath path);  // "gemm", "depthwise3x3", "grouped_ref"
+
 struct PackedConvWeights {
   QConvParams params;  // as packed; N, H, W are not used (any input size may run)
   Isa isa = Isa::scalar;
-  std::vector<int8_t> weight;                 // (OC, KH, KW, C), kept only when packed for scalar
+  ConvPath path = ConvPath::kGemm;
+  // kGemm: (OC, KH, KW, C), kept only when packed for scalar; kGroupedRef: (OC, KH, KW, C/groups);
+  // kDepthwise3x3: (3, 3, C), kept only when packed for scalar.
+  std::vector<int8_t> weight;
   std::vector<int32_t> bias;                  // (OC) as given
   std::vector<FixedPointMultiplier> requant;  // (OC)
-  std::vector<int32_t> weight_sum;            // (OC) sum of each channel's weights
-  // SIMD side (see QConvArgs): OCp = roundup(OC, 16)
+  std::vector<int32_t> weight_sum;            // (OC) sum of each channel's weights (kGemm)
+  // SIMD side (see QConvArgs): OCp = roundup(OC, 16); kDepthwise3x3: the per-channel arrays of
+  // QDwConvArgs, OCp = dwconv_padded_channels(C) entries (zero_row too).
   std::vector<int32_t> bias_packed, rq_multiplier, rq_lshift, rq_rshift;  // (OCp)
   std::vector<uint8_t> zero_row;                                          // ktp bytes of in_zero_point
   std::vector<int32_t> tap_wsum;  // (taps, OCp) per-tap weight sums, when the batch-major kernel can run
@@ -81,15 +95,19 @@ struct PackedConvWeights {
 
   // The kernels' view for an input of p.N x p.H x p.W (checked against what was packed).
   QConvArgs args(const QConvParams& p) const;
+  // The depthwise kernels' view (path kDepthwise3x3).
+  QDwConvArgs dw_args(const QConvParams& p) const;
 };
 
-// weight (OC, C, KH, KW) int8, bias (OC) int32 or null, requant (OC). Packs for `isa`'s kernel.
+// weight (OC, C/groups, KH, KW) int8 (PyTorch's order), bias (OC) int32 or null, requant (OC).
+// Packs for `isa`'s kernel of conv_path(p).
 PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, const int32_t* bias,
                                     const FixedPointMultiplier* requant, Isa isa = selected_isa());
 void qconv2d(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, uint8_t* out);
 // The convolution followed by the residual join: out = qadd(conv(in), residual) with `add`
 // (the conv's output is the add's input a), byte for byte the two ops in turn; in one pass
-// (the add in the conv's epilogue) where the ISA has the batch-major kernel.
+// (the add in the conv's epilogue) where the ISA's GEMM kernels fuse it (conv_fused_add), else
+// (and for grouped convolutions) the two ops in turn.
 void qconv2d_add(const QConvParams& p, const PackedConvWeights& w, const uint8_t* in, const QAddParams& add,
                  const uint8_t* residual, uint8_t* out);
 

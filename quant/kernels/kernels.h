@@ -54,7 +54,8 @@ struct QAddParams {
 // Each slice of kt bytes is padded to ktp = roundup(kt, 4) with zero weights;
 // slices are read ktp bytes long, so a slice that would read past the end of
 // the input is copied to scratch first.
-// The geometry (stride_h, pad_h, dilation_h, ...; groups is 1) is the inherited ConvGeometry, so
+// The geometry (stride_h, pad_h, dilation_h, ...; groups is 1 for these kernels, any for
+// qconv2d_grouped__ref in qdwconv2d.h) is the inherited ConvGeometry, so
 // the kernels read a.stride_h as before; they call none of its functions (SIMD files call no
 // inline function shared with generic code), OH and OW come computed.
 struct QConvArgs : ConvGeometry {

@@ -4,7 +4,8 @@
 // wrapping int32 accumulation, requantize() from quant/qparams.h; every SIMD version produces
 // the bytes of its `__ref`.
 //
-// Kept apart from kernels.h so the dispatch tables can adopt these kernels in their own change.
+// Kept apart from kernels.h (one concept per file); the kernel tables (dispatch.h) hold the
+// depthwise kernel and packer per level, quant/kernels/drivers.h runs both kernels.
 #pragma once
 #include <cstddef>
 #include <cstdint>

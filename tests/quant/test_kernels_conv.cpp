@@ -226,10 +226,11 @@ TEST_CASE("qconv2d: errors name the op and the shapes") {
   p.H = p.W = 4;
   p.C = 2;
   p.OC = 2;
-  p.groups = 2;
+  p.groups = 3;  // channels not a multiple of groups (grouped convs run: test_kernels_dwconv.cpp)
   std::vector<int8_t> w(8, 1);
   std::vector<FixedPointMultiplier> m(2, quantize_multiplier(0.5));
-  CHECK_THROWS_AS(pack_conv_weights(p, w.data(), nullptr, m.data()), qforge::Error);
+  CHECK_THROWS_WITH_AS(pack_conv_weights(p, w.data(), nullptr, m.data()), doctest::Contains("multiples of groups 3"),
+                       qforge::Error);
   p.groups = 1;
   PackedConvWeights pw = pack_conv_weights(p, w.data(), nullptr, m.data());
   QConvParams q = p;

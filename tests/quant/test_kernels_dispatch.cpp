@@ -42,6 +42,7 @@ TEST_CASE("dispatch: every level's table is complete") {
   for (Isa i : table_isas()) {
     const KernelTable& k = kernels_for(i);
     CHECK_UNARY(k.qconv2d != nullptr);
+    CHECK_UNARY(k.qdwconv2d_3x3 != nullptr);
     CHECK_UNARY(k.qadd != nullptr);
     CHECK_UNARY(k.qmaxpool2d != nullptr);
     CHECK_UNARY(k.qglobal_avgpool != nullptr);
@@ -49,6 +50,7 @@ TEST_CASE("dispatch: every level's table is complete") {
     CHECK_UNARY(k.dequantize != nullptr);
     CHECK(k.conv_mr >= 1);
     CHECK_UNARY((k.conv_packed_bytes == nullptr) == (k.conv_pack == nullptr));
+    CHECK_UNARY((k.dwconv_packed_bytes == nullptr) == (k.dwconv_pack == nullptr));
   }
 }
 

@@ -5,8 +5,11 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <sstream>
 
+#include "core/threads.h"
+#include "quant/kernels/dispatch.h"
 #include "quant/kernels/qdwconv2d.h"
 #include "test_kernels_util.h"
 
@@ -72,26 +75,16 @@ void pack_for(DwData& d, Isa isa) {
   pack_dwconv_3x3_channels(d.bias_packed.data(), d.mult.data(), d.lshift.data(), d.rshift.data(), d.zero_row.data(), a);
   a.bias_packed = d.bias_packed.data(), a.rq_multiplier = d.mult.data(), a.rq_lshift = d.lshift.data();
   a.rq_rshift = d.rshift.data(), a.zero_row = d.zero_row.data();
-  size_t bytes = 0;
-  if (isa == Isa::avx2) bytes = pack_dwconv_3x3_bytes__avx2(a.C);
-  if (isa == Isa::avx512vnni) bytes = pack_dwconv_3x3_bytes__avx512vnni(a.C);
+  const KernelTable& k = kernels_for(isa);
+  const size_t bytes = k.dwconv_packed_bytes ? k.dwconv_packed_bytes(a.C) : 0;
   d.packed.assign(bytes / 2 + 1, 0x5A5A);  // +1: the size is checked below
-  if (isa == Isa::avx2) pack_dwconv_3x3__avx2(d.packed.data(), a);
-  if (isa == Isa::avx512vnni) pack_dwconv_3x3__avx512vnni(d.packed.data(), a);
+  if (k.dwconv_pack) k.dwconv_pack(d.packed.data(), a);
   REQUIRE(d.packed.back() == 0x5A5A);  // the packer wrote no more than it said
   a.packed = d.packed.data();
 }
 
-QDwConv2dKernel dw_kernel(Isa isa) {
-  switch (isa) {
-    case Isa::avx2:
-      return qdwconv2d_3x3__avx2;
-    case Isa::avx512vnni:
-      return qdwconv2d_3x3__avx512vnni;
-    default:
-      return qdwconv2d_3x3__ref;
-  }
-}
+// The level's kernel, as the runtime picks it.
+QDwConv2dKernel dw_kernel(Isa isa) { return kernels_for(isa).qdwconv2d_3x3; }
 
 // The rows of the N*OH grid in random chunks (one call per chunk).
 std::vector<uint8_t> run_dw(const DwData& d, Isa isa, std::mt19937& rng) {
@@ -187,6 +180,30 @@ void check_dw_rows_only(Isa isa) {
 }  // namespace
 
 QTEST_PER_ISA("qdwconv2d_3x3: SIMD == reference, byte for byte", check_dw_isa)
+
+TEST_CASE("qdwconv2d_3x3 in the kernel tables: each level's kernel, its name and its packer") {
+  // The names are the symbols': a table that names one kernel and calls another fails here.
+  const std::pair<QDwConv2dKernel, std::string> known[] = {{qdwconv2d_3x3__ref, "qdwconv2d_3x3__ref"},
+                                                           {qdwconv2d_3x3__avx2, "qdwconv2d_3x3__avx2"},
+                                                           {qdwconv2d_3x3__avx512vnni, "qdwconv2d_3x3__avx512vnni"}};
+  const std::map<Isa, std::string> want = {{Isa::scalar, "qdwconv2d_3x3__ref"},
+                                           {Isa::avx2, "qdwconv2d_3x3__avx2"},
+                                           {Isa::avx512, "qdwconv2d_3x3__avx2"},
+                                           {Isa::avx512vnni, "qdwconv2d_3x3__avx512vnni"}};
+  for (Isa isa : table_isas()) {
+    CAPTURE(iname(isa));
+    const KernelTable& k = kernels_for(isa);
+    REQUIRE_UNARY(k.qdwconv2d_3x3 != nullptr);
+    CHECK(std::string(k.qdwconv2d_3x3_name) == want.at(isa));
+    int found = 0;
+    for (auto& [fn, name] : known)
+      if (fn == k.qdwconv2d_3x3) found += name == k.qdwconv2d_3x3_name;
+    CHECK(found == 1);
+    // The scalar reference reads the weights as given; every SIMD kernel has its packer.
+    CHECK((k.dwconv_pack == nullptr) == (k.qdwconv2d_3x3 == qdwconv2d_3x3__ref));
+    CHECK((k.dwconv_packed_bytes == nullptr) == (k.dwconv_pack == nullptr));
+  }
+}
 QTEST_PER_ISA("qdwconv2d_3x3: a row range writes only its rows", check_dw_rows_only)
 
 TEST_CASE("qdwconv2d_3x3 reference: rows only, and its own bad geometry is refused") {
@@ -391,6 +408,71 @@ TEST_CASE("qconv2d_grouped reference: channel counts not divisible by groups are
 }
 
 // ---------------------------------------------------------------------------
+// The driver: pack_conv_weights + qconv2d pick the depthwise kernels or the grouped reference by
+// geometry, pack once, split rows over the pool; bytes equal the grouped reference on every level.
+
+TEST_CASE("qconv2d driver: depthwise and grouped convs on every level == qconv2d_grouped__ref") {
+  qforge::set_num_threads(2);
+  struct DCase {
+    GCase g;
+    ConvPath path;
+  };
+  const DCase cases[] = {
+      {{2, 30, 29, 72, 72, 72, 3, 3, 1, 1, 1, 1, 1, 1, 5, 0}, ConvPath::kDepthwise3x3},  // split over threads
+      {{1, 31, 30, 40, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 128, 7}, ConvPath::kDepthwise3x3},
+      {{3, 6, 7, 17, 17, 17, 3, 3, 1, 1, 0, 0, 1, 1, 255, 128}, ConvPath::kDepthwise3x3},
+      {{1, 9, 8, 16, 16, 16, 3, 3, 1, 1, 2, 2, 2, 2, 77, 10}, ConvPath::kGroupedRef},  // dilation 2
+      {{1, 9, 9, 16, 16, 16, 3, 3, 2, 1, 1, 1, 1, 1, 0, 0}, ConvPath::kGroupedRef},    // stride 2x1
+      {{1, 8, 8, 8, 16, 8, 5, 5, 2, 2, 2, 2, 1, 1, 128, 40}, ConvPath::kGroupedRef},
+      {{2, 7, 5, 12, 8, 4, 3, 3, 2, 1, 1, 0, 1, 1, 0, 255}, ConvPath::kGroupedRef},
+  };
+  std::mt19937 rng(12);
+  for (const DCase& dc : cases) {
+    const GCase& c = dc.g;
+    CAPTURE(c.C);
+    CAPTURE(c.groups);
+    GData d;
+    make_g(c, rng, d);
+    d.a.out_qmin = std::min(c.zy, 250), d.a.out_qmax = std::min(255, d.a.out_qmin + 60);  // a ReLU6-like clamp
+    const int Cg = c.C / c.groups;
+    // PyTorch's (OC, C/groups, KH, KW) from the reference's (OC, KH, KW, C/groups).
+    std::vector<int8_t> w_oihw(d.w.size());
+    for (int o = 0; o < c.OC; ++o)
+      for (int h = 0; h < c.KH; ++h)
+        for (int x = 0; x < c.KW; ++x)
+          for (int ci = 0; ci < Cg; ++ci)
+            w_oihw[((size_t(o) * Cg + ci) * c.KH + h) * c.KW + x] = d.w[((size_t(o) * c.KH + h) * c.KW + x) * Cg + ci];
+    QConvParams p;
+    p.N = c.N, p.H = c.H, p.W = c.W, p.C = c.C, p.OC = c.OC, p.KH = c.KH, p.KW = c.KW;
+    p.stride_h = c.sh, p.stride_w = c.sw, p.pad_h = c.ph, p.pad_w = c.pw, p.dilation_h = c.dh, p.dilation_w = c.dw;
+    p.groups = c.groups;
+    p.in_zero_point = c.zx, p.out_zero_point = c.zy, p.out_qmin = d.a.out_qmin, p.out_qmax = d.a.out_qmax;
+    CAPTURE(std::string(conv_path_name(dc.path)));
+    REQUIRE(conv_path(p) == dc.path);
+    const QConvArgs& a = d.a;
+    const int64_t P = int64_t(a.N) * a.OH * a.OW;
+    std::vector<uint8_t> want(size_t(P) * a.OC, 1);
+    qconv2d_grouped__ref(want.data(), nullptr, d.x.data(), a, c.groups, 0, P, 0, a.OC);
+    // The residual join after it: the conv then qadd, in turn.
+    const std::vector<uint8_t> res = random_u8(rng, want.size());
+    const QAddParams add = make_qadd_params({0.05f, 100, 0, 255}, {0.03f, 20, 0, 255}, {0.06f, 0, 0, 255}, false);
+    std::vector<uint8_t> want_add(want.size());
+    qadd__ref(want_add.data(), want.data(), res.data(), int64_t(want.size()), add);
+    for (Isa isa : table_isas()) {
+      CAPTURE(iname(isa));
+      PackedConvWeights pw = pack_conv_weights(p, w_oihw.data(), d.bias.data(), d.m.data(), isa);
+      CHECK(pw.path == dc.path);
+      std::vector<uint8_t> got(want.size(), 0xA5), got_add(want.size(), 0xA5);
+      qconv2d(p, pw, d.x.data(), got.data());
+      REQUIRE_MESSAGE(first_diff(want, got) == -1, "first difference at " << first_diff(want, got));
+      qconv2d_add(p, pw, d.x.data(), add, res.data(), got_add.data());
+      REQUIRE(first_diff(want_add, got_add) == -1);
+    }
+  }
+  qforge::set_num_threads(1);
+}
+
+// ---------------------------------------------------------------------------
 // Benchmark (skipped by default): one kernel call over the whole output, 1 thread.
 
 namespace {
@@ -424,7 +506,7 @@ TEST_CASE("bench qdwconv2d_3x3 MobileNetV2 shapes" * doctest::skip()) {
                       {"14x14x576 s1", 14, 576, 1},
                       {"7x7x960 s1", 7, 960, 1}};
   std::printf("\n%-16s %-10s %10s %9s %9s\n", "shape", "isa", "us/call", "GB/s", "GMAC/s");
-  for (Isa isa : qforge::supported_isas()) {
+  for (Isa isa : table_isas()) {
     for (const S& sh : shapes) {
       std::mt19937 rng(1);
       DwCase c;
