@@ -20,6 +20,7 @@ std::vector<std::pair<std::string, std::string>> chosen_kernels() {
       {"fake_quant", quant::fq::fake_quant_kernels().name},
       {"int8_table", q.name},
       {"int8_qconv2d", q.qconv2d_name},
+      {"int8_qdwconv2d_3x3", q.qdwconv2d_3x3_name},
       {"blas_core", blas_core_name()},
   };
 }
