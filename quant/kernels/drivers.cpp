@@ -362,8 +362,13 @@ QAddParams make_qadd_params(const QParams& a, const QParams& b, const QParams& o
   p.a_zp = a.zero_point;
   p.b_zp = b.zero_point;
   const double ma = double(a.scale) / out.scale, mb = double(b.scale) / out.scale;
-  QF_CHECK(std::max(ma, mb) < 16384.0, "qadd: input scales are more than 2^14 times the output's");
-  // The largest shift that keeps both multipliers below 2^15.
+  // At the smallest shift (1) the larger multiplier, rounded, must still fit int16: 2 * m < 32767.5.
+  // (A bound of m < 16384 let m * 2 round to 32768, which wrapped to -32768.)
+  QF_CHECK(std::max(ma, mb) * 2.0 < 32767.5, "qadd: input scales are more than 16383.75 times the output's (a " +
+                                                 std::to_string(a.scale) + ", b " + std::to_string(b.scale) + ", out " +
+                                                 std::to_string(out.scale) + ")");
+  // The largest shift that keeps both multipliers below 2^15 (the loop only raises the shift while
+  // the next one stays below 32767, so every rounded multiplier is at most 32767).
   p.shift = 1;
   while (p.shift < 30 && std::max(ma, mb) * double(int64_t{1} << (p.shift + 1)) < 32767.0) ++p.shift;
   p.a_mul = static_cast<int16_t>(std::lround(ma * double(int64_t{1} << p.shift)));
