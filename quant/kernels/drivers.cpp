@@ -218,9 +218,11 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   w.rq_lshift.assign(w.OCp, 0);
   w.rq_rshift.assign(w.OCp, 0);
   for (int o = 0; o < OC; ++o) {
-    // Wrapping, as the kernels' accumulators: bias - in_zp * sum(w).
+    // bias - in_zp * sum(w), wrapped to 32 bits as the kernels' accumulators wrap (the int32 sum
+    // of the products is the true one modulo 2^32). The product is taken in int64, so it does not
+    // rely on the K < 2^16 check above to stay clear of signed overflow.
     w.bias_packed[o] = static_cast<int32_t>(static_cast<uint32_t>(w.bias[o]) -
-                                            static_cast<uint32_t>(p.in_zero_point * w.weight_sum[o]));
+                                            static_cast<uint32_t>(int64_t{p.in_zero_point} * w.weight_sum[o]));
     w.rq_multiplier[o] = requant[o].multiplier;
     w.rq_lshift[o] = std::max(requant[o].shift, 0);
     w.rq_rshift[o] = std::max(-requant[o].shift, 0);
@@ -335,7 +337,7 @@ void qlinear_dynamic(const DynamicLinearWeights& w, int M, const float* in, floa
   QConvArgs a = w.packed.args(linear_as_conv(p));
   std::vector<int32_t> bias_dyn(w.packed.OCp, 0);
   for (int n = 0; n < N; ++n)
-    bias_dyn[n] = static_cast<int32_t>(0u - static_cast<uint32_t>(qx.zero_point * w.packed.weight_sum[n]));
+    bias_dyn[n] = static_cast<int32_t>(0u - static_cast<uint32_t>(int64_t{qx.zero_point} * w.packed.weight_sum[n]));
   a.in_zp = qx.zero_point;
   a.bias = nullptr;
   a.bias_packed = bias_dyn.data();
