@@ -160,7 +160,7 @@ Pair trained_pair(const BenchArgs& a) {
   QF_CHECK(!a.int8.empty(), "bench: --model needs its int8 counterpart too: --int8 M.qfm");
   Pair p;
   std::optional<Config> data_cfg;
-  if (!a.data.empty() && !fs::is_directory(a.data)) data_cfg = load_config(a.data);
+  if (!a.data.empty() && !fs::is_directory(a.data)) data_cfg = load_data_config(a.data);
   LoadedModel f = load_model_file(a.model, data_cfg ? &*data_cfg : nullptr);
   LoadedModel q = load_model_file(a.int8, nullptr);
   QF_CHECK(q.kind == "int8", a.int8 + ": not an int8 model (.qfm)");

@@ -28,7 +28,7 @@ struct DebugArgs {
 void run_debug(const DebugArgs& a) {
   set_num_threads(a.threads);
   std::optional<Config> data_cfg;
-  if (!std::filesystem::is_directory(a.data)) data_cfg = load_config(a.data);
+  if (!std::filesystem::is_directory(a.data)) data_cfg = load_data_config(a.data);
   LoadedModel f = load_model_file(a.model, data_cfg ? &*data_cfg : nullptr);
   LoadedModel q = load_model_file(a.int8, nullptr);
   QF_CHECK(q.kind == "int8", a.int8 + ": not an int8 model (.qfm)");

@@ -24,7 +24,7 @@ void run_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
   const bool dir = std::filesystem::is_directory(a.data);
   std::optional<Config> data_cfg;
-  if (!dir) data_cfg = load_config(a.data, a.sets);
+  if (!dir) data_cfg = load_data_config(a.data, a.sets);
   LoadedModel lm = load_model_file(a.model, data_cfg ? &*data_cfg : nullptr);
   const int classes = lm.config.j["model"]["num_classes"];
   std::shared_ptr<const data::Dataset> ds;

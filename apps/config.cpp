@@ -186,6 +186,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   return make_config(j, path, overrides, check_files);
 }
 
+Config load_data_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config c = load_config(path, overrides, false);
+  check_dataset(c, "test");
+  return c;
+}
+
 data::TransformConfig transform_config(const Config& c) {
   const json& d = c.j["data"];
   data::TransformConfig t;

@@ -31,6 +31,10 @@ const config::KeySet& config_keys();
 const nlohmann::json& config_defaults();
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {}, bool check_files = true);
+// A config given only for its test data (eval, debug, bench --data CONFIG): checks the files of
+// data.test, and not model.init_from nor data.train, which these commands never read (a config
+// whose checkpoint has since been moved still serves for its data).
+Config load_data_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // Validates j (a complete or partial config) against the schema; `path` is for
 // messages. check_files = false skips the data files (a config stored in a
 // checkpoint, used away from the machine that trained it).

@@ -86,29 +86,36 @@ SafeTensors read_safetensors(const std::string& path) {
       }
       continue;
     }
-    QF_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets") &&
-                 v["dtype"].is_string() && v["shape"].is_array() && v["data_offsets"].is_array() &&
-                 v["data_offsets"].size() == 2,
-             path + ": tensor '" + name + "' has a malformed header entry");
+    // Each field's type and range, before any get<>() (which would throw a JSON error without the
+    // file's name).
+    const std::string where = path + ": tensor '" + name + "'";
+    QF_CHECK(v.is_object(), where + ": header entry is not an object: " + v.dump());
+    QF_CHECK(v.contains("dtype") && v["dtype"].is_string(), where + ": dtype missing or not a string");
+    QF_CHECK(v.contains("shape") && v["shape"].is_array(), where + ": shape missing or not an array");
+    QF_CHECK(v.contains("data_offsets") && v["data_offsets"].is_array(),
+             where + ": data_offsets missing or not an array");
+    const nlohmann::json& offs = v["data_offsets"];
+    QF_CHECK(offs.size() == 2 && offs[0].is_number_unsigned() && offs[1].is_number_unsigned(),
+             where + ": data_offsets must be two non-negative integers, not " + offs.dump());
     StEntry e;
     e.dtype = v["dtype"].get<std::string>();
     int ds = dtype_size(e.dtype);
-    QF_CHECK(ds > 0, path + ": tensor '" + name + "' has unknown dtype " + e.dtype);
+    QF_CHECK(ds > 0, where + " has unknown dtype " + e.dtype);
     uint64_t elems = 1;
     for (auto& d : v["shape"]) {
       QF_CHECK(d.is_number_unsigned() && d.get<uint64_t>() < (uint64_t{1} << 31),
-               path + ": tensor '" + name + "' has a bad shape " + v["shape"].dump());
+               where + " has a bad shape " + v["shape"].dump());
       elems *= std::max<uint64_t>(1, d.get<uint64_t>());
-      QF_CHECK(elems < (uint64_t{1} << 40), path + ": tensor '" + name + "' is impossibly large " + v["shape"].dump());
+      QF_CHECK(elems < (uint64_t{1} << 40), where + " is impossibly large " + v["shape"].dump());
       e.shape.push_back(d.get<int64_t>());
     }
-    uint64_t b = v["data_offsets"][0].get<uint64_t>(), en = v["data_offsets"][1].get<uint64_t>();
-    QF_CHECK(b <= en && en <= data_size, path + ": tensor '" + name + "' lies outside the file (offsets " +
-                                             std::to_string(b) + ".." + std::to_string(en) + ", data is " +
-                                             std::to_string(data_size) + " bytes; truncated file?)");
-    QF_CHECK(en - b == static_cast<uint64_t>(numel_of(e.shape)) * ds, path + ": tensor '" + name + "' has " +
-                                                                          std::to_string(en - b) + " bytes for shape " +
-                                                                          shape_str(e.shape) + " of " + e.dtype);
+    uint64_t b = offs[0].get<uint64_t>(), en = offs[1].get<uint64_t>();
+    QF_CHECK(b <= en, where + ": data_offsets " + offs.dump() + " are reversed");
+    QF_CHECK(en <= data_size, where + " lies outside the file (offsets " + std::to_string(b) + ".." +
+                                  std::to_string(en) + ", data is " + std::to_string(data_size) +
+                                  " bytes; truncated file?)");
+    QF_CHECK(en - b == static_cast<uint64_t>(numel_of(e.shape)) * ds,
+             where + " has " + std::to_string(en - b) + " bytes for shape " + shape_str(e.shape) + " of " + e.dtype);
     e.bytes.resize(en - b);
     f.seekg(static_cast<std::streamoff>(8 + hlen + b));
     f.read(reinterpret_cast<char*>(e.bytes.data()), static_cast<std::streamsize>(en - b));

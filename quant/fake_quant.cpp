@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <mutex>
 #include <string>
 
 #include "core/autograd.h"
@@ -129,21 +128,28 @@ void fake_quantize_lsq_backward(float* dx, float* dscale, bool assign_dx, const 
   const Layout L = raw_layout(n, qp.size(), inner);
   const std::vector<Chan> ch = lsq_chans("fake_quantize_lsq", scale, qp);
   const bool need_dx = dx != nullptr, need_ds = dscale != nullptr;
-  std::vector<double> ds(L.channels, 0.0);
-  std::mutex mu;
-  parallel_for(L.n, kGrain, [&](int64_t b, int64_t e) {
-    std::vector<double> part(L.channels, 0.0);
-    if (!need_dx) {
-      lsq_backward<false, false>(dx, part.data(), dout, x, b, e, L, ch.data(), need_ds);
-    } else if (assign_dx) {
-      lsq_backward<true, true>(dx, part.data(), dout, x, b, e, L, ch.data(), need_ds);
-    } else {
-      lsq_backward<true, false>(dx, part.data(), dout, x, b, e, L, ch.data(), need_ds);
+  // The scale gradient is summed over fixed chunks of kGrain elements, whatever the thread count,
+  // each into its own row of partial sums, then added in chunk order: the same bits for any number
+  // of threads and any finishing order.
+  const int64_t chunks = (L.n + kGrain - 1) / kGrain;
+  std::vector<double> part(need_ds ? size_t(chunks) * L.channels : 0, 0.0);
+  parallel_for(chunks, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t k = cb; k < ce; ++k) {
+      const int64_t b = k * kGrain, e = std::min(L.n, b + kGrain);
+      double* ds_k = need_ds ? part.data() + k * L.channels : nullptr;
+      if (!need_dx) {
+        lsq_backward<false, false>(dx, ds_k, dout, x, b, e, L, ch.data(), need_ds);
+      } else if (assign_dx) {
+        lsq_backward<true, true>(dx, ds_k, dout, x, b, e, L, ch.data(), need_ds);
+      } else {
+        lsq_backward<true, false>(dx, ds_k, dout, x, b, e, L, ch.data(), need_ds);
+      }
     }
-    std::lock_guard<std::mutex> lk(mu);
-    for (int64_t c = 0; c < L.channels; ++c) ds[c] += part[c];
   });
   if (need_ds) {
+    std::vector<double> ds(L.channels, 0.0);
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t c = 0; c < L.channels; ++c) ds[c] += part[k * L.channels + c];
     // LSQ: 1 / sqrt(values per scale * qmax)
     const double per = static_cast<double>(L.n) / static_cast<double>(qp.size());
     for (int64_t c = 0; c < L.channels; ++c) {

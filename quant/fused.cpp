@@ -1,6 +1,7 @@
 #include "quant/fused.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/ops/batchnorm.h"
 #include "core/ops/channel.h"
@@ -9,6 +10,26 @@
 #include "core/ops/linear.h"
 
 namespace qforge::quant {
+
+namespace {
+
+// 1 / scale, but 0 for a channel whose 1 / scale is not finite: a BN gamma of exactly 0 (weight decay
+// pulls gammas towards it), or one so small the reciprocal overflows. Such a channel's folded weight
+// is 0 (or nearly), so its conv output times 0 is 0 rather than 0 * inf = NaN, and BN then gives its
+// bias alone, which is what BN computes with gamma = 0. No gradient flows through those channels'
+// scale. Without such a channel it is reciprocal(scale) itself, the same bits as before.
+Tensor guarded_reciprocal(const Tensor& scale) {
+  const int64_t n = scale.numel();
+  std::vector<float> dead(n, 0.0f), keep(n, 1.0f);
+  bool any = false;
+  for (int64_t c = 0; c < n; ++c)
+    if (!std::isfinite(1.f / scale.data()[c])) dead[c] = 1.0f, keep[c] = 0.0f, any = true;
+  if (!any) return reciprocal(scale);
+  // 1 / (scale + 1) is finite there; the product with keep zeroes it and its gradient.
+  return mul(reciprocal(add(scale, Tensor::from({n}, dead))), Tensor::from({n}, keep));
+}
+
+}  // namespace
 
 Tensor apply_act(const Tensor& x, Act a) {
   if (a == Act::kReLU) return relu(x);
@@ -73,12 +94,12 @@ Tensor ConvBnAct::forward(const Tensor& x) {
   Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->geometry());
   bool batch_stats = training() && !freeze_bn;
   if (conv->bias.defined()) {
-    y = add_channels(scale_channels(y, reciprocal(scale), 1), conv->bias, 1);
+    y = add_channels(scale_channels(y, guarded_reciprocal(scale), 1), conv->bias, 1);
     y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, batch_stats, bn->momentum, bn->eps);
   } else {
     // BN(y / scale) in one pass: the division happens inside batch_norm.
     y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, batch_stats, bn->momentum, bn->eps,
-                   reciprocal(scale));
+                   guarded_reciprocal(scale));
   }
   return apply_act(y, act);
 }

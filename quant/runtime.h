@@ -9,6 +9,7 @@
 // corrections precomputed). The graph's nodes are typed (OpKind, attribute
 // structs, Act: quant/graph.h), so run() dispatches on an enum and reads no JSON. Activation buffers are planned once
 // per input shape: each value gets a slice of one arena, reused as soon as its last reader has run.
+// Not thread-safe: run() re-plans and writes the one arena, so one Int8Runtime per calling thread.
 #pragma once
 #include <map>
 #include <memory>

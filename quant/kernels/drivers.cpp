@@ -309,9 +309,11 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
   w.rq_lshift.assign(w.OCp, 0);
   w.rq_rshift.assign(w.OCp, 0);
   for (int o = 0; o < OC; ++o) {
-    // Wrapping, as the kernels' accumulators: bias - in_zp * sum(w).
+    // bias - in_zp * sum(w), wrapped to 32 bits as the kernels' accumulators wrap (the int32 sum
+    // of the products is the true one modulo 2^32). The product is taken in int64, so it does not
+    // rely on the K < 2^16 check above to stay clear of signed overflow.
     w.bias_packed[o] = static_cast<int32_t>(static_cast<uint32_t>(w.bias[o]) -
-                                            static_cast<uint32_t>(p.in_zero_point * w.weight_sum[o]));
+                                            static_cast<uint32_t>(int64_t{p.in_zero_point} * w.weight_sum[o]));
     w.rq_multiplier[o] = requant[o].multiplier;
     w.rq_lshift[o] = std::max(requant[o].shift, 0);
     w.rq_rshift[o] = std::max(-requant[o].shift, 0);
@@ -437,7 +439,7 @@ void qlinear_dynamic(const DynamicLinearWeights& w, int M, const float* in, floa
   QConvArgs a = w.packed.args(linear_as_conv(p));
   std::vector<int32_t> bias_dyn(w.packed.OCp, 0);
   for (int n = 0; n < N; ++n)
-    bias_dyn[n] = static_cast<int32_t>(0u - static_cast<uint32_t>(qx.zero_point * w.packed.weight_sum[n]));
+    bias_dyn[n] = static_cast<int32_t>(0u - static_cast<uint32_t>(int64_t{qx.zero_point} * w.packed.weight_sum[n]));
   a.in_zp = qx.zero_point;
   a.bias = nullptr;
   a.bias_packed = bias_dyn.data();
@@ -464,8 +466,13 @@ QAddParams make_qadd_params(const QParams& a, const QParams& b, const QParams& o
   p.a_zp = a.zero_point;
   p.b_zp = b.zero_point;
   const double ma = double(a.scale) / out.scale, mb = double(b.scale) / out.scale;
-  QF_CHECK(std::max(ma, mb) < 16384.0, "qadd: input scales are more than 2^14 times the output's");
-  // The largest shift that keeps both multipliers below 2^15.
+  // At the smallest shift (1) the larger multiplier, rounded, must still fit int16: 2 * m < 32767.5.
+  // (A bound of m < 16384 let m * 2 round to 32768, which wrapped to -32768.)
+  QF_CHECK(std::max(ma, mb) * 2.0 < 32767.5, "qadd: input scales are more than 16383.75 times the output's (a " +
+                                                 std::to_string(a.scale) + ", b " + std::to_string(b.scale) + ", out " +
+                                                 std::to_string(out.scale) + ")");
+  // The largest shift that keeps both multipliers below 2^15 (the loop only raises the shift while
+  // the next one stays below 32767, so every rounded multiplier is at most 32767).
   p.shift = 1;
   while (p.shift < 30 && std::max(ma, mb) * double(int64_t{1} << (p.shift + 1)) < 32767.0) ++p.shift;
   p.a_mul = static_cast<int16_t>(std::lround(ma * double(int64_t{1} << p.shift)));

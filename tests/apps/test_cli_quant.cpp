@@ -39,6 +39,27 @@ TEST_CASE("qat, ptq, convert, eval, export, debug and bench from the command lin
   INFO(e1.out);
   REQUIRE(e1.code == 0);
   CHECK(json_top1(e1) > 50.0);
+  // A config given for its data only: eval and debug never read model.init_from (nor the train
+  // split), so a config whose checkpoint is gone still serves; a missing test split is still an error.
+  {
+    auto j = nlohmann::json::parse(read_file(cfg));
+    j["model"]["init_from"] = d / "runs/gone/last.safetensors";
+    j["data"]["train"]["images"] = d / "gone-train-images.gz";
+    std::ofstream(d / "gone.json") << j.dump();
+    RunResult eg = run_qforge("eval --json --model " + qfm + " --data " + (d / "gone.json"));
+    INFO(eg.out);
+    REQUIRE(eg.code == 0);
+    CHECK(json_top1(eg) == json_top1(e1));
+    RunResult dg =
+        run_qforge("debug --model " + fl + " --int8 " + qfm + " --data " + (d / "gone.json") + " --batches 1");
+    INFO(dg.out);
+    CHECK(dg.code == 0);
+    j["data"]["test"]["images"] = d / "gone-test-images.gz";
+    std::ofstream(d / "gone_test.json") << j.dump();
+    RunResult et = run_qforge("eval --json --model " + qfm + " --data " + (d / "gone_test.json"));
+    CHECK(et.code != 0);
+    CHECK(et.out.find("data.test.images") != std::string::npos);
+  }
   RunResult conv = run_qforge("convert --model " + (d / "qat/last.safetensors") + " --out " + (d / "again.qfm"));
   INFO(conv.out);
   REQUIRE(conv.code == 0);

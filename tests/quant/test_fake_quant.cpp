@@ -437,6 +437,53 @@ TEST_CASE("fake_quantize raw pairs give the autograd ops' bits; backward adds un
   std::vector<float> dxl(n), ds(3, 0.0f);
   fake_quantize_lsq_backward(dxl.data(), ds.data(), true, r.data(), x.data(), s.data(), qp, n, inner);
   CHECK(std::memcmp(dxl.data(), xa.grad().data(), n * sizeof(float)) == 0);
-  // The per-channel sums are merged across threads in any order: equal up to rounding.
-  for (int c = 0; c < 3; ++c) CHECK(ds[c] == doctest::Approx(s.grad().data()[c]).epsilon(1e-6));
+  // The per-channel sums are added in a fixed chunk order: the same bits as the op's.
+  CHECK(std::memcmp(ds.data(), s.grad().data(), 3 * sizeof(float)) == 0);
+}
+
+// The LSQ scale gradient is a sum over chunks of the tensor. Two large terms of opposite sign in
+// different halves, then a small one: summed in one pass the small term survives (B - B + s), summed
+// per half it is lost (B + (-B + s)). The chunks must not depend on the thread count, and their
+// partial sums must be added in a fixed order, so 1, 2 and 3 threads give the same bits every time.
+TEST_CASE("fake_quantize_lsq_backward: the scale gradient has the same bits for any thread count") {
+  const int64_t n = 3 * 65536 + 1000;
+  const std::vector<QParams> qp{{0.1f, 0, -128, 127}};
+  std::vector<float> x(n), dout(n, 0.0f);
+  std::mt19937_64 r(5);
+  std::normal_distribution<float> nd(0.0f, 10.0f);
+  for (auto& v : x) v = nd(r);
+  x[0] = 1e6f, dout[0] = 1e30f;                   // clamped above: + 127 * 1e30
+  x[n / 2 + 5] = 1e6f, dout[n / 2 + 5] = -1e30f;  // - 127 * 1e30
+  x[n - 1] = 1e6f, dout[n - 1] = 1.0f;            // + 127
+  const float scale = 0.1f;
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    float ds = 0.0f;
+    fake_quantize_lsq_backward(nullptr, &ds, false, dout.data(), x.data(), &scale, qp, n, 1);
+    return ds;
+  };
+  const float one = run(1);
+  CHECK(one != 0.0f);
+  for (int rep = 0; rep < 5; ++rep)
+    for (int t : {2, 3, 1}) {
+      const float got = run(t);
+      CHECK_MESSAGE(std::memcmp(&got, &one, sizeof one) == 0, t << " threads: " << got << ", 1 thread: " << one);
+    }
+  // Many channels with random gradients: the same bits with 1 and 2 threads, repeatedly.
+  const int C = 7;
+  std::vector<QParams> qc(C, QParams{0.05f, 3, -128, 127});
+  std::vector<float> sc(C, 0.05f), g(n);
+  for (auto& v : g) v = nd(r);
+  const int64_t inner = n / C / 4;
+  const int64_t m = inner * C * 4;  // (4, C, inner)
+  auto run_c = [&](int threads) {
+    set_num_threads(threads);
+    std::vector<float> ds(C, 0.0f);
+    fake_quantize_lsq_backward(nullptr, ds.data(), false, g.data(), x.data(), sc.data(), qc, m, inner);
+    return ds;
+  };
+  const std::vector<float> base = run_c(1);
+  for (int rep = 0; rep < 5; ++rep)
+    for (int t : {2, 3}) CHECK(std::memcmp(run_c(t).data(), base.data(), C * sizeof(float)) == 0);
+  use_two_threads();
 }

@@ -393,3 +393,28 @@ TEST_CASE("qlinear_dynamic: close to float, identical bits on every level") {
       CHECK_MESSAGE(first_diff(first, y) < 0, iname(isa) << " differs from the reference");
   }
 }
+
+// The largest K pack_conv_weights accepts (2^16 - 1) with the largest zero-point correction:
+// in_zp 255 times a weight sum of -128 * K is 2139095040, within int32 only just. The packed bias
+// (bias - in_zp * sum(w), computed in int64 and wrapped to 32 bits) and the accumulation must give
+// the exact int64 result on every level.
+static void conv_largest_k(Isa isa) {
+  QConvParams p;
+  p.H = p.W = 1;
+  p.C = (1 << 16) - 1;
+  p.OC = 2;
+  p.in_zero_point = 255;
+  p.out_zero_point = 100;
+  std::vector<int8_t> w(size_t(2) * p.C);
+  std::fill(w.begin(), w.begin() + p.C, int8_t(-128));
+  std::fill(w.begin() + p.C, w.end(), int8_t(127));
+  const int64_t dot0 = int64_t(-255) * -128 * p.C, dot1 = int64_t(-255) * 127 * p.C;  // input all 0
+  const int32_t bias[2] = {static_cast<int32_t>(40 - dot0), static_cast<int32_t>(-30 - dot1)};
+  std::vector<FixedPointMultiplier> m(2, quantize_multiplier(1.0));
+  PackedConvWeights pw = pack_conv_weights(p, w.data(), bias, m.data(), isa);
+  std::vector<uint8_t> x(size_t(p.C), 0), y(2);
+  qconv2d(p, pw, x.data(), y.data());
+  CHECK(int(y[0]) == 140);
+  CHECK(int(y[1]) == 70);
+}
+QTEST_PER_ISA("qconv2d: the largest K with the largest zero-point correction", conv_largest_k)

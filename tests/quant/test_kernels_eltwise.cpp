@@ -72,6 +72,50 @@ static void add_matches_ref(Isa isa) {
 }
 QTEST_PER_ISA("qadd: SIMD == reference", add_matches_ref)
 
+// Input-to-output scale ratios near the limit once rounded a multiplier to 32768, which wrapped to
+// -32768 in int16. Every accepted ratio must give multipliers in (0, 32767] within the documented
+// relative error (2^-14 of the larger), and outputs within that error of a double-precision add.
+TEST_CASE("qadd params: multipliers fit int16 at the limit and for random scale ratios") {
+  auto q = [](float s, int zp) { return QParams{s, zp, 0, 255}; };
+  std::vector<AddCase> cases;
+  for (float s : {16383.5f, 16383.6f, 16383.75f, 16383.8f, 16383.99f, 8191.9f, 4095.99f, 16383.0f, 0.5f})
+    cases.push_back({q(s, 128), q(s * 0.5f, 128), q(1.0f, 128), false});
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<double> lg(-12.0, 14.0);
+  for (int i = 0; i < 300; ++i)
+    cases.push_back({q(float(std::exp2(lg(rng))), int(rng() % 256)), q(float(std::exp2(lg(rng))), int(rng() % 256)),
+                     q(1.0f, int(rng() % 256)), false});
+  int accepted = 0;
+  for (const AddCase& c : cases) {
+    QAddParams p;
+    try {
+      p = make_qadd_params(c.a, c.b, c.out, c.relu);
+    } catch (const qforge::Error&) {
+      // Refused: only a ratio the 16-bit multipliers cannot hold at the smallest shift.
+      CHECK(std::max(c.a.scale, c.b.scale) / c.out.scale >= 16383.5);
+      continue;
+    }
+    ++accepted;
+    const double ma = double(c.a.scale) / c.out.scale, mb = double(c.b.scale) / c.out.scale;
+    const double mmax = std::max(ma, mb), unit = std::ldexp(1.0, -p.shift);
+    REQUIRE_MESSAGE(std::fabs(p.a_mul * unit - ma) <= mmax * 0x1p-14, "a scale ratio " << ma << " a_mul " << p.a_mul);
+    REQUIRE_MESSAGE(std::fabs(p.b_mul * unit - mb) <= mmax * 0x1p-14, "b scale ratio " << mb << " b_mul " << p.b_mul);
+    auto a = random_u8(rng, 512), b = random_u8(rng, 512);
+    std::vector<uint8_t> y(512);
+    qadd(p, 512, a.data(), b.data(), y.data(), Isa::scalar);
+    for (int i = 0; i < 512; ++i) {
+      const double da = a[i] - c.a.zero_point, db = b[i] - c.b.zero_point;
+      const double real = ma * da + mb * db + c.out.zero_point;
+      const double tol = 1.0 + (std::fabs(da) + std::fabs(db)) * mmax * 0x1p-14;
+      const double lo = std::min(255.0, std::max(0.0, real - tol)), hi = std::max(0.0, std::min(255.0, real + tol));
+      REQUIRE_MESSAGE((y[i] >= lo && y[i] <= hi), "scales " << c.a.scale << ", " << c.b.scale << ": a " << int(a[i])
+                                                            << " b " << int(b[i]) << " got " << int(y[i]) << " want "
+                                                            << real);
+    }
+  }
+  CHECK(accepted > 250);
+}
+
 // ---------------------------------------------------------------------------
 
 TEST_CASE("qmaxpool2d reference: hand case") {

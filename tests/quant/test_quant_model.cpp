@@ -344,3 +344,64 @@ TEST_CASE("dynamic quantization of Linear stays close to float") {
   CHECK(quantize_dynamic(*net) == 1);
   CHECK(net->child("fc")->type() == "DynamicQuantLinear");
 }
+
+// Weight decay applies to BN's gamma by default, so a gamma can reach 0: the QAT ConvBn then divides
+// the conv output by gamma / std = 0. The channel's output is BN's bias alone, forward and backward
+// stay finite, and the converted model still matches the simulation.
+TEST_CASE("QAT ConvBn: a BatchNorm gamma of exactly 0 keeps training, eval and the int8 model finite") {
+  auto all_finite = [](const Tensor& t) {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(t.data()[i])) return false;
+    return true;
+  };
+  std::mt19937_64 rng(9);
+  auto [x, y] = testing::quadrant_problem(64, rng);
+  auto net = testing::tiny_cnn(rng);
+  net->train();
+  fuse_modules(*net, true, {1, 8, 8});
+  prepare_qat(*net, QConfigMapping{});
+  std::shared_ptr<ConvBnAct> cb;
+  for (auto& [_, m] : net->named_modules())
+    if (auto c = std::dynamic_pointer_cast<ConvBnAct>(m)) cb = c;
+  REQUIRE(cb);
+  REQUIRE(cb->bn);
+  cb->bn->weight.data()[2] = 0.0f;
+  cb->bn->bias.data()[2] = 0.25f;
+  optim::SGD opt(net->named_parameters(), {0.05f, 0.9f, 1e-4f, false, true});
+  for (int step = 0; step < 10; ++step) {
+    opt.zero_grad();
+    Tensor out = (*net)(x);
+    REQUIRE(all_finite(out));
+    Tensor loss = cross_entropy(out, y);
+    REQUIRE(std::isfinite(loss.item()));
+    loss.backward();
+    for (auto& [name, p] : net->named_parameters())
+      if (p.grad().defined()) REQUIRE_MESSAGE(all_finite(p.grad()), name << " has a non-finite gradient");
+    opt.step();
+  }
+  REQUIRE(cb->bn->weight.data()[2] == 0.0f);  // 0 * decay, and no gradient through a zero channel
+  CHECK(all_finite(cb->bn->running_mean));
+  CHECK(all_finite(cb->bn->running_var));
+  // The channel is BN's bias alone, after the ReLU: in eval through the fused module itself.
+  {
+    NoGradGuard g;
+    cb->eval();
+    Tensor c = cb->forward(x);  // before the output fake-quant
+    REQUIRE(all_finite(c));
+    const int64_t hw = c.size(2) * c.size(3);
+    const float beta = std::max(0.0f, cb->bn->bias.data()[2]);  // trained from 0.25; then the ReLU
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t i = 0; i < hw; ++i) CHECK(c.data()[(n * c.size(1) + 2) * hw + i] == doctest::Approx(beta));
+  }
+  auto [fw, fb] = cb->folded_weight_bias();
+  CHECK(all_finite(fw));
+  CHECK(all_finite(fb));
+  Tensor logits = forward_eval(*net, x);
+  REQUIRE(all_finite(logits));
+  Int8Graph g = convert(*net, {1, 8, 8});
+  Tensor z = Int8Runtime(g).run(x);
+  REQUIRE(z.shape() == logits.shape());
+  auto out_fq = std::dynamic_pointer_cast<FakeQuantize>(net->child("5")->post());
+  REQUIRE(out_fq);
+  CHECK(max_abs_diff(z, logits) <= 2 * out_fq->qparams()[0].scale + 1e-6);
+}
