@@ -46,6 +46,7 @@ TEST_CASE("mobilenet_v2: train, eval and info on generated data") {
   CHECK(info.out.find("features.18.1.running_var") != std::string::npos);
   CHECK(info.out.find("classifier.1.weight") != std::string::npos);
   CHECK(info.out.find("layer4") == std::string::npos);
+  CHECK(info.out.find("\"arch\":\"mobilenet_v2\"") != std::string::npos);
 }
 
 TEST_CASE("mobilenet_v2: configs/tiny_mobilenet_v2.json trains a few steps, evaluates and shows its checkpoint") {
