@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
 #include "apps/system_report.h"
@@ -18,6 +19,16 @@ void run_info(const std::string& path) {
   for (auto& [k, v] : st.metadata) {
     if (k == "config" || k == "graph") continue;  // long JSON documents
     std::printf("  %-10s %s\n", k.c_str(), v.c_str());
+  }
+  // The architecture from the stored config (checkpoints and int8 models carry one): what the tensors are of.
+  auto cfg = st.metadata.find("config");
+  if (cfg != st.metadata.end()) {
+    auto j = nlohmann::json::parse(cfg->second, nullptr, false);
+    if (j.is_object() && j.contains("model") && j["model"].is_object()) {
+      nlohmann::json m = j["model"];
+      m.erase("init_from");
+      std::printf("  %-10s %s\n", "model", m.dump().c_str());
+    }
   }
   // Tensors grouped by module (the name up to its last dot), in file order of names.
   std::map<std::string, int64_t> by_dtype;

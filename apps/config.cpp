@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "apps/models.h"
 #include "core/error.h"
 #include "quant/qconfig.h"
 
@@ -15,7 +16,7 @@ const config::KeySet& config_keys() {
   static const KeySet keys = [] {
     const optim::ScheduleOptions sched;  // the schedule's defaults are its struct's
     KeySet k({
-        string("model.arch", "resnet18", "network architecture", {"resnet18", "mobilenet_v2"}),
+        string("model.arch", "resnet18", "network architecture", architectures()),
         integer_of("model.in_channels", 1, "image channels (1 grey, 3 colour)", {1, 3}),
         integer("model.num_classes", 10, "number of classes", at_least(2)),
         string("model.stem", "small", "small: 3x3 conv, no pool (28-32 px); imagenet: 7x7/2 conv + max pool",

@@ -14,36 +14,59 @@
 namespace qforge::apps {
 namespace {
 
-// The float network model.arch names, freshly initialised from train.seed.
-std::shared_ptr<nn::Module> network_of(const Config& cfg) {
-  const auto& m = cfg.j["model"];
-  const std::string arch = m["arch"];
-  if (arch == "mobilenet_v2") {
-    nn::MobileNetV2Config mc;
-    mc.in_channels = m["in_channels"];
-    mc.num_classes = m["num_classes"];
-    mc.stem = m["stem"];
-    // Optional keys: configs written before MobileNetV2 lack them.
-    mc.width_mult = m.value("width_mult", 1.0);
-    mc.dropout = m.value("dropout", 0.2f);
-    mc.seed = cfg.j["train"]["seed"];
-    return nn::mobilenet_v2(mc);
-  }
-  QF_CHECK(arch == "resnet18",
-           cfg.where("model.arch") + ": unknown architecture \"" + arch + "\" (resnet18, mobilenet_v2)");
+// One row per architecture: a new model is a builder reading its model.* keys and a row here
+// (config.cpp takes model.arch's allowed values from this table).
+std::shared_ptr<nn::Module> resnet18_of(const nlohmann::json& m, uint64_t seed) {
   nn::ResNetConfig rc;
   rc.in_channels = m["in_channels"];
   rc.num_classes = m["num_classes"];
   rc.stem = m["stem"];
   rc.width = m["width"];
-  rc.seed = cfg.j["train"]["seed"];
+  rc.seed = seed;
   return nn::resnet18(rc);
 }
 
+std::shared_ptr<nn::Module> mobilenet_v2_of(const nlohmann::json& m, uint64_t seed) {
+  nn::MobileNetV2Config mc;
+  mc.in_channels = m["in_channels"];
+  mc.num_classes = m["num_classes"];
+  mc.stem = m["stem"];
+  // Optional keys: configs written before MobileNetV2 lack them.
+  mc.width_mult = m.value("width_mult", 1.0);
+  mc.dropout = m.value("dropout", 0.2f);
+  mc.seed = seed;
+  return nn::mobilenet_v2(mc);
+}
+
+struct Architecture {
+  const char* name;
+  std::shared_ptr<nn::Module> (*build)(const nlohmann::json& model, uint64_t seed);
+};
+
+constexpr Architecture kArchitectures[] = {
+    {"resnet18", resnet18_of},
+    {"mobilenet_v2", mobilenet_v2_of},
+};
+
 }  // namespace
 
+std::vector<std::string> architectures() {
+  std::vector<std::string> names;
+  for (const Architecture& a : kArchitectures) names.emplace_back(a.name);
+  return names;
+}
+
+std::shared_ptr<nn::Module> build_network(const Config& cfg) {
+  const std::string arch = cfg.j["model"]["arch"];
+  for (const Architecture& a : kArchitectures)
+    if (arch == a.name) return a.build(cfg.j["model"], cfg.j["train"]["seed"].get<uint64_t>());
+  std::string known;
+  for (const Architecture& a : kArchitectures) known += (known.empty() ? "" : ", ") + std::string(a.name);
+  throw Error(cfg.where("model.arch") + ": unknown architecture \"" + arch + "\" (" + known + ")");
+}
+
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
-  auto model = network_of(cfg);
+  auto model = build_network(cfg);
   std::string init = cfg.j["model"]["init_from"];
   if (!init.empty()) {
     LoadedCheckpoint ck = load_checkpoint(init);
@@ -55,7 +78,7 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
 }
 
 std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init) {
-  auto model = load_init ? build_float_model(cfg) : network_of(cfg);
+  auto model = load_init ? build_float_model(cfg) : build_network(cfg);
   auto qc = quant::qconfig_from_json(cfg.j["quant"], cfg.path.empty() ? "the config" : cfg.path);
   data::ImageSpec in = model_input_spec(cfg);
   quant::FuseReport fr;
@@ -108,7 +131,7 @@ LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
     lm.kind = "float";
   }
   if (lm.kind == "float") {
-    lm.module = network_of(lm.config);
+    lm.module = build_network(lm.config);
     lm.module->load_state_dict(ck.model_state(), path);
   } else {
     // The fake-quant simulation: the same prepared structure, then its saved state.

@@ -11,7 +11,14 @@
 
 namespace qforge::apps {
 
-// resnet18 or mobilenet_v2 (model.arch) as model.* says, initialised from train.seed, then loaded from
+// The architectures model.arch may name (resnet18, mobilenet_v2, ...), one table in models.cpp.
+std::vector<std::string> architectures();
+
+// The network model.arch names, as model.* says, freshly initialised from train.seed
+// (model.init_from is not applied): what bench and a checkpoint's stored config build.
+std::shared_ptr<nn::Module> build_network(const Config& cfg);
+
+// build_network(cfg), then loaded from
 // model.init_from when set (a qforge checkpoint or any safetensors file with
 // torchvision's names).
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg);
