@@ -136,6 +136,7 @@ struct Pair {
   std::optional<Config> cfg;
   std::vector<std::string> classes;
   std::string int8_error;  // why there is no int8 side (the converter refused the model)
+  std::string arch;        // the float model's own (its stored config), not the data config's
 };
 
 Pair random_pair(const BenchArgs& a) {
@@ -198,6 +199,7 @@ Pair trained_pair(const BenchArgs& a) {
   p.fp32_bytes = fs::file_size(a.model);
   p.int8_bytes = fs::file_size(a.int8);
   p.cfg = data_cfg ? *data_cfg : q.config;
+  p.arch = f.config.j["model"]["arch"];
   p.classes = q.classes;
   return p;
 }
@@ -251,7 +253,7 @@ void run_bench(const BenchArgs& a) {
     out["input"] = p.input;
     if (!a.model.empty()) {
       out["model"] = a.model, out["int8_model"] = a.int8;
-      if (p.cfg) out["arch"] = p.cfg->j["model"]["arch"];
+      out["arch"] = p.arch;
     } else {
       describe_model(*p.cfg, *p.fp32, out);
     }

@@ -109,7 +109,7 @@ TEST_CASE("mobilenet_v2: QAT fine-tunes and its checkpoint evaluates as the fake
 
 // Enabled at merge (the integrator removes the skip): needs the int8 converter and runtime to take
 // MobileNetV2 (grouped/depthwise convolutions, ReLU6, the residual adds), from another branch.
-TEST_CASE("mobilenet_v2: qat and static ptq to an int8 graph, which evaluates and benches" * doctest::skip()) {
+TEST_CASE("mobilenet_v2: qat and static ptq to an int8 graph, which evaluates and benches") {
   ScratchDir d("mbv2_int8");
   std::string cfg = write_tiny_config(d);
   REQUIRE(run_qforge("train " + cfg + kMobileNet).code == 0);
