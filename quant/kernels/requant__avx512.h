@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "quant/kernels/kernels.h"  // QAddParams
-#include "quant/qparams.h"  // FixedPointMultiplier (the struct only: no inline function is called here)
+#include "quant/qparams.h"          // FixedPointMultiplier (the struct only: no inline function is called here)
 
 namespace qforge::quant::avx512 {
 namespace {
@@ -111,7 +111,8 @@ struct AddConsts {
 
 inline AddConsts make_add(const QAddParams& p) {
   AddConsts c;
-  c.mul = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(p.a_mul)) | (static_cast<int32_t>(p.b_mul) << 16));
+  c.mul =
+      _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(p.a_mul)) | (static_cast<int32_t>(p.b_mul) << 16));
   c.zab = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(p.a_zp)) | (static_cast<int32_t>(p.b_zp) << 16));
   c.half = _mm512_set1_epi32(int32_t{1} << (p.shift - 1));
   c.zo = _mm512_set1_epi32(p.out_zp);

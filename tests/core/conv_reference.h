@@ -20,7 +20,8 @@ inline Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, Conv
           for (int c = 0; c < cg; ++c)
             for (int kh = 0; kh < s.kh; ++kh)
               for (int kw = 0; kw < s.kw; ++kw) {
-                int ih = oh * a.stride_h - a.pad_h + kh * a.dilation_h, iw = ow * a.stride_w - a.pad_w + kw * a.dilation_w;
+                int ih = oh * a.stride_h - a.pad_h + kh * a.dilation_h,
+                    iw = ow * a.stride_w - a.pad_w + kw * a.dilation_w;
                 if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
                 acc += x.data()[((n * s.c + g * cg + c) * s.h + ih) * s.w + iw] *
                        w.data()[((oc * cg + c) * s.kh + kh) * s.kw + kw];
