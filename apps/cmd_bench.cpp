@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -43,7 +44,7 @@ struct BenchArgs {
   std::string model, int8, data;
   std::vector<std::string> sets;  // --set model.width_mult=0.5, ...: more of the model section
   int batch = 1, threads = 0, runs = 10, warmup = 3, num_classes = 0;
-  bool train = false, json = false, no_int8 = false;
+  bool train = false, json = false, no_int8 = false, profile = false;
 };
 
 std::vector<int> parse_input(const std::string& s) {
@@ -237,6 +238,37 @@ void print_table(const nlohmann::json& o) {
   }
 }
 
+// Per-layer int8 time: runs the timed loop again with the runtime's clocks on; layers by time, slowest first.
+nlohmann::json profile_int8(quant::Int8Runtime& rt, nn::Module& m, const Tensor& x, const BenchArgs& a) {
+  for (int i = 0; i < a.warmup; ++i) m(x);
+  rt.set_profiling(true);
+  for (int i = 0; i < a.runs; ++i) m(x);
+  std::vector<quant::Int8Runtime::NodeTime> t = rt.profile();
+  rt.set_profiling(false);
+  std::stable_sort(t.begin(), t.end(), [](const auto& u, const auto& v) { return u.seconds > v.seconds; });
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& n : t)
+    rows.push_back({{"node", n.name}, {"op", n.op}, {"output", n.shape}, {"ms", 1e3 * n.seconds}});
+  return rows;
+}
+
+void print_profile(const nlohmann::json& rows) {
+  double total = 0;
+  for (const auto& r : rows) total += r["ms"].get<double>();
+  std::map<std::string, double> by_op;
+  for (const auto& r : rows) by_op[r["op"].get<std::string>()] += r["ms"].get<double>();
+  std::printf("\nint8 layers, slowest first (median ms per call; %.3f ms in all):\n", total);
+  std::printf("  %-44s %-16s %-16s %8s %6s\n", "node", "op", "output", "ms", "%");
+  for (const auto& r : rows) {
+    const double ms = r["ms"].get<double>();
+    std::printf("  %-44s %-16s %-16s %8.3f %5.1f%%\n", r["node"].get<std::string>().c_str(),
+                r["op"].get<std::string>().c_str(), r["output"].get<std::string>().c_str(), ms, 100 * ms / total);
+  }
+  std::printf("by op:");
+  for (const auto& [op, ms] : by_op) std::printf("  %s %.3f ms (%.1f%%)", op.c_str(), ms, 100 * ms / total);
+  std::printf("\n");
+}
+
 void run_bench(const BenchArgs& a) {
   set_num_threads(a.threads);
   nlohmann::json out = {{"threads", num_threads()},
@@ -286,6 +318,7 @@ void run_bench(const BenchArgs& a) {
         out["fp32_b1_ms"] = time_forward(*p.fp32, x1, a) * 1e3;
         out["int8_b1_ms"] = time_forward(*p.int8, x1, a) * 1e3;
       }
+      if (a.profile) out["int8_profile"] = profile_int8(*p.rt, *p.int8, x, a);
     }
     if (!a.data.empty()) {
       QF_CHECK(!a.model.empty() && p.int8, "bench: --data needs a trained pair (--model and --int8)");
@@ -326,6 +359,7 @@ void run_bench(const BenchArgs& a) {
     return;
   }
   print_table(out);
+  if (out.contains("int8_profile")) print_profile(out["int8_profile"]);
   if (out.contains("int8_error")) std::printf("\nno int8 figures: %s\n", out["int8_error"].get<std::string>().c_str());
 }
 
@@ -359,6 +393,7 @@ void add_bench_command(CLI::App& app) {
   c->add_flag("--train", a->train, "Time a training step (forward, backward, SGD), float and QAT");
   c->add_flag("--fp32-only", a->no_int8, "Skip the int8 side");
   c->add_flag("--json", a->json, "Print one JSON object");
+  c->add_flag("--profile", a->profile, "Also time each int8 layer (over --runs runs at the benchmark's batch)");
   c->callback([a] { run_bench(*a); });
 }
 

@@ -1,6 +1,7 @@
 #include "quant/runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/blas.h"
@@ -201,14 +202,16 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
   if (plan_.n != n || plan_.h != h || plan_.w != w || plan_.fused != fused) make_plan(n, h, w, fused);
   auto ptr = [&](int v) -> uint8_t* { return arena_.data() + plan_.offset[v]; };
   auto fptr = [&](int v) -> float* { return v == 0 ? x.data() : reinterpret_cast<float*>(ptr(v)); };
+  if (profiling_ && times_.size() != g_.nodes.size()) times_.assign(g_.nodes.size(), {});
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
     const GraphNode& nd = g_.nodes[i];
     const Prepared& p = prep_[i];
+    const auto t0 = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     const Dims& in = plan_.dims[nd.inputs[0]];
     const Dims& out = plan_.dims[nd.output];
     const QParams& in_qp = g_.values[nd.inputs[0]].qp;
     const QParams& out_qp = g_.values[nd.output].qp;
-    if (fused && p.fuse_add >= 0) continue;  // runs at its add's place
+    if (fused && p.fuse_add >= 0) continue;  // runs at its add's place (and is timed there)
     if (fused && p.fused_into >= 0) {
       const Prepared& c = prep_[p.fused_into];
       const int cin = g_.nodes[p.fused_into].inputs[0];
@@ -263,6 +266,17 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
           break;
       }
     }
+    if (profiling_) {
+      NodeTime& nt = times_[i];
+      nt.calls.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      if (nt.name.empty()) {
+        const bool conv_add = fused && p.fused_into >= 0;
+        nt.name = conv_add ? g_.nodes[p.fused_into].name + " + " + nd.name : nd.name;
+        nt.op = conv_add ? std::string(op_name(OpKind::kQConv2d)) + "+" + op_name(nd.op) : op_name(nd.op);
+        nt.shape = std::to_string(out.n) + "x" + std::to_string(out.c) + "x" + std::to_string(out.h) + "x" +
+                   std::to_string(out.w);
+      }
+    }
     if (taps) {
       Tensor t = Tensor::empty({out.n, out.c, out.h, out.w});
       if (g_.values[nd.output].quantized)
@@ -276,6 +290,23 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
   Tensor y = Tensor::empty({od.n, od.c * od.h * od.w});
   std::memcpy(y.data(), fptr(g_.output), y.numel() * sizeof(float));
   return y;
+}
+
+void Int8Runtime::set_profiling(bool on) {
+  profiling_ = on;
+  times_.clear();
+}
+
+std::vector<Int8Runtime::NodeTime> Int8Runtime::profile() const {
+  std::vector<NodeTime> v;
+  for (const NodeTime& t : times_) {
+    if (t.calls.empty()) continue;
+    NodeTime m = t;
+    std::nth_element(m.calls.begin(), m.calls.begin() + m.calls.size() / 2, m.calls.end());
+    m.seconds = m.calls[m.calls.size() / 2];
+    v.push_back(std::move(m));
+  }
+  return v;
 }
 
 }  // namespace qforge::quant

@@ -35,6 +35,16 @@ class Int8Runtime {
   // Residual joins (QAdd) that run inside the conv writing one of their inputs, when run() has no taps.
   int fused_adds() const;
 
+  // Per-node wall time of run(), off by default (a clock read per node). A node whose work ran inside
+  // another (a residual join fused into its conv) is not listed; its time is the conv's.
+  struct NodeTime {
+    std::string name, op, shape;  // shape: the output's NxCxHxW
+    double seconds = 0;           // the median call (robust to a busy machine's preemptions)
+    std::vector<double> calls;    // each call's seconds
+  };
+  void set_profiling(bool on);
+  std::vector<NodeTime> profile() const;
+
  private:
   struct Dims {
     int n = 0, c = 0, h = 0, w = 0;
@@ -67,6 +77,8 @@ class Int8Runtime {
   std::vector<Prepared> prep_;
   Plan plan_;
   AlignedBytes arena_;
+  bool profiling_ = false;
+  std::vector<NodeTime> times_;  // per node, while profiling
   size_t weight_bytes_ = 0;
 };
 

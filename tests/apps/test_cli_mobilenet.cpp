@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli_util.h"
 
@@ -148,12 +149,29 @@ TEST_CASE("mobilenet_v2: qat and static ptq to an int8 graph, which evaluates an
 
   RunResult r = run_qforge(
       "bench --json --runs 2 --warmup 1 --arch mobilenet_v2 --stem small --input 1x16x16 --batch 2 "
-      "--set model.width_mult=0.25");
+      "--set model.width_mult=0.25 --profile");
   INFO(r.out);
   REQUIRE(r.code == 0);
   auto rj = nlohmann::json::parse(r.out);
   CHECK(rj["int8_ms"].get<double>() > 0);
   CHECK(!rj.contains("int8_error"));
+  // --profile: one row per int8 layer, slowest first; the stem conv and the classifier are among them.
+  REQUIRE(rj.contains("int8_profile"));
+  const auto& prof = rj["int8_profile"];
+  REQUIRE(prof.size() > 40);
+  std::set<std::string> nodes;
+  for (size_t i = 0; i < prof.size(); ++i) {
+    nodes.insert(prof[i]["node"].get<std::string>());
+    if (i > 0) CHECK(prof[i]["ms"].get<double>() <= prof[i - 1]["ms"].get<double>());
+  }
+  CHECK(nodes.count("features.0.0") == 1);
+  CHECK(nodes.count("classifier.1") == 1);
+  CHECK(nodes.count("features.3.conv.2 + features.3.add") == 1);
+  RunResult plain = run_qforge(
+      "bench --runs 1 --warmup 0 --arch mobilenet_v2 --stem small --input 1x16x16 "
+      "--set model.width_mult=0.25 --profile");
+  REQUIRE(plain.code == 0);
+  CHECK(plain.out.find("int8 layers, slowest first") != std::string::npos);
 }
 
 TEST_CASE("bench --arch mobilenet_v2: float inference and training on random weights") {

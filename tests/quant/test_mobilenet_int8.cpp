@@ -134,7 +134,28 @@ Agreement check_every_isa(const Int8Graph& g, const Tensor& x, const Tensor& sim
     std::map<std::string, Tensor> taps;
     Tensor y_unfused = rt.run(x, &taps);
     CHECK(std::memcmp(y.data(), y_unfused.data(), y.numel() * sizeof(float)) == 0);
-    if (isa == Isa::scalar) y_scalar = y;
+    if (isa == Isa::scalar) {
+      y_scalar = y;
+      // The per-layer profile (bench --profile): off by default, the same bytes when on, one row per
+      // node that runs on its own (a residual join fused into its conv is the conv's row), each call timed.
+      CHECK(rt.profile().empty());
+      rt.set_profiling(true);
+      Tensor yp = rt.run(x);
+      rt.run(x);
+      CHECK(std::memcmp(y.data(), yp.data(), y.numel() * sizeof(float)) == 0);
+      const auto prof = rt.profile();
+      CHECK(prof.size() == g.nodes.size() - count_ops(g, OpKind::kQAdd));
+      int joined = 0;
+      for (const auto& t : prof) {
+        CHECK(t.calls.size() == 2);
+        CHECK(t.seconds >= *std::min_element(t.calls.begin(), t.calls.end()));
+        CHECK(t.seconds <= *std::max_element(t.calls.begin(), t.calls.end()));
+        joined += t.op == "QConv2d+QAdd";
+      }
+      CHECK(joined == count_ops(g, OpKind::kQAdd));
+      rt.set_profiling(false);
+      CHECK(rt.profile().empty());
+    }
     REQUIRE(y_scalar.defined());
     CHECK(std::memcmp(y.data(), y_scalar.data(), y.numel() * sizeof(float)) == 0);
     std::vector<double> d(y.numel());
