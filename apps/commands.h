@@ -10,6 +10,7 @@ void add_config_options(CLI::App* c, std::string& config, std::vector<std::strin
 void add_bench_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_predict_command(CLI::App& app);  // predict --model FILE IMAGE...
 void add_info_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_quant_commands(CLI::App& app);  // qat, ptq, convert

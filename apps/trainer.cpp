@@ -98,8 +98,9 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   const int epochs = t["epochs"], num_classes = cfg.j["model"]["num_classes"];
   const uint64_t seed = t["seed"];
 
-  auto train_ds = open_split(cfg, "train");
-  auto test_ds = open_split(cfg, "test");
+  // Labels are the model's: a folder's classes are matched to them by name, whatever their order.
+  Splits splits = open_splits(cfg, o.classes);
+  auto train_ds = splits.train, test_ds = splits.test;
   data::LoaderOptions lo;
   lo.batch_size = t["batch_size"];
   lo.shuffle = true;
@@ -119,8 +120,7 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
 
   CheckpointInfo info;
   info.kind = o.kind;
-  info.classes = o.classes.empty() ? train_ds->classes() : o.classes;
-  check_model_classes(info.classes, *test_ds, cfg.where("data.test"));
+  info.classes = splits.classes;
   info.input = {in.channels, in.height, in.width};
   if (o.resume) {
     LoadedCheckpoint ck = load_checkpoint(last_path(cfg));
