@@ -50,7 +50,8 @@ class Pool {
   explicit Pool(int n) { resize(n); }
   ~Pool() { stop(); }
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Read without the lock by callers sizing their loop; workers_ itself only under busy_.
+  int size() const { return size_.load(std::memory_order_relaxed); }
   static bool in_parallel() { return in_parallel_; }
 
   // Waits for a running job to finish (not to be called inside one: see set_num_threads).
@@ -61,6 +62,7 @@ class Pool {
     // New workers must not mistake the last finished job for a new one.
     const uint64_t gen = generation_.load();
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
+    size_.store(static_cast<int>(workers_.size()) + 1);
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -79,6 +81,13 @@ class Pool {
         throw;
       }
       in_parallel_ = false;
+      return;
+    }
+    // The pool may have been resized since size() was read; now it cannot be.
+    chunks = std::min<int64_t>(chunks, static_cast<int64_t>(workers_.size()) + 1);
+    if (chunks <= 1) {
+      busy.unlock();
+      fn(0, n);
       return;
     }
     std::unique_lock<std::mutex> lk(mu_);
@@ -148,6 +157,7 @@ class Pool {
   }
 
   void stop() {
+    size_.store(1);
     {
       std::lock_guard<std::mutex> lk(mu_);
       stopping_ = true;
@@ -158,6 +168,7 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;
+  std::atomic<int> size_{1};
   std::mutex busy_;  // held by the caller whose job the workers run (and by resize)
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
