@@ -50,7 +50,8 @@ Tensor normalise(const std::vector<uint8_t>& px, int n, int c, int hw, const std
 }  // namespace
 
 TEST_CASE("C API: a .qfm runs to the C++ runtime's bytes, from float and from uint8 pixels") {
-  set_num_threads(2);
+  REQUIRE(qf_set_num_threads(2, nullptr, 0) == QF_OK);  // the process pool, as set_num_threads
+  CHECK(num_threads() == 2);
   TempDir d;
   const std::vector<float> mean = {0.485f, 0.456f, 0.406f}, sd = {0.229f, 0.224f, 0.225f};
   Int8Graph g = testing::tiny_int8_graph(TinyArch::kResNet18, 3, 20, 11, mean, sd);
