@@ -17,7 +17,8 @@
 // serves one call at a time. run(x) without a context uses the runtime's own, so it is for one
 // thread at a time (as are set_profiling, profile and arena_bytes, which describe that context).
 // The kernels split each op over the process pool (core/threads.h); an op whose thread finds the
-// pool busy with another caller's op runs on that thread alone, with the same bytes.
+// pool busy with another caller's op runs on that thread alone (the int8 kernels' bytes do not
+// depend on how an op is split).
 #pragma once
 #include <map>
 #include <memory>
