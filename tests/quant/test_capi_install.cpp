@@ -111,6 +111,11 @@ TEST_CASE("C API: the installed package builds a C program that runs .qfm models
   REQUIRE(y_u8.size() == want_u8.numel() * sizeof(float));
   CHECK(std::memcmp(y.data(), want.data(), y.size()) == 0);
   CHECK(std::memcmp(y_u8.data(), want_u8.data(), y_u8.size()) == 0);
+  // 8 threads on the model through the installed library (its own pool), batches big enough to split.
+  Run thr = sh(q(at("build/qf_threads")) + " " + q(at("m.qfm")) + " 16");
+  INFO(thr.out);
+  CHECK(thr.code == 0);
+  CHECK(thr.out.find("threads ok: 0 wrong, 0 failed of 32 runs") != std::string::npos);
 
   // The example classifies a PNG with a Fashion-MNIST model (the committed fixture, trained briefly):
   // a test image when the dataset is installed, else a drawn one.
