@@ -43,12 +43,15 @@ TEST_CASE("thread pool: several threads calling parallel_for at once each get ev
   set_num_threads(2);
   constexpr int kCallers = 8, kLoops = 300, kN = 1000;
   std::atomic<int> bad{0}, errors{0}, chunked{0};
+  std::atomic<bool> resized{false};
   std::vector<std::thread> callers;
   for (int t = 0; t < kCallers; ++t)
     callers.emplace_back([&, t] {
       try {
         std::vector<int> hits(kN);
-        for (int l = 0; l < kLoops; ++l) {
+        // kLoops loops, and 50 more once the resizing is over (on the pool of 2, some must use it).
+        for (int l = 0, after = 0; l < kLoops || after < 50; ++l) {
+          after += resized.load();
           std::fill(hits.begin(), hits.end(), 0);
           std::atomic<int> pieces{0};
           parallel_for(kN, 1, [&](int64_t b, int64_t e) {
@@ -65,10 +68,11 @@ TEST_CASE("thread pool: several threads calling parallel_for at once each get ev
       }
     });
   for (int n : {3, 1, 2}) set_num_threads(n);
+  resized = true;
   for (auto& th : callers) th.join();
   CHECK(errors == 0);
   CHECK(bad == 0);
-  CHECK(chunked > 0);  // some loops did run on the pool
+  CHECK(chunked > 0);  // some loops did run on the pool (the others on their callers' threads)
   set_num_threads(1);
 }
 
