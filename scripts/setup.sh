@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
 
-pkgs=(g++ cmake make pkg-config libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev libcli11-dev zlib1g-dev
+pkgs=(g++ gcc cmake make pkg-config libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev libcli11-dev zlib1g-dev
       dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
