@@ -11,6 +11,7 @@ void add_bench_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_info_command(CLI::App& app);
+void add_import_command(CLI::App& app);  // import FILE.pth --arch ... --out FILE.safetensors
 void add_data_command(CLI::App& app);
 void add_quant_commands(CLI::App& app);  // qat, ptq, convert
 void add_export_command(CLI::App& app);
