@@ -22,7 +22,7 @@ namespace qforge::optim {
 // not applied to 1-D parameters when decay_bn_and_bias is false).
 struct ParamGroup {
   std::string match;
-  std::optional<float> lr, weight_decay;
+  std::optional<float> lr = std::nullopt, weight_decay = std::nullopt;
 };
 
 struct SGDOptions {

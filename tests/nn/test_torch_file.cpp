@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -121,7 +122,7 @@ TEST_CASE("torch_file: a state_dict .pth holds the safetensors copy's tensors an
   CHECK(max_abs_diff(logits_of(*tiny_net(), x), want.f32("logits")) > 0.05);
 }
 
-TEST_CASE("torch_file: a dict holding the state_dict under 'state_dict' or 'model' (DataParallel names)") {
+TEST_CASE("torch_file: a dict under 'state_dict' or 'model' (DataParallel names), protocol 4, Parameters") {
   SafeTensors want = read_safetensors(kDir + "tiny_net_expected.safetensors");
   // {"state_dict": ..., "epoch": 3, "best_acc": 61.5, "optimizer": SGD's state_dict}: the rest is ignored.
   SafeTensors ck = read_weight_file(kDir + "tiny_net_checkpoint.pth");
@@ -132,6 +133,17 @@ TEST_CASE("torch_file: a dict holding the state_dict under 'state_dict' or 'mode
   CHECK(mk.meta("state_dict") == "model");
   CHECK(mk.meta("prefix_removed") == "module.");
   check_same_tensors(mk, want);
+  // Pickle protocol 4 (torch.save(..., pickle_protocol=4)): the same tensors.
+  check_same_tensors(read_weight_file(kDir + "tiny_net_proto4.pth"), want);
+  // dict(net.named_parameters()): Parameters, rebuilt by _rebuild_parameter; the parameters only.
+  SafeTensors params = read_weight_file(kDir + "tiny_net_params.pth");
+  CHECK(params.tensors.size() == 6);
+  for (auto& [name, e] : params.tensors) {
+    CAPTURE(name);
+    REQUIRE(want.has(name));
+    CHECK(e.bytes == want.at(name).bytes);
+    CHECK(e.shape == want.at(name).shape);
+  }
 }
 
 TEST_CASE("torch_file: views, shared storages and dtypes come out as PyTorch makes them contiguous") {
@@ -208,6 +220,22 @@ TEST_CASE("torch_file: broken archives are errors naming the file") {
   // Too short even for the magic number: not a zip, so read as a safetensors file.
   std::ofstream(t.path, std::ios::binary) << "PK";
   fails(t.path, {"safetensors"});
+  // Random damage anywhere: an Error (or, where the damage is harmless, the same tensors), never a crash.
+  std::mt19937_64 rng(7);
+  int errors = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string b = good;
+    for (int k = 0; k < 2; ++k) b[rng() % b.size()] ^= static_cast<char>(1 + rng() % 255);
+    std::ofstream(t.path, std::ios::binary) << b;
+    try {
+      SafeTensors st = read_weight_file(t.path);
+      CHECK(st.tensors.size() == 9);
+    } catch (const Error& e) {
+      ++errors;
+      CHECK(std::string(e.what()).find(t.path) != std::string::npos);
+    }
+  }
+  CHECK(errors > 0);
   // The legacy format (torch.save before 1.6): its own message.
   std::ofstream(t.path, std::ios::binary)
       << std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
