@@ -66,9 +66,20 @@ class Archive {
              path_ + ": cannot read member '" + name + "': " + zip_strerror(z_));
     QF_CHECK(st.size <= max_size, path_ + ": member '" + name + "' is " + std::to_string(st.size) +
                                       " bytes, more than the " + std::to_string(max_size) + " a " + what + " may have");
+    // Deflate expands at most ~1032 times: a larger claim is a corrupt (or hostile) header, not a reason to
+    // allocate. torch.save stores members uncompressed.
+    QF_CHECK((st.valid & ZIP_STAT_COMP_SIZE) && st.size / 1100 <= st.comp_size,
+             path_ + ": member '" + name + "' claims " + std::to_string(st.size) + " bytes from " +
+                 std::to_string(st.comp_size) + " compressed (corrupt file)");
     zip_file_t* f = zip_fopen_index(z_, static_cast<zip_uint64_t>(idx), 0);
     QF_CHECK(f, path_ + ": cannot open member '" + name + "': " + zip_strerror(z_));
-    std::vector<uint8_t> buf(static_cast<size_t>(st.size));
+    std::vector<uint8_t> buf;
+    try {
+      buf.resize(static_cast<size_t>(st.size));
+    } catch (const std::bad_alloc&) {
+      zip_fclose(f);
+      throw Error(path_ + ": member '" + name + "' (" + std::to_string(st.size) + " bytes) does not fit in memory");
+    }
     zip_int64_t got = buf.empty() ? 0 : zip_fread(f, buf.data(), buf.size());
     // One more read reaches the end of the member, where libzip compares the CRC.
     uint8_t extra;
