@@ -53,8 +53,9 @@ void run_import(const ImportArgs& a) {
   }
   CheckpointInfo info;
   info.kind = "float";
-  // The input size only when something says it: the config's data section, or data.image_size.
-  if (!a.config.empty() || cfg.j["data"]["image_size"].get<int>() > 0) {
+  // The input size only when the config fixes it (data.image_size): IDX images keep their own size, which only
+  // the data files know, and a wrong size stored here would make eval refuse the right data.
+  if (cfg.j["data"]["image_size"].get<int>() > 0) {
     data::ImageSpec in = model_input_spec(cfg);
     info.input = {in.channels, in.height, in.width};
   }
