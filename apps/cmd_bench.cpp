@@ -368,7 +368,9 @@ void run_bench(const BenchArgs& a) {
 void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* c = app.add_subcommand("bench", "Benchmark float32 against int8: speed, size, memory, accuracy");
-  c->add_option("--model", a->model, "Trained float checkpoint (.safetensors); with --int8")->check(CLI::ExistingFile);
+  c->add_option("--model", a->model,
+                "Trained float checkpoint (.safetensors, or a PyTorch .pth with --data CONFIG); with --int8")
+      ->check(CLI::ExistingFile);
   c->add_option("--int8", a->int8, "Its int8 model (.qfm)")->check(CLI::ExistingFile);
   c->add_option("--data", a->data, "Dataset directory or config: adds accuracy and top-1 agreement")
       ->check(CLI::ExistingPath);

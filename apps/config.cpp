@@ -11,6 +11,24 @@ namespace qforge::apps {
 
 using nlohmann::json;
 
+namespace {
+
+config::Key param_groups_key() {
+  using namespace config;
+  Key lr = number("lr", 0.0, "the group's learning rate, scaled by the schedule as optim.lr is (absent: optim.lr)",
+                  positive());
+  Key wd = number("weight_decay", 0.0, "the group's weight decay (absent: optim.weight_decay)", at_least(0));
+  lr.def = wd.def = nullptr;  // absent means the optimizer's own
+  auto entry = std::make_shared<KeySet>(
+      std::vector<Key>{string("match", "", "glob over parameter names (* ? [...]), e.g. \"fc.*\"; required"), lr, wd});
+  return object_list("optim.param_groups",
+                     "per-group learning rates: [{\"match\": \"fc.*\", \"lr\": 0.1}]; the first group matching a "
+                     "parameter takes it, the rest use optim.lr",
+                     entry);
+}
+
+}  // namespace
+
 const config::KeySet& config_keys() {
   using namespace config;
   static const KeySet keys = [] {
@@ -28,7 +46,12 @@ const config::KeySet& config_keys() {
                positive()),
         number("model.width_mult", 1.0, "mobilenet_v2: width multiplier (torchvision's width_mult)", positive()),
         number("model.dropout", 0.2, "mobilenet_v2: dropout probability before the classifier", closed_open(0, 1)),
-        string("model.init_from", "", "weights (.safetensors) to start from; \"\" for random"),
+        string("model.init_from", "",
+               "weights to start from: a .safetensors checkpoint or a PyTorch .pth state_dict (torchvision names); "
+               "\"\" for random"),
+        string_list("model.init_skip", {},
+                    "with init_from: name prefixes kept freshly initialised, e.g. [\"fc\"] for a new head "
+                    "([\"classifier\"] for mobilenet_v2)"),
         string("data.train.images", "", "training images (IDX file)"),
         string("data.train.labels", "", "training labels (IDX file)"),
         string("data.train.dir", "", "training image folder (one subfolder per class), instead of IDX"),
@@ -72,6 +95,7 @@ const config::KeySet& config_keys() {
         boolean("optim.nesterov", false, "Nesterov momentum"),
         number("optim.weight_decay", 0.0, "L2 weight decay", at_least(0)),
         boolean("optim.decay_bn_and_bias", true, "apply weight decay to 1-D parameters (batch norm, biases) too"),
+        param_groups_key(),
         string("optim.schedule.kind", sched.kind, "learning-rate schedule",
                {"constant", "step", "cosine", "one_cycle"}),
         integer("optim.schedule.warmup_steps", sched.warmup_steps, "linear warm-up steps (not one_cycle)", at_least(0)),
@@ -149,6 +173,13 @@ void check_dataset(const Config& c, const std::string& split) {
 // left here involves several keys or the file system.
 void validate(const Config& c, bool check_files) {
   const json& m = c.j["model"];
+  const json& groups = c.j["optim"]["param_groups"];
+  for (size_t i = 0; i < groups.size(); ++i)
+    QF_CHECK(
+        groups[i].contains("match") && !groups[i]["match"].get<std::string>().empty(),
+        c.where("optim.param_groups[" + std::to_string(i) + "]") + ": needs \"match\", a glob over parameter names");
+  for (const auto& p : m["init_skip"])
+    QF_CHECK(!p.get<std::string>().empty(), c.where("model.init_skip") + ": an empty prefix would skip everything");
   if (check_files) {
     check_file(c, "model.init_from", m["init_from"]);
     check_dataset(c, "train");
@@ -267,6 +298,18 @@ optim::SGDOptions sgd_options(const Config& c) {
   s.weight_decay = o["weight_decay"];
   s.decay_bn_and_bias = o["decay_bn_and_bias"];
   return s;
+}
+
+std::vector<optim::ParamGroup> param_groups(const Config& c) {
+  std::vector<optim::ParamGroup> out;
+  for (const json& g : c.j["optim"]["param_groups"]) {
+    optim::ParamGroup pg;
+    pg.match = g["match"];
+    if (g.contains("lr")) pg.lr = g["lr"].get<float>();
+    if (g.contains("weight_decay")) pg.weight_decay = g["weight_decay"].get<float>();
+    out.push_back(std::move(pg));
+  }
+  return out;
 }
 
 optim::ScheduleOptions schedule_options(const Config& c) {

@@ -44,6 +44,7 @@ Config make_config(const nlohmann::json& j, const std::string& path, const std::
 // Typed views of config sections.
 data::TransformConfig transform_config(const Config& c);
 optim::SGDOptions sgd_options(const Config& c);
+std::vector<optim::ParamGroup> param_groups(const Config& c);  // optim.param_groups
 optim::ScheduleOptions schedule_options(const Config& c);
 // The model's input (C, H, W) after the eval transforms: folder images are
 // decoded to data.image_size, or kept at their own sizes when it is 0 (then the

@@ -114,7 +114,23 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   data::Loader test_loader = make_eval_loader(test_ds, cfg, t["eval_batch_size"]);
   const data::ImageSpec in = train_loader.output_spec();
 
-  optim::SGD opt(model.named_parameters(), sgd_options(cfg));
+  optim::SGD opt = [&] {
+    try {
+      return optim::SGD(model.named_parameters(), sgd_options(cfg), param_groups(cfg));
+    } catch (const Error& e) {
+      throw Error(cfg.where("optim.param_groups") + ": " + e.what());
+    }
+  }();
+  if (!opt.groups().empty()) {
+    const std::vector<int> n = opt.group_sizes();
+    for (size_t g = 0; g < opt.groups().size(); ++g) {
+      const optim::ParamGroup& pg = opt.groups()[g];
+      std::printf("param group '%s': %d tensors, lr %g, weight decay %g\n", pg.match.c_str(), n[g],
+                  pg.lr.value_or(opt.options.lr), pg.weight_decay.value_or(opt.options.weight_decay));
+    }
+    std::printf("other parameters: %d tensors, lr %g, weight decay %g\n", n.back(), opt.options.lr,
+                opt.options.weight_decay);
+  }
   optim::Schedule sched(schedule_options(cfg), static_cast<int64_t>(train_loader.num_batches()), epochs);
   const double base_momentum = cfg.j["optim"]["momentum"];
 
