@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
     const int C = lm.input[0], H = lm.input[1], W = lm.input[2];
     std::vector<float> x;
     if (source == "test") {
+      lm.config.j["data"]["limit_test"] = n;  // the stored config may have limited it below n
       auto ds = apps::open_split(lm.config, "test");
       data::Loader loader = apps::make_eval_loader(ds, lm.config, n);
       loader.start_epoch(0);
