@@ -7,7 +7,8 @@ QDQ structure the export promises: each Conv / Gemm reads an int8 weight initial
 DequantizeLinear per output channel (axis 0, zero points 0) and an int32 bias at scale
 input_scale x weight_scale[c]; each float op's result is requantized to uint8 by a QuantizeLinear,
 at most through a Relu or Clip(0, 6). With ORT_OPTIMIZED (the model ONNX Runtime saved after its
-graph optimizations): every Conv became a QLinearConv and no Relu / Clip is left. Prints a summary
+graph optimizations): every Conv became a QLinearConv and no Relu / Clip is left. A layer kept
+in float (quant.skip) is a Conv / Gemm with float initializers and is not requantized. Prints a summary
 line; exits 1 on the first failed check.
 """
 import sys
@@ -49,8 +50,14 @@ def main():
     if kind == "int8":
         if ops["Conv"] == 0 or ops["QuantizeLinear"] == 0:
             fail(f"{path}: no Conv or QuantizeLinear: {dict(ops)}")
+        float_ops = set()  # a layer kept in float (quant.skip): float weight, float input, float output
         for n in g.node:
             if n.op_type not in ("Conv", "Gemm"):
+                continue
+            if n.input[1] in init:
+                if init[n.input[1]].data_type != onnx.TensorProto.FLOAT:
+                    fail(f"{n.name}: a weight that is neither float nor dequantized")
+                float_ops.add(n.name)
                 continue
             x_dq, w_dq, b_dq = (producer.get(i) for i in n.input)
             for what, dq in (("input", x_dq), ("weight", w_dq), ("bias", b_dq)):
@@ -67,7 +74,7 @@ def main():
             if arr(x_dq.input[2]).dtype != np.uint8:
                 fail(f"{n.name}: input activation not uint8")
         for n in g.node:
-            if n.op_type not in ("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool"):
+            if n.op_type not in ("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool") or n.name in float_ops:
                 continue
             out = n.output[0]
             nxt = consumers.get(out, [])

@@ -2,7 +2,8 @@
 //   reference_logits MODEL PREFIX N [random|test]
 // runs MODEL (.qfm int8 graph or float checkpoint) on N inputs and writes PREFIX.input.f32 (N,C,H,W),
 // PREFIX.logits.f32 (N,classes), little-endian float32, and PREFIX.json: the shapes and, for an int8
-// model whose output is a Dequantize of uint8, that value's scale (one quantization step of the logits).
+// model whose output is a Dequantize of uint8, that value's scale (one quantization step of the logits);
+// for test images also PREFIX.labels.i32 (int32).
 // Inputs: "test" = the first N test images of the model's stored data config, normalised as eval does;
 // "random" = normal(0, 1) (seed 1).
 #include <cstdio>
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     QF_CHECK(lm.input.size() == 3, model + ": no input shape stored");
     const int C = lm.input[0], H = lm.input[1], W = lm.input[2];
     std::vector<float> x;
+    std::vector<int32_t> labels;
     if (source == "test") {
       lm.config.j["data"]["limit_test"] = n;  // the stored config may have limited it below n
       auto ds = apps::open_split(lm.config, "test");
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
       QF_CHECK(loader.next(b) && b.n == n && b.c == C && b.h == H && b.w == W,
                model + ": the test split gives no batch of " + std::to_string(n) + " images");
       x = b.images;
+      labels = b.labels;
     } else {
       QF_CHECK(source == "random", "inputs: 'random' or 'test', got '" + source + "'");
       std::mt19937_64 rng(1);
@@ -76,6 +79,10 @@ int main(int argc, char** argv) {
     }
     write_f32(prefix + ".input.f32", x.data(), x.size());
     write_f32(prefix + ".logits.f32", y.data(), static_cast<size_t>(y.numel()));
+    if (!labels.empty()) {
+      std::ofstream f(prefix + ".labels.i32", std::ios::binary);
+      f.write(reinterpret_cast<const char*>(labels.data()), static_cast<std::streamsize>(labels.size() * 4));
+    }
     std::ofstream(prefix + ".json") << j.dump(1) << "\n";
     return 0;
   } catch (const std::exception& e) {

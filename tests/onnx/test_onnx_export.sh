@@ -58,5 +58,14 @@ for arch in resnet18 mobilenet_v2; do
     $checker "$here/check_onnx.py" "$m/float.onnx" float || status=1
   fi
 done
+# An int8 graph with a float classifier (quant.skip): Dequantize, then a float Gemm.
+m="$work/resnet18"
+run ptq "$src/configs/tiny_ptq.json" --set model.init_from="$m/float/last.safetensors" --set 'quant.skip=["fc"]' \
+  --set output.dir="$m/skip" --set train.threads=1 --set quant.calibration_batches=4
+run export --model "$m/skip/model.qfm" --format onnx --out "$m/skip.onnx"
+"$reference" "$m/skip/model.qfm" "$m/skip" 256 test
+echo "== resnet18, fc kept in float"
+node "$here/run_ort.js" "$m/skip.onnx" "$m/skip" int8 0 "$min_agree" 2> /dev/null || status=1
+[ -z "$checker" ] || $checker "$here/check_onnx.py" "$m/skip.onnx" int8 || status=1
 [ $status = 0 ] && echo "PASSED" || echo "FAILED"
 exit $status

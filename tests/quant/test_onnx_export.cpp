@@ -188,6 +188,38 @@ TEST_CASE("onnx export: the int8 graph as QDQ, opset 13, IR 7, with the .qfm's e
         std::vector<float>{0.03f * 0.004f, 0.03f * 0.005f});
 }
 
+TEST_CASE("onnx export: a dynamically quantized classifier as DynamicQuantizeLinear -> DQ -> Gemm(DQ weight)") {
+  Int8Graph g = small_graph();
+  // Replace the QLinear with Dequantize -> DynamicLinear on the conv's (spatial) output.
+  g.values = {g.values[0], g.values[1], g.values[2], {false, {}}, {false, {}}};
+  GraphNode d;
+  d.op = OpKind::kDequantize, d.name = "fc.dequant", d.inputs = {2}, d.output = 3;
+  GraphNode l;
+  l.op = OpKind::kDynamicLinear, l.name = "fc", l.inputs = {3}, l.output = 4;
+  l.linear = {48, 2};
+  g.nodes = {g.nodes[0], g.nodes[1], d, l};
+  std::vector<float> bias = {0.5f, -0.5f};
+  g.tensors["fc.bias"] = nn::raw_entry("F32", {2}, bias.data());
+  const std::string path = temp_file("dynamic.onnx");
+  export_int8_onnx(g, path, {});
+  onnx::ModelProto m = read_model(path);
+  std::filesystem::remove(path);
+  const auto& gemm = node_named(m, "fc");
+  CHECK(gemm.output(0) == "logits");
+  const auto& x = producer(m, gemm.input(0));
+  CHECK(x.op_type() == "DequantizeLinear");
+  const auto& dq = producer(m, x.input(0));
+  CHECK(dq.op_type() == "DynamicQuantizeLinear");
+  CHECK(dq.output(1) == x.input(1));
+  CHECK(dq.output(2) == x.input(2));
+  CHECK(producer(m, dq.input(0)).op_type() == "Flatten");  // the dequantized N,3,4,4 value
+  const auto& wdq = producer(m, gemm.input(1));
+  CHECK(int_attr(wdq, "axis") == 0);
+  auto init = initializers(m);
+  CHECK(init[wdq.input(0)]->data_type() == onnx::TensorProto::INT8);
+  CHECK(values<float>(*init[gemm.input(2)]) == bias);
+}
+
 TEST_CASE("onnx export: ResNet18's int8 graph keeps every layer, ReLU as Relu before Q, adds as DQ, DQ -> Add -> Q") {
   Int8Graph g = load_int8_model(std::string(QFORGE_TESTS_DIR) + "/quant/fixtures/tiny_resnet18_v1.qfm");
   const std::string path = temp_file("r18.onnx");
