@@ -9,9 +9,15 @@
 const fs = require('fs');
 const ort = require('onnxruntime-node');
 
+// Copies: a small file's Buffer is a view into a shared pool, at an offset that need not be aligned.
 function readF32(path) {
   const b = fs.readFileSync(path);
-  return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+}
+
+function readI32(path) {
+  const b = fs.readFileSync(path);
+  return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
 }
 
 (async () => {
@@ -33,7 +39,7 @@ function readF32(path) {
   const y = out.logits.data, n = meta.n, k = meta.classes;
   if (y.length !== n * k) throw new Error(`ONNX Runtime gave ${y.length} logits, expected ${n * k}`);
   const labelsPath = `${prefix}.labels.i32`;
-  const labels = fs.existsSync(labelsPath) ? new Int32Array(fs.readFileSync(labelsPath).buffer.slice(0)) : null;
+  const labels = fs.existsSync(labelsPath) ? readI32(labelsPath) : null;
   let agree = 0, maxAbs = 0, maxRel = 0, ortRight = 0, qfRight = 0;
   const steps = {};
   for (let i = 0; i < n; i++) {

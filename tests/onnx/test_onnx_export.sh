@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ONNX export end to end (ctest onnx_runtime):
 #   test_onnx_export.sh QFORGE REFERENCE_LOGITS SOURCE_DIR HAVE_ONNX
-# makes tiny int8 ResNet18 and MobileNetV2 models (a few training steps on Fashion-MNIST, then PTQ
+# makes tiny int8 ResNet18 and MobileNetV2 models (80 training steps on Fashion-MNIST, then PTQ
 # calibration), exports them and their float checkpoints with `qforge export --format onnx`, checks
 # the files with the onnx checker (/usr/bin/python3 with onnx, when present) and runs them in ONNX
 # Runtime (npm onnxruntime-node, installed without its install script into a cache folder) on the
@@ -29,20 +29,26 @@ checker=""
 /usr/bin/python3 -c "import onnx, numpy" 2> /dev/null && checker=/usr/bin/python3 ||
   echo "note: /usr/bin/python3 with onnx missing: onnx checker and fusion checks skipped"
 
-# Limits: ONNX rounds in float (half to even), qforge requantizes in fixed point (gemmlowp), so a
-# value can land one step apart and later layers carry it; measured on this test: at most 1 step.
-max_steps=${ONNX_MAX_STEPS:-2}
-min_agree=${ONNX_MIN_AGREE:-0.97}
+# Limits: ONNX Runtime requantizes in float (one rounding, half to even); qforge in gemmlowp fixed
+# point, whose intermediate rounding (before the final shift) sends about 0.05-0.2% of a layer's
+# values one step away from the exactly rounded result. Later layers carry and spread these steps.
+# Measured here (ORT 1.30.0, AVX-512 VNNI): ResNet18 98.4% top-1 agreement, at most 2 steps;
+# MobileNetV2 98.4%, at most 4 steps (on 256 images, so one image is 0.4%).
+max_steps=${ONNX_MAX_STEPS:-6}
+min_agree=${ONNX_MIN_AGREE:-0.96}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qforge_onnx_XXXXXX")
 trap 'rm -rf "$work"' EXIT
 run() { "$qforge" "$@" > "$work/log" 2>&1 || { cat "$work/log"; echo "FAILED: qforge $*"; exit 1; }; }
 
 status=0
+# 80 steps at a constant learning rate: models that classify (about 68% / 56% top-1 on these
+# images), so top-1 agreement means something.
 for arch in resnet18 mobilenet_v2; do
-  if [ $arch = resnet18 ]; then cfg=tiny; else cfg=tiny_mobilenet_v2; fi
+  if [ $arch = resnet18 ]; then cfg=tiny lr=0.05; else cfg=tiny_mobilenet_v2 lr=0.1; fi
   m="$work/$arch"
-  run train "$src/configs/$cfg.json" --max-steps 30 --set output.dir="$m/float" --set train.threads=1
+  run train "$src/configs/$cfg.json" --max-steps 80 --set optim.schedule.kind=constant --set optim.lr=$lr \
+    --set output.dir="$m/float" --set train.threads=1
   run ptq "$src/configs/${cfg}_ptq.json" --set model.init_from="$m/float/last.safetensors" \
     --set output.dir="$m/ptq" --set train.threads=1 --set quant.calibration_batches=4
   run export --model "$m/ptq/model.qfm" --format onnx --out "$m/int8.onnx"
