@@ -73,5 +73,13 @@ run export --model "$m/skip/model.qfm" --format onnx --out "$m/skip.onnx"
 echo "== resnet18, fc kept in float"
 node "$here/run_ort.js" "$m/skip.onnx" "$m/skip" int8 0 "$min_agree" 2> /dev/null || status=1
 [ -z "$checker" ] || $checker "$here/check_onnx.py" "$m/skip.onnx" int8 || status=1
+# A prepared (fake-quant) checkpoint has no ONNX export: the error says what to export instead.
+if "$qforge" export --model "$m/ptq/ptq.safetensors" --format onnx --out "$work/ptq.onnx" > "$work/log" 2>&1 ||
+  ! grep -q "checkpoint (fake-quant simulation) has no ONNX export; convert it to int8" "$work/log" ||
+  [ -e "$work/ptq.onnx" ]; then
+  cat "$work/log"
+  echo "FAILED: export --format onnx of a ptq checkpoint"
+  status=1
+fi
 [ $status = 0 ] && echo "PASSED" || echo "FAILED"
 exit $status
