@@ -52,7 +52,7 @@ Tensor SafeTensors::f32(const std::string& name) const {
   const StEntry& e = at(name);
   Tensor t = Tensor::empty(e.shape);
   if (e.dtype == "F32") {
-    std::memcpy(t.data(), e.bytes.data(), e.bytes.size());
+    if (!e.bytes.empty()) std::memcpy(t.data(), e.bytes.data(), e.bytes.size());  // an empty tensor has no data pointer
   } else if (e.dtype == "F64") {
     for (int64_t i = 0; i < t.numel(); ++i) {
       double v;
