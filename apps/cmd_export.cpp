@@ -80,7 +80,8 @@ void run_export(const std::string& model, const std::string& out) {
       {"bias", "int32 at scale input_scale * weight_scale[c]"},
       {"requantization",
        "acc (int32) = bias + sum (x - x_zero_point) * w; out = clamp(round(acc * input_scale * weight_scale[c] / "
-       "output_scale) + output_zero_point), the multiplier as a gemmlowp fixed-point int32 and shift"}};
+       "output_scale) + output_zero_point), the multiplier as a fixed-point int32 and shift, rounded once "
+       "(half up) in 64 bits"}};
   std::ofstream(out + "/manifest.json") << m.dump(2) << "\n";
   std::printf("wrote %s/weights.safetensors (%zu tensors) and %s/manifest.json (%zu nodes)\n", out.c_str(),
               tensors.size(), out.c_str(), g.nodes.size());

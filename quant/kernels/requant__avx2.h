@@ -19,28 +19,16 @@ inline __m256i sat_shl(__m256i x, __m256i l) {
   return _mm256_blendv_epi8(sat, y, kept);
 }
 
-// saturating_rounding_doubling_high_mul(x, m) for m >= 0: floor((x*m + 2^30) / 2^31).
-// Without a 64-bit arithmetic shift: the logical shift gives the same low 32 bits.
-inline __m256i srdhm(__m256i x, __m256i m, __m256i m_odd) {
-  const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
-  __m256i even = _mm256_add_epi64(_mm256_mul_epi32(x, m), nudge);
-  __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m_odd), nudge);
-  even = _mm256_srli_epi64(even, 31);  // bits 31..62 -> low dword
-  odd = _mm256_slli_epi64(odd, 1);     // bits 31..62 -> high dword
-  return _mm256_blend_epi32(even, odd, 0xAA);
-}
-
-// rounding_divide_by_pot(x, e): mask = 2^e - 1, half = mask >> 1, hoisted by the caller.
-inline __m256i rdbpot(__m256i x, __m256i e, __m256i mask, __m256i half) {
-  const __m256i rem = _mm256_and_si256(x, mask);
-  const __m256i threshold = _mm256_add_epi32(half, _mm256_srli_epi32(x, 31));
-  const __m256i q = _mm256_srav_epi32(x, e);
-  return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, threshold));  // true = -1: adds 1
-}
-
-// multiply_by_quantized_multiplier constants for 8 lanes (per channel or broadcast).
+// multiply_by_quantized_multiplier constants for 8 lanes (per channel or broadcast). Each 64-bit
+// lane holds an even and an odd 32-bit lane: the products x * multiplier are formed in 64 bits,
+// the even lanes' from the low halves, the odd lanes' from the high halves shifted down. AVX2 has
+// no 64-bit arithmetic shift: 2^62 is added first (|product| < 2^62, so the sum is never negative
+// as an unsigned number), the logical shift applied, and 2^(62 - s) taken off again.
 struct Mul8 {
-  __m256i mult, mult_odd, lshift, rshift, mask, half;
+  __m256i mult, mult_odd, lshift;
+  __m256i add_even, add_odd;    // 2^(s - 1) + 2^62, s = 31 + rshift, in 64 bits
+  __m256i s_even, s_odd;        // s in 64 bits
+  __m256i bias_even, bias_odd;  // 2^(62 - s)
   bool any_lshift;
 };
 
@@ -49,10 +37,14 @@ inline Mul8 make_mul8(__m256i mult, __m256i lshift, __m256i rshift) {
   m.mult = mult;
   m.mult_odd = _mm256_srli_epi64(mult, 32);
   m.lshift = lshift;
-  m.rshift = rshift;
-  const __m256i one = _mm256_set1_epi32(1);
-  m.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, rshift), one);
-  m.half = _mm256_srli_epi32(m.mask, 1);
+  const __m256i s = _mm256_add_epi32(rshift, _mm256_set1_epi32(31));
+  m.s_even = _mm256_and_si256(s, _mm256_set1_epi64x(0xFFFFFFFF));
+  m.s_odd = _mm256_srli_epi64(s, 32);
+  const __m256i one = _mm256_set1_epi64x(1), big = _mm256_set1_epi64x(int64_t{1} << 62);
+  m.add_even = _mm256_add_epi64(_mm256_sllv_epi64(one, _mm256_sub_epi64(m.s_even, one)), big);
+  m.add_odd = _mm256_add_epi64(_mm256_sllv_epi64(one, _mm256_sub_epi64(m.s_odd, one)), big);
+  m.bias_even = _mm256_srlv_epi64(big, m.s_even);
+  m.bias_odd = _mm256_srlv_epi64(big, m.s_odd);
   m.any_lshift = !_mm256_testz_si256(lshift, lshift);
   return m;
 }
@@ -62,10 +54,16 @@ inline Mul8 broadcast_mul8(FixedPointMultiplier f) {
                    _mm256_set1_epi32(f.shift > 0 ? 0 : -f.shift));
 }
 
-// multiply_by_quantized_multiplier(x, m) for 8 lanes.
+// multiply_by_quantized_multiplier(x, m) for 8 lanes: (x * multiplier + 2^(s-1)) >> s in 64 bits.
 inline __m256i mul8(__m256i x, const Mul8& m) {
   if (m.any_lshift) x = sat_shl(x, m.lshift);
-  return rdbpot(srdhm(x, m.mult, m.mult_odd), m.rshift, m.mask, m.half);
+  const __m256i even = _mm256_sub_epi64(
+      _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m.mult), m.add_even), m.s_even), m.bias_even);
+  const __m256i odd = _mm256_sub_epi64(
+      _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m.mult_odd), m.add_odd),
+                        m.s_odd),
+      m.bias_odd);
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
 
 // requantize constants: the multiplier, then the clamp and the zero point.

@@ -24,30 +24,13 @@ inline __m512i sat_shl(__m512i x, __m512i l) {
   return _mm512_mask_blend_epi32(lost, y, sat);
 }
 
-// saturating_rounding_doubling_high_mul(x, m) for m >= 0 (so never INT32_MIN * INT32_MIN):
-// floor((x*m + 2^30) / 2^31), which equals gemmlowp's nudge-and-truncate (see test_qparams).
-// m_odd = m >> 32 in each 64-bit lane (the odd lanes' multipliers), hoisted by the caller.
-inline __m512i srdhm(__m512i x, __m512i m, __m512i m_odd) {
-  const __m512i nudge = _mm512_set1_epi64(int64_t{1} << 30);
-  __m512i even = _mm512_add_epi64(_mm512_mul_epi32(x, m), nudge);
-  __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), m_odd), nudge);
-  even = _mm512_srli_epi64(even, 31);  // bits 31..62 -> low dword (the result fits in 32 bits)
-  odd = _mm512_slli_epi64(odd, 1);     // bits 31..62 -> high dword
-  return _mm512_mask_blend_epi32(0xAAAA, even, odd);
-}
-
-// rounding_divide_by_pot(x, e): mask = 2^e - 1, half = mask >> 1, hoisted by the caller.
-inline __m512i rdbpot(__m512i x, __m512i e, __m512i mask, __m512i half) {
-  const __m512i rem = _mm512_and_si512(x, mask);
-  const __m512i threshold = _mm512_add_epi32(half, _mm512_srli_epi32(x, 31));
-  const __m512i q = _mm512_srav_epi32(x, e);
-  const __mmask16 up = _mm512_cmpgt_epi32_mask(rem, threshold);
-  return _mm512_mask_sub_epi32(q, up, q, _mm512_set1_epi32(-1));
-}
-
-// multiply_by_quantized_multiplier constants for 16 lanes (per channel or broadcast).
+// multiply_by_quantized_multiplier constants for 16 lanes (per channel or broadcast). Each 64-bit
+// lane holds an even and an odd 32-bit lane: the products x * multiplier are formed in 64 bits,
+// the even lanes' from the low halves, the odd lanes' from the high halves shifted down.
 struct Mul16 {
-  __m512i mult, mult_odd, lshift, rshift, mask, half;
+  __m512i mult, mult_odd, lshift;
+  __m512i round_even, round_odd;  // 2^(s - 1), s = 31 + rshift, in 64 bits
+  __m512i s_even, s_odd;          // s in 64 bits
   bool any_lshift;
 };
 
@@ -56,10 +39,12 @@ inline Mul16 make_mul16(__m512i mult, __m512i lshift, __m512i rshift) {
   m.mult = mult;
   m.mult_odd = _mm512_srli_epi64(mult, 32);
   m.lshift = lshift;
-  m.rshift = rshift;
-  const __m512i one = _mm512_set1_epi32(1);
-  m.mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, rshift), one);
-  m.half = _mm512_srli_epi32(m.mask, 1);
+  const __m512i s = _mm512_add_epi32(rshift, _mm512_set1_epi32(31));
+  m.s_even = _mm512_and_si512(s, _mm512_set1_epi64(0xFFFFFFFF));
+  m.s_odd = _mm512_srli_epi64(s, 32);
+  const __m512i one = _mm512_set1_epi64(1);
+  m.round_even = _mm512_sllv_epi64(one, _mm512_sub_epi64(m.s_even, one));
+  m.round_odd = _mm512_sllv_epi64(one, _mm512_sub_epi64(m.s_odd, one));
   m.any_lshift = _mm512_test_epi32_mask(lshift, lshift) != 0;
   return m;
 }
@@ -69,10 +54,14 @@ inline Mul16 broadcast_mul16(FixedPointMultiplier f) {
                     _mm512_set1_epi32(f.shift > 0 ? 0 : -f.shift));
 }
 
-// multiply_by_quantized_multiplier(x, m) for 16 lanes.
+// multiply_by_quantized_multiplier(x, m) for 16 lanes: (x * multiplier + 2^(s-1)) >> s in 64 bits
+// (the result fits in 32: |x| <= 2^31, multiplier < 2^31, s >= 31), the odd lanes' moved up.
 inline __m512i mul16(__m512i x, const Mul16& m) {
   if (m.any_lshift) x = sat_shl(x, m.lshift);
-  return rdbpot(srdhm(x, m.mult, m.mult_odd), m.rshift, m.mask, m.half);
+  const __m512i even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m.mult), m.round_even), m.s_even);
+  const __m512i odd = _mm512_srav_epi64(
+      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), m.mult_odd), m.round_odd), m.s_odd);
+  return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
 
 // requantize constants: the multiplier, then the clamp and the zero point.

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "quant/kernels/drivers.h"
 #include "quant/onnx/onnx_builder.h"
 
 namespace qforge::quant {
@@ -76,6 +77,13 @@ class Int8ToOnnx {
     ensure_qparams(v, consumer);
     const std::string in = input_override.empty() ? name_[v] : input_override;
     return b_.op("DequantizeLinear", {in, scale_[v], zp_[v]}, consumer + ".dequant", consumer + ".input_dq");
+  }
+
+  // A DequantizeLinear of value v for an add, at the scale its integer multiplier stands for.
+  std::string add_dq(int v, const std::string& add, const std::string& which, float scale) {
+    ensure_qparams(v, add);
+    const std::string s = b_.scalar_f32(add + "." + which + "_scale", scale);
+    return b_.op("DequantizeLinear", {name_[v], s, zp_[v]}, add + "." + which + "_dequant", add + "." + which + "_dq");
   }
 
   // QuantizeLinear of float x onto value v's grid; names the result after the node.
@@ -175,7 +183,15 @@ class Int8ToOnnx {
         return;
       }
       case OpKind::kQAdd: {
-        const std::string a = dq(n.inputs[0], n.name), bb = dq(n.inputs[1], n.name);
+        // qforge's add weighs each input by a 15-bit multiplier (QAddParams), not by s_in / s_out
+        // itself; the add's dequantize scales are the ones those multipliers stand for, so ONNX
+        // Runtime's float add rounds as qforge's integer add does (the true scales differ by < 2^-14).
+        const QParams& out_qp = g_.values[n.output].qp;
+        const QAddParams p =
+            make_qadd_params(qp_of(n.inputs[0], n.name), qp_of(n.inputs[1], n.name), out_qp, n.act == Act::kReLU);
+        const double unit = double(out_qp.scale) / double(int64_t{1} << p.shift);
+        const std::string a = add_dq(n.inputs[0], n.name, "a", static_cast<float>(p.a_mul * unit));
+        const std::string bb = add_dq(n.inputs[1], n.name, "b", static_cast<float>(p.b_mul * unit));
         std::string y = b_.op("Add", {a, bb}, n.name, n.name + ".add_out");
         y = act(y, n.act, n.name);
         name_[n.output] = n.name;

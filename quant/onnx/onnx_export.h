@@ -23,8 +23,10 @@
 //   DynamicLinear   DynamicQuantizeLinear -> DQ -> Gemm(DQ w per channel, float bias)
 // qforge folds ReLU / ReLU6 into the requantization clamp ([zp, 255] / [zp, q(6)]); Relu or
 // Clip(0, 6) right before Q computes the same clamp, and is the pattern runtimes fold away.
-// qforge requantizes in fixed point (gemmlowp rounding), ONNX in float (round half to even):
-// the two may differ by one step now and then, which later layers can carry on.
+// qforge requantizes in fixed point (a 31-bit multiplier, one rounding, half up), ONNX Runtime
+// in float (round half to even): the two differ by one step now and then (ties, the multiplier's
+// last bit, ONNX Runtime's own add kernel), which later layers can carry on. A QAdd's dequantize
+// scales are the ones its 15-bit multipliers stand for (see export_int8.cpp).
 #pragma once
 #include <map>
 #include <string>

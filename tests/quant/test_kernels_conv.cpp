@@ -81,7 +81,7 @@ std::vector<uint8_t> run(const ConvCase& c, const ConvData& d, Isa isa) {
 }
 
 // Dequantize, convolve in double, requantize: the reference may differ by one step (the fixed-point
-// multiplier and gemmlowp's double rounding).
+// multiplier's last bit, and float rounding in this double-precision reference).
 void check_ref_against_float(const ConvCase& c, const ConvData& d, const std::vector<uint8_t>& y) {
   const QConvParams p = c.params();
   const int OH = p.OH(), OW = p.OW();
