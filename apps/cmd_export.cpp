@@ -2,10 +2,9 @@
 // (int8 weights, their scales and zero points, int32 biases) plus a JSON
 // manifest of the graph, readable without qforge.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include "apps/commands.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "quant/graph.h"
 
@@ -14,7 +13,7 @@ namespace {
 
 void run_export(const std::string& model, const std::string& out) {
   quant::Int8Graph g = quant::load_int8_model(model);
-  std::filesystem::create_directories(out);
+  make_directories(out);
   std::vector<std::pair<std::string, nn::StEntry>> tensors;
   for (auto& [name, e] : g.tensors) {
     tensors.emplace_back(name, e);
@@ -38,7 +37,7 @@ void run_export(const std::string& model, const std::string& out) {
       {"requantization",
        "acc (int32) = bias + sum (x - x_zero_point) * w; out = clamp(round(acc * input_scale * weight_scale[c] / "
        "output_scale) + output_zero_point), the multiplier as a gemmlowp fixed-point int32 and shift"}};
-  std::ofstream(out + "/manifest.json") << m.dump(2) << "\n";
+  write_text_atomic(out + "/manifest.json", m.dump(2) + "\n");
   std::printf("wrote %s/weights.safetensors (%zu tensors) and %s/manifest.json (%zu nodes)\n", out.c_str(),
               tensors.size(), out.c_str(), g.nodes.size());
 }
