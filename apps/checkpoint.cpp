@@ -1,6 +1,7 @@
 #include "apps/checkpoint.h"
 
 #include "core/error.h"
+#include "nn/torch_file.h"
 
 namespace qforge::apps {
 
@@ -26,7 +27,7 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
 
 LoadedCheckpoint load_checkpoint(const std::string& path) {
   LoadedCheckpoint c;
-  c.file = nn::read_safetensors(path);
+  c.file = nn::read_weight_file(path);  // a .safetensors, or a PyTorch .pth (told apart by content)
   auto it = c.file.metadata.find("format");
   c.is_qforge = it != c.file.metadata.end() && it->second == "qforge-checkpoint";
   if (!c.is_qforge) return c;

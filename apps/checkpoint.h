@@ -30,13 +30,15 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
 
 struct LoadedCheckpoint {
   nn::SafeTensors file;
-  bool is_qforge = false;  // false: a foreign file (torchvision names, no metadata)
+  bool is_qforge = false;  // false: a foreign file (torchvision names, no metadata; a .safetensors or a .pth)
   CheckpointInfo info;
   nlohmann::json config;                              // null for a foreign file
   std::map<std::string, Tensor> model_state() const;  // without "optim." and num_batches_tracked
   std::map<std::string, Tensor> optim_state() const;
 };
 
+// A qforge checkpoint, or a foreign weight file: any .safetensors, or a PyTorch .pth state_dict
+// (nn/torch_file.h), recognised by content whatever its extension.
 LoadedCheckpoint load_checkpoint(const std::string& path);
 
 }  // namespace qforge::apps

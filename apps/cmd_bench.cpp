@@ -41,7 +41,7 @@ namespace fs = std::filesystem;
 
 struct BenchArgs {
   std::string arch = "resnet18", stem = "imagenet", input = "3x224x224";
-  std::string model, int8, data;
+  std::string model, int8, data, class_map;
   std::vector<std::string> sets;  // --set model.width_mult=0.5, ...: more of the model section
   int batch = 1, threads = 0, runs = 10, warmup = 3, num_classes = 0;
   bool train = false, json = false, no_int8 = false, profile = false;
@@ -323,9 +323,9 @@ void run_bench(const BenchArgs& a) {
     if (!a.data.empty()) {
       QF_CHECK(!a.model.empty() && p.int8, "bench: --data needs a trained pair (--model and --int8)");
       std::shared_ptr<const data::Dataset> ds = fs::is_directory(a.data)
-                                                    ? open_folder(a.data, {p.input[0], p.input[1], p.input[2]})
+                                                    ? open_folder(a.data, folder_decode_spec(*p.cfg, p.input))
                                                     : open_split(*p.cfg, "test");
-      if (!p.classes.empty()) check_model_classes(p.classes, *ds, a.data);
+      if (!p.classes.empty()) ds = match_model_classes(p.classes, ds, a.data, a.class_map);
       int classes = p.cfg->j["model"]["num_classes"];
       data::Loader l1 = make_eval_loader(ds, *p.cfg, std::max(64, a.batch));
       EvalResult ef = evaluate(*p.fp32, l1, classes);
@@ -368,10 +368,14 @@ void run_bench(const BenchArgs& a) {
 void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* c = app.add_subcommand("bench", "Benchmark float32 against int8: speed, size, memory, accuracy");
-  c->add_option("--model", a->model, "Trained float checkpoint (.safetensors); with --int8")->check(CLI::ExistingFile);
+  c->add_option("--model", a->model,
+                "Trained float checkpoint (.safetensors, or a PyTorch .pth with --data CONFIG); with --int8")
+      ->check(CLI::ExistingFile);
   c->add_option("--int8", a->int8, "Its int8 model (.qfm)")->check(CLI::ExistingFile);
   c->add_option("--data", a->data, "Dataset directory or config: adds accuracy and top-1 agreement")
       ->check(CLI::ExistingPath);
+  c->add_option("--class-map", a->class_map, "With a --data directory: folder=class lines or a JSON object")
+      ->check(CLI::ExistingFile);
   c->add_option(
        "--arch", a->arch,
        "Architecture, for random weights: " +

@@ -41,7 +41,7 @@ void run_debug(const DebugArgs& a) {
   f.module->eval();
   auto& rt = std::static_pointer_cast<quant::Int8Module>(q.module)->runtime();
   std::shared_ptr<const data::Dataset> ds =
-      data_cfg ? open_split(*data_cfg, "test") : open_folder(a.data, {q.input[0], q.input[1], q.input[2]});
+      data_cfg ? open_split(*data_cfg, "test") : open_folder(a.data, folder_decode_spec(q.config, q.input));
   data::Loader loader = make_eval_loader(ds, data_cfg ? *data_cfg : q.config, a.batch);
   loader.start_epoch(0);
   std::map<std::string, std::pair<double, double>> acc;  // name -> (signal, noise) energy

@@ -1,5 +1,5 @@
-// qforge info FILE: what a model file holds. qforge info --system: what this
-// machine and process run (CPU features, ISA level, options, kernels).
+// qforge info FILE: what a model file holds (a checkpoint, an int8 model, a PyTorch .pth). qforge info --system: what
+// this machine and process run (CPU features, ISA level, options, kernels).
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -9,15 +9,16 @@
 #include "apps/system_report.h"
 #include "core/error.h"
 #include "nn/safetensors.h"
+#include "nn/torch_file.h"
 
 namespace qforge::apps {
 namespace {
 
 void run_info(const std::string& path) {
-  nn::SafeTensors st = nn::read_safetensors(path);
+  nn::SafeTensors st = nn::read_weight_file(path);  // a .safetensors (checkpoint, .qfm) or a PyTorch .pth
   std::printf("%s: %.2f MB, %zu tensors\n", path.c_str(), st.file_size / 1e6, st.tensors.size());
   for (auto& [k, v] : st.metadata) {
-    if (k == "config" || k == "graph") continue;  // long JSON documents
+    if (k == "config" || k == "graph" || v.empty()) continue;  // long JSON documents
     std::printf("  %-10s %s\n", k.c_str(), v.c_str());
   }
   // The architecture from the stored config (checkpoints and int8 models carry one): what the tensors are of.
@@ -53,7 +54,8 @@ void add_info_command(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto system = std::make_shared<bool>(false);
   auto* c = app.add_subcommand("info", "Show the layers, shapes, parameter count and size of a model file");
-  auto* file = c->add_option("file", *path, "A .safetensors checkpoint or .qfm int8 model")->check(CLI::ExistingFile);
+  auto* file = c->add_option("file", *path, "A .safetensors checkpoint, .qfm int8 model or PyTorch .pth state_dict")
+                   ->check(CLI::ExistingFile);
   c->add_flag("--system", *system, "Show the CPU's features, the selected ISA, the options and the kernels chosen")
       ->excludes(file);
   c->callback([path, system] {

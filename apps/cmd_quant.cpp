@@ -51,7 +51,8 @@ void convert_and_check(nn::Module& prepared, const Config& cfg, const std::vecto
   quant::save_int8_model(path, g);
   auto rt = std::make_shared<quant::Int8Runtime>(quant::load_int8_model(path));
   quant::Int8Module m(rt);
-  auto test = open_split(cfg, "test");
+  auto test = match_model_classes(classes, open_split(cfg, "test"), cfg.where("data.test"), "",
+                                  "rename the folders to the model's class names");
   data::Loader loader = make_eval_loader(test, cfg, cfg.j["train"]["eval_batch_size"]);
   EvalResult r = evaluate(m, loader, cfg.j["model"]["num_classes"]);
   std::printf("int8 graph %s (%s kernels, %.2f MB): top-1 %.2f%% (simulation %.2f%%), top-1 agreement %.2f%%, %.2f s\n",
@@ -83,11 +84,11 @@ void run_qat(const QuantArgs& a) {
   FitResult r = fit(cfg, *model, fo);
   if (!r.finished) return;
   // Evaluate the simulation as it ends (the last weights), then convert those.
-  auto test = open_split(cfg, "test");
-  data::Loader loader = make_eval_loader(test, cfg, cfg.j["train"]["eval_batch_size"]);
+  Splits splits = open_splits(cfg);
+  data::Loader loader = make_eval_loader(splits.test, cfg, cfg.j["train"]["eval_batch_size"]);
   EvalResult sim = evaluate(*model, loader, cfg.j["model"]["num_classes"]);
   std::printf("fake-quant simulation: top-1 %.2f%%\n", sim.top1());
-  convert_and_check(*model, cfg, test->classes(), input_shape(loader), sim);
+  convert_and_check(*model, cfg, splits.classes, input_shape(loader), sim);
 }
 
 void run_ptq(const QuantArgs& a) {
@@ -95,8 +96,8 @@ void run_ptq(const QuantArgs& a) {
   std::string mode = a.mode.empty() ? cfg.j["quant"]["mode"].get<std::string>() : a.mode;
   QF_CHECK(mode == "static" || mode == "dynamic", "--mode must be static or dynamic, got " + mode);
   const int classes = cfg.j["model"]["num_classes"];
-  auto test = open_split(cfg, "test");
-  data::Loader test_loader = make_eval_loader(test, cfg, cfg.j["train"]["eval_batch_size"]);
+  Splits splits = open_splits(cfg);
+  data::Loader test_loader = make_eval_loader(splits.test, cfg, cfg.j["train"]["eval_batch_size"]);
   auto fmodel = build_float_model(cfg);
   EvalResult fl = evaluate(*fmodel, test_loader, classes);
   std::printf("float model %s: top-1 %.2f%%\n", cfg.j["model"]["init_from"].get<std::string>().c_str(), fl.top1());
@@ -110,13 +111,12 @@ void run_ptq(const QuantArgs& a) {
   }
   auto model = build_prepared_model(cfg, "ptq", true);
   // Calibration: training images without augmentation, shuffled from the seed.
-  auto train = open_split(cfg, "train");
   data::LoaderOptions lo;
   lo.batch_size = cfg.j["train"]["batch_size"];
   lo.shuffle = true;
   lo.seed = cfg.j["train"]["seed"];
   lo.workers = cfg.j["data"]["workers"];
-  data::Loader calib(train, transform_config(cfg), lo);
+  data::Loader calib(splits.train, transform_config(cfg), lo);
   calib.start_epoch(0);
   data::Batch b;
   double t0 = now_seconds();
@@ -135,11 +135,11 @@ void run_ptq(const QuantArgs& a) {
               sim.top1() - fl.top1());
   CheckpointInfo info;
   info.kind = "ptq";
-  info.classes = test->classes();
+  info.classes = splits.classes;
   info.input = input_shape(test_loader);
   info.test_acc = info.best_acc = sim.top1();
   save_checkpoint(out_file(cfg, "ptq.safetensors"), *model, nullptr, cfg, info);
-  convert_and_check(*model, cfg, test->classes(), info.input, sim);
+  convert_and_check(*model, cfg, splits.classes, info.input, sim);
 }
 
 struct ConvertArgs {

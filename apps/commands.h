@@ -10,7 +10,9 @@ void add_config_options(CLI::App* c, std::string& config, std::vector<std::strin
 void add_bench_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_predict_command(CLI::App& app);  // predict --model FILE IMAGE...
 void add_info_command(CLI::App& app);
+void add_import_command(CLI::App& app);  // import FILE.pth --arch ... --out FILE.safetensors
 void add_data_command(CLI::App& app);
 void add_quant_commands(CLI::App& app);  // qat, ptq, convert
 void add_export_command(CLI::App& app);

@@ -13,13 +13,34 @@ namespace qforge::apps {
 
 using nlohmann::json;
 
+namespace {
+
+config::Key param_groups_key() {
+  using namespace config;
+  Key lr = number("lr", 0.0, "the group's learning rate, scaled by the schedule as optim.lr is (absent: optim.lr)",
+                  positive());
+  Key wd = number("weight_decay", 0.0, "the group's weight decay (absent: optim.weight_decay)", at_least(0));
+  lr.def = wd.def = nullptr;  // absent means the optimizer's own
+  auto entry = std::make_shared<KeySet>(
+      std::vector<Key>{string("match", "", "glob over parameter names (* ? [...]), e.g. \"fc.*\"; required"), lr, wd});
+  return object_list("optim.param_groups",
+                     "per-group learning rates: [{\"match\": \"fc.*\", \"lr\": 0.1}]; the first group matching a "
+                     "parameter takes it, the rest use optim.lr",
+                     entry);
+}
+
+}  // namespace
+
 const config::KeySet& config_keys() {
   using namespace config;
   static const KeySet keys = [] {
     const optim::ScheduleOptions sched;  // the schedule's defaults are its struct's
     KeySet k({
         string("model.arch", "resnet18", "network architecture", architectures()),
-        integer_of("model.in_channels", 1, "image channels (1 grey, 3 colour)", {1, 3}),
+        integer_of("model.in_channels", 1,
+                   "image channels (1 grey, 3 colour); images are converted to them as PIL does (grey copied to "
+                   "R, G, B; RGB to ITU-R 601 luma; alpha dropped)",
+                   {1, 3}),
         integer("model.num_classes", 10, "number of classes", at_least(2)),
         string("model.stem", "small", "small: 3x3 conv, no pool (28-32 px); imagenet: 7x7/2 conv + max pool",
                {"small", "imagenet"}),
@@ -27,20 +48,39 @@ const config::KeySet& config_keys() {
                positive()),
         number("model.width_mult", 1.0, "mobilenet_v2: width multiplier (torchvision's width_mult)", positive()),
         number("model.dropout", 0.2, "mobilenet_v2: dropout probability before the classifier", closed_open(0, 1)),
-        string("model.init_from", "", "weights (.safetensors) to start from; \"\" for random"),
+        string("model.init_from", "",
+               "weights to start from: a .safetensors checkpoint or a PyTorch .pth state_dict (torchvision names); "
+               "\"\" for random"),
+        string_list("model.init_skip", {},
+                    "with init_from: name prefixes kept freshly initialised, e.g. [\"fc\"] for a new head "
+                    "([\"classifier\"] for mobilenet_v2)"),
         string("data.train.images", "", "training images (IDX file)"),
         string("data.train.labels", "", "training labels (IDX file)"),
         string("data.train.dir", "", "training image folder (one subfolder per class), instead of IDX"),
         string("data.test.images", "", "test images (IDX file)"),
         string("data.test.labels", "", "test labels (IDX file)"),
         string("data.test.dir", "", "test image folder (one subfolder per class), instead of IDX"),
-        integer("data.image_size", 0, "pixels an image folder's images are decoded to (0: IDX size)", at_least(0)),
-        number_list("data.mean", {0.0}, "per-channel mean subtracted after scaling pixels to [0, 1]"),
-        number_list("data.std", {1.0}, "per-channel standard deviation divided by"),
+        integer("data.image_size", 0,
+                "pixels (square) an image folder's images are stretched to; 0: IDX images keep their size, and a "
+                "folder's images keep their own sizes (then data.center_crop gives them one)",
+                at_least(0)),
+        number_list("data.mean", {0.0},
+                    "mean subtracted after scaling pixels to [0, 1]: one value for all channels, or one per channel "
+                    "(model.in_channels values)"),
+        number_list("data.std", {1.0}, "standard deviation divided by: one value for all channels, or one per channel",
+                    positive()),
         integer("data.random_crop_padding", 0, "training: pad by this many pixels, then crop randomly", at_least(0)),
         boolean("data.random_hflip", false, "training: flip images left-right at random"),
         integer("data.resize", 0, "scale the shorter side to this many pixels (0: keep)", at_least(0)),
         integer("data.center_crop", 0, "crop the centre to this square size (0: keep)", at_least(0)),
+        boolean("data.random_resized_crop.enabled", false,
+                "training: torchvision's RandomResizedCrop, to the size resize and center_crop give in eval, "
+                "in place of them (and of random_crop_padding)"),
+        number_list("data.random_resized_crop.scale", {0.08, 1.0},
+                    "random_resized_crop: [min, max] fraction of the image's area the box covers", open_closed(0, 1)),
+        number_list("data.random_resized_crop.ratio", {3.0 / 4.0, 4.0 / 3.0},
+                    "random_resized_crop: [min, max] aspect ratio (width / height) of the box, drawn log-uniformly",
+                    positive()),
         integer("data.workers", 2, "loader threads", at_least(1)),
         integer("data.limit_train", 0, "use only the first n training images (0: all)", at_least(0)),
         integer("data.limit_test", 0, "use only the first n test images (0: all)", at_least(0)),
@@ -57,6 +97,7 @@ const config::KeySet& config_keys() {
         boolean("optim.nesterov", false, "Nesterov momentum"),
         number("optim.weight_decay", 0.0, "L2 weight decay", at_least(0)),
         boolean("optim.decay_bn_and_bias", true, "apply weight decay to 1-D parameters (batch norm, biases) too"),
+        param_groups_key(),
         string("optim.schedule.kind", sched.kind, "learning-rate schedule",
                {"constant", "step", "cosine", "one_cycle"}),
         integer("optim.schedule.warmup_steps", sched.warmup_steps, "linear warm-up steps (not one_cycle)", at_least(0)),
@@ -123,8 +164,10 @@ void check_dataset(const Config& c, const std::string& split) {
   if (dir) {
     QF_CHECK(std::filesystem::is_directory(d["dir"].get<std::string>()),
              c.where(k + ".dir") + ": directory not found: " + d["dir"].get<std::string>());
-    QF_CHECK(c.j["data"]["image_size"].get<int>() > 0,
-             c.where("data.image_size") + ": set the image size (pixels) for an image-folder dataset");
+    QF_CHECK(c.j["data"]["image_size"].get<int>() > 0 || c.j["data"]["center_crop"].get<int>() > 0,
+             c.where("data.image_size") +
+                 ": an image folder needs data.image_size (every image stretched to that square) or "
+                 "data.center_crop (each image kept at its own size, then cropped to that square)");
   }
 }
 
@@ -132,11 +175,37 @@ void check_dataset(const Config& c, const std::string& split) {
 // left here involves several keys or the file system.
 void validate(const Config& c, bool check_files) {
   const json& m = c.j["model"];
+  const json& groups = c.j["optim"]["param_groups"];
+  for (size_t i = 0; i < groups.size(); ++i)
+    QF_CHECK(
+        groups[i].contains("match") && !groups[i]["match"].get<std::string>().empty(),
+        c.where("optim.param_groups[" + std::to_string(i) + "]") + ": needs \"match\", a glob over parameter names");
+  for (const auto& p : m["init_skip"])
+    QF_CHECK(!p.get<std::string>().empty(), c.where("model.init_skip") + ": an empty prefix would skip everything");
   if (check_files) {
     check_file(c, "model.init_from", m["init_from"]);
     check_dataset(c, "train");
     check_dataset(c, "test");
   }
+  const json& d = c.j["data"];
+  const int ch = m["in_channels"];
+  for (const char* key : {"mean", "std"}) {
+    const size_t n = d[key].size();
+    QF_CHECK(n == 1 || n == static_cast<size_t>(ch),
+             c.where(std::string("data.") + key) + ": has " + std::to_string(n) +
+                 " values; give one for all channels or one per channel (model.in_channels = " + std::to_string(ch) +
+                 ")");
+  }
+  const json& rrc = d["random_resized_crop"];
+  for (const char* key : {"scale", "ratio"}) {
+    const json& v = rrc[key];
+    QF_CHECK(
+        v.size() == 2 && v[0].get<double>() <= v[1].get<double>(),
+        c.where(std::string("data.random_resized_crop.") + key) + ": give [min, max] with min <= max, got " + v.dump());
+  }
+  QF_CHECK(!rrc["enabled"].get<bool>() || d["random_crop_padding"].get<int>() == 0,
+           c.where("data.random_crop_padding") +
+               ": random_resized_crop crops for training already; set random_crop_padding to 0");
   // Catches impossible normalisation and crops now rather than in a loader thread. Folder images are
   // decoded to image_size; IDX images keep their size (28 for the MNIST family).
   try {
@@ -200,11 +269,21 @@ data::TransformConfig transform_config(const Config& c) {
   t.random_hflip = d["random_hflip"];
   t.resize = d["resize"];
   t.center_crop = d["center_crop"];
+  const json& rrc = d["random_resized_crop"];
+  t.random_resized_crop = rrc["enabled"];
+  t.rrc_scale = {rrc["scale"][0].get<double>(), rrc["scale"][1].get<double>()};
+  t.rrc_ratio = {rrc["ratio"][0].get<double>(), rrc["ratio"][1].get<double>()};
   return t;
+}
+
+bool uses_folders(const Config& c) {
+  return !c.j["data"]["train"]["dir"].get<std::string>().empty() ||
+         !c.j["data"]["test"]["dir"].get<std::string>().empty();
 }
 
 data::ImageSpec model_input_spec(const Config& c) {
   int ch = c.j["model"]["in_channels"], size = c.j["data"]["image_size"];
+  if (size == 0 && uses_folders(c)) return data::output_spec_any_size(transform_config(c), ch);
   return data::output_spec(transform_config(c), {ch, size > 0 ? size : 28, size > 0 ? size : 28});
 }
 
@@ -217,6 +296,18 @@ optim::SGDOptions sgd_options(const Config& c) {
   s.weight_decay = o["weight_decay"];
   s.decay_bn_and_bias = o["decay_bn_and_bias"];
   return s;
+}
+
+std::vector<optim::ParamGroup> param_groups(const Config& c) {
+  std::vector<optim::ParamGroup> out;
+  for (const json& g : c.j["optim"]["param_groups"]) {
+    optim::ParamGroup pg;
+    pg.match = g["match"];
+    if (g.contains("lr")) pg.lr = g["lr"].get<float>();
+    if (g.contains("weight_decay")) pg.weight_decay = g["weight_decay"].get<float>();
+    out.push_back(std::move(pg));
+  }
+  return out;
 }
 
 optim::ScheduleOptions schedule_options(const Config& c) {

@@ -44,9 +44,13 @@ Config make_config(const nlohmann::json& j, const std::string& path, const std::
 // Typed views of config sections.
 data::TransformConfig transform_config(const Config& c);
 optim::SGDOptions sgd_options(const Config& c);
+std::vector<optim::ParamGroup> param_groups(const Config& c);  // optim.param_groups
 optim::ScheduleOptions schedule_options(const Config& c);
 // The model's input (C, H, W) after the eval transforms: folder images are
-// decoded to data.image_size, IDX images keep their size (28 for the MNIST family).
+// decoded to data.image_size, or kept at their own sizes when it is 0 (then the
+// centre crop gives the size); IDX images keep their size (28 for the MNIST family).
 data::ImageSpec model_input_spec(const Config& c);
+// True when data.train or data.test is an image folder.
+bool uses_folders(const Config& c);
 
 }  // namespace qforge::apps

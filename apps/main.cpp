@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
   qforge::apps::add_train_command(app);
   qforge::apps::add_quant_commands(app);
   qforge::apps::add_eval_command(app);
+  qforge::apps::add_predict_command(app);
   qforge::apps::add_info_command(app);
+  qforge::apps::add_import_command(app);
   qforge::apps::add_bench_command(app);
   qforge::apps::add_export_command(app);
   qforge::apps::add_debug_command(app);

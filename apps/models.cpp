@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "nn/mobilenet_v2.h"
 #include "nn/resnet.h"
+#include "nn/torch_file.h"
 #include "quant/fuse.h"
 #include "quant/graph.h"
 #include "quant/prepare.h"
@@ -72,7 +73,22 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
     LoadedCheckpoint ck = load_checkpoint(init);
     QF_CHECK(!ck.is_qforge || ck.info.kind == "float", init + " (" + cfg.where("model.init_from") + "): a " +
                                                            ck.info.kind + " checkpoint; a float one is needed");
-    model->load_state_dict(ck.model_state(), init);
+    const auto skip = cfg.j["model"]["init_skip"].get<std::vector<std::string>>();
+    std::vector<std::string> kept;
+    try {
+      kept = model->load_state_dict(ck.model_state(), init, true, skip);
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (" + cfg.where("model.init_from") +
+                  (skip.empty() ? "; to keep some of the model's own tensors, e.g. a new head, list their prefixes "
+                                  "in model.init_skip"
+                                : "; model.init_skip keeps " + nlohmann::json(skip).dump()) +
+                  ")");
+    }
+    if (!kept.empty()) {
+      std::string list;
+      for (auto& k : kept) list += (list.empty() ? "" : ", ") + k;
+      std::printf("%s: loaded; kept freshly initialised (model.init_skip): %s\n", init.c_str(), list.c_str());
+    }
   }
   return model;
 }
@@ -102,7 +118,7 @@ static bool is_int8_file(const nn::SafeTensors& st) {
 }
 
 LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
-  {
+  if (!nn::is_zip_file(path)) {  // a PyTorch .pth is always a float state_dict
     // An int8 graph: run by the int8 runtime.
     nn::SafeTensors probe = nn::read_safetensors(path);
     if (is_int8_file(probe)) {

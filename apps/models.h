@@ -19,8 +19,8 @@ std::vector<std::string> architectures();
 std::shared_ptr<nn::Module> build_network(const Config& cfg);
 
 // build_network(cfg), then loaded from
-// model.init_from when set (a qforge checkpoint or any safetensors file with
-// torchvision's names).
+// model.init_from when set (a qforge checkpoint, or any safetensors or PyTorch
+// .pth file with torchvision's names), except the prefixes model.init_skip lists.
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg);
 
 // The float model, fused and prepared as the config's quant section says:

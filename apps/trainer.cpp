@@ -124,8 +124,9 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   const int epochs = t["epochs"], num_classes = cfg.j["model"]["num_classes"];
   const uint64_t seed = t["seed"];
 
-  auto train_ds = open_split(cfg, "train");
-  auto test_ds = open_split(cfg, "test");
+  // Labels are the model's: a folder's classes are matched to them by name, whatever their order.
+  Splits splits = open_splits(cfg, o.classes);
+  auto train_ds = splits.train, test_ds = splits.test;
   data::LoaderOptions lo;
   lo.batch_size = t["batch_size"];
   lo.shuffle = true;
@@ -139,14 +140,29 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   data::Loader test_loader = make_eval_loader(test_ds, cfg, t["eval_batch_size"]);
   const data::ImageSpec in = train_loader.output_spec();
 
-  optim::SGD opt(model.named_parameters(), sgd_options(cfg));
+  optim::SGD opt = [&] {
+    try {
+      return optim::SGD(model.named_parameters(), sgd_options(cfg), param_groups(cfg));
+    } catch (const Error& e) {
+      throw Error(cfg.where("optim.param_groups") + ": " + e.what());
+    }
+  }();
+  if (!opt.groups().empty()) {
+    const std::vector<int> n = opt.group_sizes();
+    for (size_t g = 0; g < opt.groups().size(); ++g) {
+      const optim::ParamGroup& pg = opt.groups()[g];
+      std::printf("param group '%s': %d tensors, lr %g, weight decay %g\n", pg.match.c_str(), n[g],
+                  pg.lr.value_or(opt.options.lr), pg.weight_decay.value_or(opt.options.weight_decay));
+    }
+    std::printf("other parameters: %d tensors, lr %g, weight decay %g\n", n.back(), opt.options.lr,
+                opt.options.weight_decay);
+  }
   optim::Schedule sched(schedule_options(cfg), static_cast<int64_t>(train_loader.num_batches()), epochs);
   const double base_momentum = cfg.j["optim"]["momentum"];
 
   CheckpointInfo info;
   info.kind = o.kind;
-  info.classes = o.classes.empty() ? train_ds->classes() : o.classes;
-  check_model_classes(info.classes, *test_ds, cfg.where("data.test"));
+  info.classes = splits.classes;
   info.input = {in.channels, in.height, in.width};
   if (o.resume) {
     LoadedCheckpoint ck = load_checkpoint(last_path(cfg));

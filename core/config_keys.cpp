@@ -46,6 +46,8 @@ std::string with_article(Type t) {
       return "a list of strings";
     case Type::Map:
       return "an object";
+    case Type::ObjectList:
+      return "a list of objects";
   }
   return "?";
 }
@@ -72,6 +74,7 @@ bool has_type(Type t, const json& v) {
       return v.is_string();
     case Type::NumberList:
     case Type::StringList:
+    case Type::ObjectList:
       return v.is_array();
     case Type::Map:
       return v.is_object();
@@ -158,6 +161,12 @@ Key map(std::string path, std::string meaning, std::shared_ptr<const KeySet> ent
   return k;
 }
 
+Key object_list(std::string path, std::string meaning, std::shared_ptr<const KeySet> entry) {
+  Key k = make(std::move(path), Type::ObjectList, json::array(), std::move(meaning));
+  k.entry = std::move(entry);
+  return k;
+}
+
 std::string type_name(Type t) {
   switch (t) {
     case Type::Bool:
@@ -174,6 +183,8 @@ std::string type_name(Type t) {
       return "list of strings";
     case Type::Map:
       return "map";
+    case Type::ObjectList:
+      return "list of objects";
   }
   return "?";
 }
@@ -186,7 +197,7 @@ std::string allowed(const Key& k) {
   }
   std::string r = range_text(k.range);
   if (k.type == Type::NumberList && !r.empty()) return "each " + r;
-  if (k.type == Type::Map && k.entry) {
+  if ((k.type == Type::Map || k.type == Type::ObjectList) && k.entry) {
     std::string s = "each entry sets: ";
     for (size_t i = 0; i < k.entry->keys().size(); ++i) s += (i ? ", " : "") + k.entry->keys()[i].path;
     return s;
@@ -277,6 +288,14 @@ void KeySet::merge_at(json& dst, const json& src, const std::string& rel, const 
       if (k->type == Type::Map && k->entry) {
         for (auto& [entry, e] : v.items()) k->entry->merge(dst[name][entry], e, p + "." + printable(entry), source);
         if (dst[name].is_null()) dst[name] = json::object();
+      } else if (k->type == Type::ObjectList && k->entry) {
+        json list = json::array();
+        for (size_t i = 0; i < v.size(); ++i) {
+          json obj = json::object();
+          k->entry->merge(obj, v[i], p + "[" + std::to_string(i) + "]", source);
+          list.push_back(std::move(obj));
+        }
+        dst[name] = std::move(list);
       } else {
         dst[name] = v;
       }

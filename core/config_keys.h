@@ -18,7 +18,7 @@
 
 namespace qforge::config {
 
-enum class Type { Bool, Int, Number, String, NumberList, StringList, Map };
+enum class Type { Bool, Int, Number, String, NumberList, StringList, Map, ObjectList };
 
 // An interval of numbers; the bounds are inclusive unless marked open.
 struct Range {
@@ -42,10 +42,11 @@ struct Key {
   Type type = Type::String;
   nlohmann::json def;  // the default
   std::string meaning;
-  Range range;                          // numbers, and the elements of number lists
-  std::vector<nlohmann::json> one_of;   // allowed values, when a short list
-  std::shared_ptr<const KeySet> entry;  // Map: each entry (keyed by the user's names) is a partial object of these keys
-  bool wide = false;                    // Int: any 64-bit value (else it must fit an int, as the readers take it)
+  Range range;                         // numbers, and the elements of number lists
+  std::vector<nlohmann::json> one_of;  // allowed values, when a short list
+  // Map: each entry (keyed by the user's names) is a partial object of these keys; ObjectList: each element is.
+  std::shared_ptr<const KeySet> entry;
+  bool wide = false;  // Int: any 64-bit value (else it must fit an int, as the readers take it)
 };
 
 Key boolean(std::string path, bool def, std::string meaning);
@@ -60,6 +61,8 @@ Key string(std::string path, std::string def, std::string meaning, std::vector<s
 Key number_list(std::string path, std::vector<double> def, std::string meaning, Range elements = {});
 Key string_list(std::string path, std::vector<std::string> def, std::string meaning);
 Key map(std::string path, std::string meaning, std::shared_ptr<const KeySet> entry);
+// A list of objects, in the user's order (default []); a --set replaces the whole list.
+Key object_list(std::string path, std::string meaning, std::shared_ptr<const KeySet> entry);
 
 std::string type_name(Type t);      // "int", "number", "list of strings", ...
 std::string allowed(const Key& k);  // "at least 1", "in (0, 1]", "one of: a, b", or ""

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
+
 extern "C" void openblas_set_num_threads(int);
 
 namespace qforge {
@@ -38,24 +40,53 @@ bool spin_until(F&& done) {
 // A job is published under the mutex by bumping generation_; workers spin on
 // it for a while, then sleep on cv_ (counted in sleepers_, so the caller only
 // makes the wake-up call when someone sleeps).
+// One job at a time: a caller holds busy_ from publishing its job until the
+// workers are done with it. A caller that finds busy_ taken (another thread's
+// job is running: several threads serving one int8 model) runs its whole loop
+// itself rather than wait: it never blocks on another caller, the cores are
+// busy anyway, and a loop's chunks are disjoint so the result is the same.
 class Pool {
  public:
   explicit Pool(int n) { resize(n); }
   ~Pool() { stop(); }
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Read without the lock by callers sizing their loop; workers_ itself only under busy_.
+  int size() const { return size_.load(std::memory_order_relaxed); }
+  static bool in_parallel() { return in_parallel_; }
 
+  // Waits for a running job to finish (not to be called inside one: see set_num_threads).
   void resize(int n) {
+    std::lock_guard<std::mutex> busy(busy_);
     stop();
     stopping_ = false;
     // New workers must not mistake the last finished job for a new one.
     const uint64_t gen = generation_.load();
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
+    size_.store(static_cast<int>(workers_.size()) + 1);
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     int64_t chunks = std::min<int64_t>(size(), std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
     if (chunks <= 1 || in_parallel_) {
+      fn(0, n);
+      return;
+    }
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) {  // another thread's job is running
+      in_parallel_ = true;    // and loops nested in fn run here too
+      try {
+        fn(0, n);
+      } catch (...) {
+        in_parallel_ = false;
+        throw;
+      }
+      in_parallel_ = false;
+      return;
+    }
+    // The pool may have been resized since size() was read; now it cannot be.
+    chunks = std::min<int64_t>(chunks, static_cast<int64_t>(workers_.size()) + 1);
+    if (chunks <= 1) {
+      busy.unlock();
       fn(0, n);
       return;
     }
@@ -126,6 +157,7 @@ class Pool {
   }
 
   void stop() {
+    size_.store(1);
     {
       std::lock_guard<std::mutex> lk(mu_);
       stopping_ = true;
@@ -136,6 +168,8 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;
+  std::atomic<int> size_{1};
+  std::mutex busy_;  // held by the caller whose job the workers run (and by resize)
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
@@ -157,26 +191,31 @@ Pool& pool() {
   return p;
 }
 
-int g_threads = 0;
+std::atomic<int> g_threads{0};
+std::mutex g_resize;  // set_num_threads from several threads (the first parallel_for's default, too)
 
 }  // namespace
 
 void set_num_threads(int n) {
   if (n <= 0) n = default_threads();
-  if (n == g_threads) return;
-  g_threads = n;
+  if (n == g_threads.load()) return;
+  // Inside a loop this thread may hold the pool (resize would wait for itself) or be a worker.
+  QF_CHECK(!Pool::in_parallel(), "set_num_threads: called inside a parallel loop");
+  std::lock_guard<std::mutex> lk(g_resize);
+  if (n == g_threads.load()) return;
   pool().resize(n);
+  g_threads.store(n);
   openblas_set_num_threads(1);  // see sgemm in core/blas.cpp
 }
 
 int num_threads() {
-  if (g_threads == 0) set_num_threads(0);
-  return g_threads;
+  if (g_threads.load() == 0) set_num_threads(0);  // two threads may both ask: the second finds it done
+  return g_threads.load();
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  if (g_threads == 0) set_num_threads(0);
+  num_threads();  // the default size, on first use
   pool().run(n, grain, fn);
 }
 

@@ -8,12 +8,17 @@
 
 namespace qforge {
 
-void set_num_threads(int n);  // n <= 0 means all cores; OpenBLAS runs on these threads
+// n <= 0 means all cores; OpenBLAS runs on these threads. Waits for a running
+// parallel loop to finish; throws Error when called inside one (from its fn).
+void set_num_threads(int n);
 int num_threads();
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n), on the pool's threads
 // (the caller works too). Chunks are at least `grain` long. Not reentrant: a
-// parallel_for inside a parallel_for runs serially.
+// parallel_for inside a parallel_for runs serially. Several threads may call it
+// at once: the pool runs one caller's loop at a time, and a caller that finds it
+// busy runs its own loop alone, fn(0, n) on its thread (so fn must not depend
+// on how [0, n) is cut, which disjoint chunks never do).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 // Calls fn(begin, end) over [0, n) in pieces of `piece`, which the pool's

@@ -6,6 +6,10 @@
 //   std::vector<uint8_t> img(image_bytes(ds->spec()));
 //   ds->get(i, img.data());              // thread-safe
 //   int y = ds->label(i);                // ds->classes()[y] is its name
+//
+// Images of one size are the rule. A dataset whose images keep their own sizes
+// (a folder of photos read as they are) says so with spec().height = width = 0,
+// hands its images out through get_sized() and throws from get().
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +44,18 @@ class Dataset {
   // Writes image i as CHW uint8 (image_bytes(spec()) bytes). Must be thread-safe:
   // the loader calls it from several threads at once.
   virtual void get(size_t i, uint8_t* out) const = 0;
+  // Image i at its own size: `out` is resized to hold it, its shape is returned. Thread-safe.
+  virtual ImageSpec get_sized(size_t i, std::vector<uint8_t>& out) const {
+    const ImageSpec s = spec();
+    out.resize(image_bytes(s));
+    get(i, out.data());
+    return s;
+  }
+  // Image i in error messages: its file where it has one.
+  virtual std::string describe(size_t i) const { return "image " + std::to_string(i); }
 };
+
+// True when the images keep their own sizes (see above).
+inline bool has_varying_size(ImageSpec s) { return s.height == 0 || s.width == 0; }
 
 }  // namespace qforge::data

@@ -1,8 +1,5 @@
 #include "data/image_folder.h"
 
-#include <stb_image.h>
-#include <stb_image_resize.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -14,6 +11,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "data/image_file.h"
 
 namespace qforge::data {
 namespace fs = std::filesystem;
@@ -57,19 +55,6 @@ std::vector<std::string> list_images(const fs::path& class_dir) {
   return paths;
 }
 
-void read_file(const std::string& path, std::vector<unsigned char>& buf) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw Error(path + ": cannot open image: " + std::strerror(errno));
-  if (std::fseek(f.get(), 0, SEEK_END) != 0) throw Error(path + ": cannot read image: " + std::strerror(errno));
-  long size = std::ftell(f.get());
-  if (size < 0) throw Error(path + ": cannot read image: " + std::strerror(errno));
-  if (size > INT32_MAX) throw Error(path + ": image file too large (over 2 GiB)");
-  std::rewind(f.get());
-  buf.resize(static_cast<size_t>(size));
-  if (std::fread(buf.data(), 1, buf.size(), f.get()) != buf.size())
-    throw Error(path + ": cannot read image: " + std::strerror(errno));
-}
-
 std::string join_names(const std::vector<std::string>& names) {
   constexpr size_t kMaxShown = 20;
   std::string s = "[";
@@ -83,7 +68,8 @@ std::string join_names(const std::vector<std::string>& names) {
 ImageFolder::ImageFolder(const std::string& root, ImageSpec target) : target_(target) {
   QF_CHECK(target.channels == 1 || target.channels == 3,
            root + ": ImageFolder: target channels must be 1 or 3, got " + std::to_string(target.channels));
-  QF_CHECK(target.height > 0 && target.width > 0, root + ": ImageFolder: bad target size " + to_string(target));
+  QF_CHECK((target.height > 0 && target.width > 0) || (target.height == 0 && target.width == 0),
+           root + ": ImageFolder: bad target size " + to_string(target));
   std::error_code ec;
   if (!fs::exists(root, ec)) throw Error(root + ": image folder does not exist");
   if (!fs::is_directory(root, ec)) throw Error(root + ": image folder is not a directory");
@@ -121,37 +107,14 @@ int ImageFolder::label(size_t i) const {
 }
 
 void ImageFolder::get(size_t i, uint8_t* out) const {
-  const std::string& p = path(i);
-  // Reused across calls: a worker thread decodes many images.
-  thread_local std::vector<unsigned char> file;
-  thread_local std::vector<unsigned char> resized;
-  read_file(p, file);
+  QF_CHECK(!has_varying_size(target_), path(i) + ": this folder keeps each image's own size; read it with get_sized");
+  thread_local std::vector<uint8_t> chw;
+  load_image(path(i), target_, chw);
+  std::memcpy(out, chw.data(), chw.size());
+}
 
-  const int C = target_.channels, H = target_.height, W = target_.width;
-  int w = 0, h = 0, comp = 0;
-  std::unique_ptr<unsigned char, void (*)(void*)> px(
-      stbi_load_from_memory(file.data(), static_cast<int>(file.size()), &w, &h, &comp, C), &stbi_image_free);
-  if (!px) {
-    const char* why = stbi_failure_reason();
-    throw Error(p + ": cannot decode image: " + (why ? why : "unknown error"));
-  }
-
-  const unsigned char* hwc = px.get();
-  if (w != W || h != H) {
-    resized.resize(static_cast<size_t>(C) * H * W);
-    if (!stbir_resize_uint8(px.get(), w, h, 0, resized.data(), W, H, 0, C))
-      throw Error(p + ": cannot resize image from " + std::to_string(w) + "x" + std::to_string(h) + " to " +
-                  std::to_string(W) + "x" + std::to_string(H));
-    hwc = resized.data();
-  }
-  // stb works in interleaved HWC; datasets hand out planar CHW.
-  const size_t plane = static_cast<size_t>(H) * W;
-  if (C == 1) {
-    std::memcpy(out, hwc, plane);
-  } else {
-    for (size_t k = 0; k < plane; ++k)
-      for (int c = 0; c < C; ++c) out[c * plane + k] = hwc[k * C + c];
-  }
+ImageSpec ImageFolder::get_sized(size_t i, std::vector<uint8_t>& out) const {
+  return load_image(path(i), target_, out);
 }
 
 void check_classes(const std::vector<std::string>& expected, const Dataset& ds, const std::string& what) {

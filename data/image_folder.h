@@ -10,10 +10,14 @@
 // other files are ignored. Unlike torchvision, entries whose names start with
 // '.' are skipped (editor and notebook droppings such as .ipynb_checkpoints).
 //
-// The constructor only lists files. Decoding happens in get(), with stb_image:
-// the image is converted to the target channel count (1: luminance, 3: RGB,
-// alpha dropped) and, when its size differs, stretched to the target
-// height x width with stb_image_resize.
+// The constructor only lists files. Decoding happens in get() (see image_file.h):
+// the image is converted to the target channel count as PIL would (1: ITU-R 601
+// luma, 3: RGB, alpha dropped) and, when its size differs, stretched to the
+// target height x width. A target of height = width = 0 keeps every image's own
+// size (spec() says so; read them with get_sized).
+//
+// The class names are the folders' names; data/class_match.h matches them to a
+// model's classes by name.
 #pragma once
 #include <string>
 #include <vector>
@@ -33,6 +37,8 @@ class ImageFolder final : public Dataset {
   int label(size_t i) const override;
   // Throws Error naming the file when it cannot be read or decoded.
   void get(size_t i, uint8_t* out) const override;
+  ImageSpec get_sized(size_t i, std::vector<uint8_t>& out) const override;
+  std::string describe(size_t i) const override { return path(i); }
 
   const std::string& path(size_t i) const;
 

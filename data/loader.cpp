@@ -45,7 +45,8 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformConfig transform
   QF_CHECK(opt_.workers > 0, "Loader: workers must be > 0, got " + std::to_string(opt_.workers));
   QF_CHECK(opt_.prefetch > 0, "Loader: prefetch must be > 0, got " + std::to_string(opt_.prefetch));
   in_spec_ = ds_->spec();
-  out_spec_ = data::output_spec(tf_, in_spec_);
+  out_spec_ =
+      has_varying_size(in_spec_) ? output_spec_any_size(tf_, in_spec_.channels) : data::output_spec(tf_, in_spec_);
   const size_t n = ds_->size(), bs = static_cast<size_t>(opt_.batch_size);
   num_batches_ = opt_.drop_last ? n / bs : (n + bs - 1) / bs;
   slots_.resize(static_cast<size_t>(opt_.prefetch));
@@ -88,7 +89,7 @@ void Loader::start_epoch(int epoch, size_t first_batch) {
 }
 
 void Loader::worker() {
-  std::vector<uint8_t> scratch(image_bytes(in_spec_));
+  std::vector<uint8_t> scratch;
   const size_t P = slots_.size();
   for (;;) {
     size_t b;
@@ -128,9 +129,13 @@ void Loader::build(size_t b, Batch& batch, std::vector<uint8_t>& scratch) {
   for (size_t k = 0; k < n; ++k) {
     if (stop_.load(std::memory_order_relaxed)) return;  // cancelled: the batch is discarded
     const size_t idx = order_[begin + k];
-    ds_->get(idx, scratch.data());
+    const ImageSpec in = ds_->get_sized(idx, scratch);
     if (opt_.train) rng.seed(sample_seed(opt_.seed, epoch_, idx));
-    apply_transform(tf_, scratch.data(), in_spec_, batch.images.data() + k * per, out_spec_, rng, opt_.train);
+    try {
+      apply_transform(tf_, scratch.data(), in, batch.images.data() + k * per, out_spec_, rng, opt_.train);
+    } catch (const Error& e) {
+      throw Error(ds_->describe(idx) + ": " + e.what());  // an image of its own size may not fit the crop
+    }
     batch.labels[k] = ds_->label(idx);
     batch.indices[k] = static_cast<int64_t>(idx);
   }

@@ -17,6 +17,9 @@
 // start_epoch(e, k) resumes with exactly the batches k, k+1, ... an uninterrupted
 // epoch would have given.
 //
+// A dataset of images of varying sizes (has_varying_size(spec())) needs a
+// transform with a centre crop, which gives every image the same output shape.
+//
 // Threads: `workers` threads each build whole batches, at most `prefetch` batches
 // ahead of the consumer; next() hands them out in order. An exception thrown while
 // building a batch (say a corrupt image) is re-thrown by the next() that reaches

@@ -81,12 +81,41 @@ std::vector<Tensor> Module::parameters() const {
   return out;
 }
 
-void Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source, bool strict) {
+bool name_under(const std::string& name, const std::string& prefix) {
+  std::string p = prefix;
+  while (!p.empty() && p.back() == '.') p.pop_back();
+  return !p.empty() && name.rfind(p, 0) == 0 && (name.size() == p.size() || name[p.size()] == '.');
+}
+
+// Up to five names, then how many more.
+static std::string name_list(const std::vector<std::string>& names) {
+  std::string list;
+  for (size_t i = 0; i < names.size() && i < 5; ++i) list += (i ? ", " : "") + names[i];
+  if (names.size() > 5) list += ", ... (" + std::to_string(names.size() - 5) + " more)";
+  return list;
+}
+
+std::vector<std::string> Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source,
+                                                 bool strict, const std::vector<std::string>& skip) {
+  auto skipped = [&](const std::string& name) {
+    for (auto& p : skip)
+      if (name_under(name, p)) return true;
+    return false;
+  };
   // Everything is checked before anything is copied: a failed load leaves the model as it was.
   std::set<std::string> used;
-  std::vector<std::string> missing;
+  std::vector<std::string> missing, kept;
   NamedTensors mine = state_dict();
+  for (auto& p : skip) {
+    bool any = false;
+    for (auto& [name, _] : mine) any = any || name_under(name, p);
+    QF_CHECK(any, source + ": the skip prefix '" + p + "' names no tensor of the model");
+  }
   for (auto& [name, t] : mine) {
+    if (skipped(name)) {
+      kept.push_back(name);
+      continue;
+    }
     auto it = sd.find(name);
     if (it == sd.end()) {
       missing.push_back(name);
@@ -99,19 +128,19 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& sd, const std:
     used.insert(name);
   }
   if (strict) {
-    if (!missing.empty()) {
-      std::string list;
-      for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
-      throw Error(source + ": missing " + std::to_string(missing.size()) + " tensor(s) the model needs: " + list +
-                  (missing.size() > 5 ? ", ..." : ""));
-    }
+    QF_CHECK(missing.empty(), source + ": missing " + std::to_string(missing.size()) +
+                                  " tensor(s) the model needs: " + name_list(missing));
+    std::vector<std::string> unexpected;
     for (auto& [name, _] : sd)
-      QF_CHECK(used.count(name), source + ": unexpected tensor '" + name + "' (not in the model)");
+      if (!used.count(name) && !skipped(name)) unexpected.push_back(name);
+    QF_CHECK(unexpected.empty(), source + ": " + std::to_string(unexpected.size()) +
+                                     " tensor(s) not in the model: " + name_list(unexpected));
   }
   for (auto& [name, t] : mine) {
-    auto it = sd.find(name);
-    if (it != sd.end()) t.copy_from(it->second);
+    if (!used.count(name)) continue;
+    t.copy_from(sd.find(name)->second);
   }
+  return kept;
 }
 
 ModulePtr Module::find_child(const std::string& name) const {

@@ -44,8 +44,12 @@ class Module {
   std::vector<Tensor> parameters() const;
   // Copies values in place (parameters keep their identity). Names and shapes
   // must match; `source` (a file name) goes into the error messages. With
-  // strict = false, missing and unexpected names are allowed.
-  void load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source, bool strict = true);
+  // strict = false, missing and unexpected names are allowed. Names under a
+  // `skip` prefix (see name_under) are neither loaded nor required, in the
+  // model or in sd: the model keeps its own values there (a new head). Each
+  // prefix must name something in the model. Returns the model's names skipped.
+  std::vector<std::string> load_state_dict(const std::map<std::string, Tensor>& sd, const std::string& source,
+                                           bool strict = true, const std::vector<std::string>& skip = {});
 
   const std::vector<std::pair<std::string, ModulePtr>>& children() const { return children_; }
   ModulePtr child(const std::string& name) const;        // throws if absent
@@ -100,6 +104,9 @@ class Tracer {
   std::function<bool(const Module&)> is_leaf_;
   int depth_ = 0;
 };
+
+// True when `name` is `prefix` or lies below it: "fc" covers "fc.weight", not "fc2.weight".
+bool name_under(const std::string& name, const std::string& prefix);
 
 // Total element count of all parameters.
 int64_t count_parameters(const Module& m);

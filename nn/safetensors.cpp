@@ -1,6 +1,7 @@
 #include "nn/safetensors.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -18,6 +19,26 @@ int dtype_size(const std::string& d) {
   if (d == "I64" || d == "F64" || d == "U64") return 8;
   if (d == "F16" || d == "BF16" || d == "I16" || d == "U16") return 2;
   return 0;
+}
+
+float f16_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  if (exp == 0) {  // zero or subnormal: man * 2^-24, exact in float
+    const float v = std::ldexp(static_cast<float>(man), -24);
+    return sign ? -v : v;
+  }
+  const uint32_t bits = exp == 31 ? sign | 0x7f800000u | (man << 13)  // inf, NaN
+                                  : sign | ((exp + 112) << 23) | (man << 13);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float bf16_to_float(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
 }
 
 StEntry f32_entry(const Tensor& t) { return raw_entry("F32", t.shape(), t.data()); }
@@ -39,8 +60,16 @@ Tensor SafeTensors::f32(const std::string& name) const {
       std::memcpy(&v, e.bytes.data() + 8 * i, 8);
       t.data()[i] = static_cast<float>(v);
     }
+  } else if (e.dtype == "F16" || e.dtype == "BF16") {
+    const bool bf = e.dtype == "BF16";
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      uint16_t h;
+      std::memcpy(&h, e.bytes.data() + 2 * i, 2);
+      t.data()[i] = bf ? bf16_to_float(h) : f16_to_float(h);
+    }
   } else {
-    throw Error(path + ": tensor '" + printable(name) + "' is " + e.dtype + ", expected F32");
+    throw Error(path + ": tensor '" + printable(name) + "' is " + e.dtype +
+                ", expected a float type (F32, F16, BF16, F64)");
   }
   return t;
 }

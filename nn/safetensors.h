@@ -18,12 +18,15 @@
 namespace qforge::nn {
 
 struct StEntry {
-  std::string dtype;  // "F32", "I8", "U8", "I32", "I64", "F64"
+  std::string dtype;  // "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "I32", "I64", "BOOL"
   Shape shape;
   std::vector<uint8_t> bytes;  // little-endian, numel * dtype size
 };
 
 int dtype_size(const std::string& dtype);  // 0 for an unknown dtype
+// IEEE half and bfloat16 to float, exactly (subnormals, infinities and NaN included).
+float f16_to_float(uint16_t h);
+float bf16_to_float(uint16_t h);
 
 StEntry f32_entry(const Tensor& t);
 template <class T>
@@ -42,7 +45,7 @@ struct SafeTensors {
 
   bool has(const std::string& name) const { return tensors.count(name) > 0; }
   const StEntry& at(const std::string& name) const;  // throws naming the file
-  Tensor f32(const std::string& name) const;         // F32 (or F64, converted)
+  Tensor f32(const std::string& name) const;         // F32 (or F64, F16, BF16, converted)
   std::string meta(const std::string& key) const;    // throws when absent
 };
 

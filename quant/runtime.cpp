@@ -1,6 +1,7 @@
 #include "quant/runtime.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 
@@ -17,9 +18,14 @@ std::vector<T> as_vector(const nn::StEntry& e) {
   return v;
 }
 
+std::atomic<uint64_t> g_next_runtime_id{1};
+
 }  // namespace
 
-Int8Runtime::Int8Runtime(Int8Graph g, Isa isa) : g_(std::move(g)), isa_(isa) {
+Int8Runtime::~Int8Runtime() = default;
+
+Int8Runtime::Int8Runtime(Int8Graph g, Isa isa)
+    : g_(std::move(g)), isa_(isa), id_(g_next_runtime_id.fetch_add(1)), own_(std::make_unique<Context>()) {
   validate_graph(g_, "int8 runtime");
   prep_.resize(g_.nodes.size());
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
@@ -106,8 +112,8 @@ int Int8Runtime::fused_adds() const {
   return static_cast<int>(std::count_if(prep_.begin(), prep_.end(), [](const Prepared& p) { return p.fuse_add >= 0; }));
 }
 
-void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
-  Plan& pl = plan_;
+void Int8Runtime::make_plan(Plan& pl, int n, int h, int w, bool fused) const {
+  pl.runtime = 0;  // not valid until complete (a shape error below leaves it unusable)
   pl.n = n, pl.h = h, pl.w = w, pl.fused = fused;
   const size_t V = g_.values.size();
   pl.dims.assign(V, {});
@@ -191,24 +197,66 @@ void Int8Runtime::make_plan(int n, int h, int w, bool fused) {
       if (it != live.end()) live.erase(it);
     }
   }
-  arena_.resize(pl.arena);
+  pl.runtime = id_;
 }
 
-Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
+int64_t Int8Runtime::output_size(int h, int w) const {
+  Plan pl;
+  make_plan(pl, 1, h, w, false);
+  const Dims& od = pl.dims[g_.output];
+  return static_cast<int64_t>(od.c) * od.h * od.w;
+}
+
+const float* Int8Runtime::output(const float* x, const Context& ctx) const {
+  return g_.output == 0 ? x : reinterpret_cast<const float*>(ctx.arena_.data() + ctx.plan_.offset[g_.output]);
+}
+
+size_t Int8Runtime::arena_bytes() const { return own_->plan_.arena; }
+
+Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) { return run(x, *own_, taps); }
+
+Tensor Int8Runtime::run(const Tensor& x, Context& ctx, std::map<std::string, Tensor>* taps) const {
   QF_CHECK(x.dim() == 4 && x.size(1) == g_.input_shape[0],
            "int8 model: expected input (N," + std::to_string(g_.input_shape[0]) + ",H,W), got " + shape_str(x.shape()));
   const int n = static_cast<int>(x.size(0)), h = static_cast<int>(x.size(2)), w = static_cast<int>(x.size(3));
+  run_nodes(x.data(), n, h, w, ctx, taps);
+  const Dims& od = ctx.plan_.dims[g_.output];
+  Tensor y = Tensor::empty({od.n, od.c * od.h * od.w});
+  std::memcpy(y.data(), output(x.data(), ctx), y.numel() * sizeof(float));
+  return y;
+}
+
+void Int8Runtime::run(const float* x, int n, int h, int w, float* out, Context& ctx) const {
+  QF_CHECK(n > 0 && h > 0 && w > 0, "int8 model: empty input (" + std::to_string(n) + "," +
+                                        std::to_string(g_.input_shape[0]) + "," + std::to_string(h) + "," +
+                                        std::to_string(w) + ")");
+  run_nodes(x, n, h, w, ctx, nullptr);
+  const Dims& od = ctx.plan_.dims[g_.output];
+  std::memcpy(out, output(x, ctx), static_cast<size_t>(od.n) * od.c * od.h * od.w * sizeof(float));
+}
+
+void Int8Runtime::run_nodes(const float* x, int n, int h, int w, Context& ctx,
+                            std::map<std::string, Tensor>* taps) const {
   const bool fused = taps == nullptr;
-  if (plan_.n != n || plan_.h != h || plan_.w != w || plan_.fused != fused) make_plan(n, h, w, fused);
-  auto ptr = [&](int v) -> uint8_t* { return arena_.data() + plan_.offset[v]; };
-  auto fptr = [&](int v) -> float* { return v == 0 ? x.data() : reinterpret_cast<float*>(ptr(v)); };
-  if (profiling_ && times_.size() != g_.nodes.size()) times_.assign(g_.nodes.size(), {});
+  Plan& pl = ctx.plan_;
+  if (pl.runtime != id_ || pl.n != n || pl.h != h || pl.w != w || pl.fused != fused) {
+    if (pl.runtime != id_) ctx.times_.clear();  // another runtime's nodes
+    make_plan(pl, n, h, w, fused);
+    ctx.arena_.resize(pl.arena);
+  }
+  uint8_t* const arena = ctx.arena_.data();
+  auto ptr = [&](int v) -> uint8_t* { return arena + pl.offset[v]; };
+  // Value 0 (the caller's input) is only read.
+  auto fptr = [&](int v) -> float* { return v == 0 ? const_cast<float*>(x) : reinterpret_cast<float*>(ptr(v)); };
+  const bool profiling = ctx.profiling_;
+  std::vector<NodeTime>& times = ctx.times_;
+  if (profiling && times.size() != g_.nodes.size()) times.assign(g_.nodes.size(), {});
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
     const GraphNode& nd = g_.nodes[i];
     const Prepared& p = prep_[i];
-    const auto t0 = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    const Dims& in = plan_.dims[nd.inputs[0]];
-    const Dims& out = plan_.dims[nd.output];
+    const auto t0 = profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const Dims& in = pl.dims[nd.inputs[0]];
+    const Dims& out = pl.dims[nd.output];
     const QParams& in_qp = g_.values[nd.inputs[0]].qp;
     const QParams& out_qp = g_.values[nd.output].qp;
     if (fused && p.fuse_add >= 0) continue;  // runs at its add's place (and is timed there)
@@ -216,7 +264,7 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
       const Prepared& c = prep_[p.fused_into];
       const int cin = g_.nodes[p.fused_into].inputs[0];
       QConvParams q = c.conv_params;
-      q.N = plan_.dims[cin].n, q.H = plan_.dims[cin].h, q.W = plan_.dims[cin].w;
+      q.N = pl.dims[cin].n, q.H = pl.dims[cin].h, q.W = pl.dims[cin].w;
       qconv2d_add(q, c.conv, ptr(cin), c.conv_add, ptr(c.residual), ptr(nd.output));
     } else {
       switch (nd.op) {
@@ -266,8 +314,8 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
           break;
       }
     }
-    if (profiling_) {
-      NodeTime& nt = times_[i];
+    if (profiling) {
+      NodeTime& nt = times[i];
       nt.calls.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       if (nt.name.empty()) {
         const bool conv_add = fused && p.fused_into >= 0;
@@ -286,18 +334,18 @@ Tensor Int8Runtime::run(const Tensor& x, std::map<std::string, Tensor>* taps) {
       (*taps)[nd.name] = t;
     }
   }
-  const Dims& od = plan_.dims[g_.output];
-  Tensor y = Tensor::empty({od.n, od.c * od.h * od.w});
-  std::memcpy(y.data(), fptr(g_.output), y.numel() * sizeof(float));
-  return y;
 }
 
-void Int8Runtime::set_profiling(bool on) {
+void Int8Runtime::set_profiling(bool on) { own_->set_profiling(on); }
+
+std::vector<Int8Runtime::NodeTime> Int8Runtime::profile() const { return own_->profile(); }
+
+void Int8Runtime::Context::set_profiling(bool on) {
   profiling_ = on;
   times_.clear();
 }
 
-std::vector<Int8Runtime::NodeTime> Int8Runtime::profile() const {
+std::vector<Int8Runtime::NodeTime> Int8Runtime::Context::profile() const {
   std::vector<NodeTime> v;
   for (const NodeTime& t : times_) {
     if (t.calls.empty()) continue;

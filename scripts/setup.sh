@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
 
-pkgs=(g++ cmake make pkg-config libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev libcli11-dev zlib1g-dev
-      dataset-fashion-mnist)
+pkgs=(g++ gcc cmake make pkg-config libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev libcli11-dev zlib1g-dev
+      libzip-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -259,3 +259,69 @@ TEST_CASE("qforge config FILE prints the complete config; --set is checked as fi
   CHECK(r.code != 0);
   CHECK(r.out.find("key 'quant.activation.percentile' in " + (d / "bad.json")) != std::string::npos);
 }
+
+TEST_CASE("data preprocessing keys: random_resized_crop, per-channel mean and std, folders at their own size") {
+  struct Case {
+    const char* set;
+    const char* key;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"data.std=[0.5, 0]", "data.std", "must hold numbers greater than 0, got 0"},
+      {"data.random_resized_crop.scale=[0, 1]", "data.random_resized_crop.scale", "in (0, 1]"},
+      {"data.random_resized_crop.scale=[0.5, 1.5]", "data.random_resized_crop.scale", "in (0, 1]"},
+      {"data.random_resized_crop.scale=[0.9, 0.5]", "data.random_resized_crop.scale", "min <= max, got [0.9,0.5]"},
+      {"data.random_resized_crop.scale=[0.5]", "data.random_resized_crop.scale", "give [min, max]"},
+      {"data.random_resized_crop.ratio=[-1, 2]", "data.random_resized_crop.ratio", "greater than 0"},
+      {"data.random_resized_crop.ratio=[2, 1, 3]", "data.random_resized_crop.ratio", "give [min, max]"},
+      {"data.random_resized_crop.enabled=1", "data.random_resized_crop.enabled", "must be a boolean"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.set);
+    std::string e = load_error(json::object(), {c.set});
+    CHECK(e.find(std::string("key '") + c.key + "'") != std::string::npos);
+    CHECK(e.find(c.says) != std::string::npos);
+  }
+  std::string e = load_error(json::object(), {"model.in_channels=3", "data.mean=[0.1, 0.2]"});
+  CHECK(e.find("key 'data.mean' in x.json: has 2 values; give one for all channels or one per channel "
+               "(model.in_channels = 3)") != std::string::npos);
+  e = load_error(json::object(), {"data.std=[0.1, 0.2, 0.3]"});
+  CHECK(e.find("key 'data.std' in x.json: has 3 values") != std::string::npos);
+  e = load_error(json::object(), {"data.random_resized_crop.enabled=true", "data.random_crop_padding=2"});
+  CHECK(e.find("key 'data.random_crop_padding' in x.json: random_resized_crop crops for training already") !=
+        std::string::npos);
+  for (auto sets : std::vector<std::vector<std::string>>{
+           {"model.in_channels=3", "data.mean=[0.485, 0.456, 0.406]", "data.std=[0.229, 0.224, 0.225]"},
+           {"model.in_channels=3", "data.mean=[0.5]", "data.std=[0.25]"},
+           {"data.random_resized_crop.enabled=true", "data.random_resized_crop.scale=[1, 1]",
+            "data.random_resized_crop.ratio=[1, 1]"}}) {
+    CHECK(load_error(json::object(), sets) == "");
+  }
+  auto c = apps::make_config(json::object(), "x.json",
+                             {"model.in_channels=3", "data.mean=[0.1, 0.2, 0.3]", "data.std=[1, 2, 4]",
+                              "data.random_resized_crop.enabled=true", "data.random_resized_crop.scale=[0.2, 0.9]",
+                              "data.random_resized_crop.ratio=[0.5, 2]"},
+                             false);
+  auto t = apps::transform_config(c);
+  CHECK(t.mean == std::vector<float>{0.1f, 0.2f, 0.3f});
+  CHECK(t.std == std::vector<float>{1, 2, 4});
+  CHECK(t.random_resized_crop);
+  CHECK(t.rrc_scale == std::array<double, 2>{0.2, 0.9});
+  CHECK(t.rrc_ratio == std::array<double, 2>{0.5, 2});
+
+  // A folder needs image_size (a square every image is stretched to) or a centre crop (own sizes).
+  ScratchDir d("cfg_folder");
+  fs::create_directories(d / "imgs/a");
+  json j = {{"data", {{"test", {{"dir", d / "imgs"}}}}}};
+  try {
+    apps::make_config(j, "x.json", {}, true);
+    FAIL("no error");
+  } catch (const Error& err) {
+    CHECK(std::string(err.what()).find("key 'data.image_size' in x.json: an image folder needs data.image_size") !=
+          std::string::npos);
+  }
+  auto own = apps::make_config(j, "x.json", {"data.resize=40", "data.center_crop=32"}, true);
+  CHECK(apps::model_input_spec(own) == qforge::data::ImageSpec{1, 32, 32});
+  auto sq = apps::make_config(j, "x.json", {"data.image_size=20", "data.center_crop=16"}, true);
+  CHECK(apps::model_input_spec(sq) == qforge::data::ImageSpec{1, 16, 16});
+}

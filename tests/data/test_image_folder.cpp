@@ -71,13 +71,13 @@ TEST_CASE("image_folder: decode converts channels and resizes") {
     std::vector<uint8_t> img(5 * 7);
     ds.get(4, img.data());
     for (uint8_t v : img) CHECK(std::abs(int(v) - 60) <= 2);
-    // RGB -> luminance with stb's weights (77, 150, 29) / 256.
+    // RGBA -> alpha dropped, then PIL's convert("L"): ITU-R 601 luma in 16-bit fixed point.
     ImageFolder same(t.root, {1, 8, 8});
     std::vector<uint8_t> g(64);
     same.get(3, g.data());
     for (int k = 0; k < 64; ++k) {
       const uint8_t* p = &t.y_rgba[k * 4];
-      CHECK(int(g[k]) == (p[0] * 77 + p[1] * 150 + p[2] * 29) >> 8);
+      CHECK(int(g[k]) == (p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
     }
   }
 }

@@ -236,3 +236,47 @@ TEST_CASE("loader: misuse") {
   empty.start_epoch(0);
   CHECK(!empty.next(b));
 }
+
+TEST_CASE("loader: a folder of mixed sizes and formats, each image at its own size, centre-cropped") {
+  TempDir dir;
+  // A 10x10 grey PNG whose pixel (y, x) is 10y + x, the same as RGB BMP and RGBA PNG at 12x16, and a 3x3 JPEG.
+  std::vector<uint8_t> g(100);
+  for (int k = 0; k < 100; ++k) g[k] = static_cast<uint8_t>(k);
+  write_image(dir / "r/a/0.png", 10, 10, 1, g);
+  std::vector<uint8_t> rgb(12 * 16 * 3), rgba(12 * 16 * 4);
+  for (int k = 0; k < 12 * 16; ++k) {
+    for (int c = 0; c < 3; ++c) rgb[k * 3 + c] = static_cast<uint8_t>(k + c);
+    for (int c = 0; c < 4; ++c) rgba[k * 4 + c] = static_cast<uint8_t>(c == 3 ? 0 : k + c);
+  }
+  write_image(dir / "r/a/1.bmp", 16, 12, 3, rgb);
+  write_image(dir / "r/b/2.png", 16, 12, 4, rgba);
+  write_image(dir / "r/b/3.jpg", 3, 3, 3, std::vector<uint8_t>(27, 50));
+  auto ds = std::make_shared<ImageFolder>(dir / "r", ImageSpec{3, 0, 0});
+  CHECK(has_varying_size(ds->spec()));
+  std::vector<uint8_t> px(3);
+  CHECK(contains(error_of([&] { ds->get(0, px.data()); }), "get_sized"));
+
+  const TransformConfig cfg{.center_crop = 4};
+  CHECK(contains(error_of([&] { Loader(ds, TransformConfig{}, {}); }), "centre crop"));
+  Loader l(ds, cfg, {.batch_size = 3, .workers = 2});
+  CHECK(l.output_spec() == ImageSpec{3, 4, 4});
+  l.start_epoch(0);
+  Batch b;
+  REQUIRE(l.next(b));
+  REQUIRE(b.n == 3);
+  CHECK(b.labels == std::vector<int32_t>{0, 0, 1});
+  // Image 0: grey copied to RGB, centre 4x4 of 10x10 starts at (3, 3).
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < 4; ++y)
+      for (int x = 0; x < 4; ++x) CHECK(b.images[(c * 4 + y) * 4 + x] == ((3 + y) * 10 + 3 + x) / 255.0f);
+  // Images 1 and 2 (BMP RGB, PNG RGBA with alpha 0): the same pixels; centre of 12x16 starts at (4, 6).
+  for (int i = 1; i <= 2; ++i)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < 4; ++y)
+        for (int x = 0; x < 4; ++x)
+          CHECK(b.images[((i * 3 + c) * 4 + y) * 4 + x] == static_cast<uint8_t>((4 + y) * 16 + 6 + x + c) / 255.0f);
+  // The 3x3 JPEG cannot give a 4x4 crop: the error names it.
+  std::string e = error_of([&] { l.next(b); });
+  CHECK(contains(e, dir / "r/b/3.jpg"));
+  CHECK(contains(e, "larger than"));
+}

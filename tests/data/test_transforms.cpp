@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <set>
+#include <tuple>
 
 #include "data/transforms.h"
 #include "test_util.h"
@@ -190,4 +191,130 @@ TEST_CASE("transforms: uniform_below is portable and in range") {
   for (int c : counts) CHECK((c > 850 && c < 1150));
   std::mt19937_64 r64(1);
   for (int i = 0; i < 100; ++i) CHECK(uniform_below(r64, 3) < 3);
+}
+
+TEST_CASE("transforms: per-channel mean and std, one value each or one for all") {
+  const ImageSpec in{3, 1, 2};
+  const std::vector<uint8_t> img = {0, 51, 102, 153, 204, 255};
+  TransformConfig cfg{.mean = {0.1f, 0.2f, 0.3f}, .std = {0.5f, 0.25f, 0.125f}};
+  std::vector<float> out = run(cfg, img, in);
+  const float m[3] = {0.1f, 0.2f, 0.3f}, s[3] = {0.5f, 0.25f, 0.125f};
+  for (int c = 0; c < 3; ++c)
+    for (int k = 0; k < 2; ++k) CHECK(out[c * 2 + k] == (img[c * 2 + k] / 255.0f - m[c]) / s[c]);
+  CHECK(out[0] == doctest::Approx(-0.2).epsilon(1e-6));
+  CHECK(out[5] == doctest::Approx((1.0 - 0.3) / 0.125).epsilon(1e-6));
+  cfg = {.mean = {0.1f, 0.2f}, .std = {0.5f}};
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "mean has 2 values but the image has 3 channels"));
+  cfg = {.mean = {0.1f}, .std = {0.5f, 1.0f, 0.0f}};
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "nonzero"));
+}
+
+TEST_CASE("transforms: random_resized_crop_box is seeded, inside the image, within scale and ratio") {
+  TransformConfig cfg;  // torchvision's defaults: scale (0.08, 1), ratio (3/4, 4/3)
+  std::set<std::tuple<int, int, int, int>> seen;
+  for (auto [h, w] : {std::pair{32, 32}, {20, 50}, {50, 20}, {7, 9}, {224, 300}}) {
+    for (uint32_t seed = 0; seed < 300; ++seed) {
+      std::mt19937 a(seed), b(seed);
+      CropBox box = random_resized_crop_box(h, w, cfg, a);
+      CHECK(box == random_resized_crop_box(h, w, cfg, b));  // same seed, same box
+      CHECK(box.top >= 0);
+      CHECK(box.left >= 0);
+      CHECK(box.height >= 1);
+      CHECK(box.width >= 1);
+      CHECK(box.top + box.height <= h);
+      CHECK(box.left + box.width <= w);
+      seen.insert({box.top, box.left, box.height, box.width});
+    }
+  }
+  CHECK(seen.size() > 500);  // the seeds give different boxes
+
+  // A box that fits first time: its area and aspect ratio come from the ranges (up to rounding).
+  cfg.rrc_scale = {0.25, 0.5};
+  cfg.rrc_ratio = {0.5, 2.0};
+  for (uint32_t seed = 0; seed < 200; ++seed) {
+    std::mt19937 rng(seed);
+    CropBox box = random_resized_crop_box(400, 400, cfg, rng);
+    const double area = box.height * box.width / (400.0 * 400.0), ratio = double(box.width) / box.height;
+    CHECK(area >= 0.25 * 0.97);
+    CHECK(area <= 0.5 * 1.03);
+    CHECK(ratio >= 0.5 * 0.99);
+    CHECK(ratio <= 2.0 * 1.01);
+  }
+  // Exact: a quarter of the area, square: round(sqrt(400)) = 20.
+  cfg.rrc_scale = {0.25, 0.25};
+  cfg.rrc_ratio = {1, 1};
+  std::mt19937 rng(5);
+  CropBox box = random_resized_crop_box(40, 40, cfg, rng);
+  CHECK(box.height == 20);
+  CHECK(box.width == 20);
+}
+
+TEST_CASE("transforms: random_resized_crop_box falls back to torchvision's centred box") {
+  TransformConfig cfg;
+  std::mt19937 rng(1);
+  // The whole area at aspect 2..3 never fits a square: the widest box of ratio 2, centred.
+  cfg.rrc_scale = {1, 1};
+  cfg.rrc_ratio = {2, 3};
+  CHECK(random_resized_crop_box(30, 30, cfg, rng) == CropBox{7, 0, 15, 30});
+  // Aspect 0.2..0.3: the tallest box of ratio 0.3, centred: w = round(30 * 0.3) = 9, left = (30 - 9) // 2.
+  cfg.rrc_ratio = {0.2, 0.3};
+  CHECK(random_resized_crop_box(30, 30, cfg, rng) == CropBox{0, 10, 30, 9});
+  // Square boxes of the whole area of a 20x30 image never fit: the image's ratio 1.5 > 1, so 20x20 centred.
+  cfg.rrc_ratio = {1, 1};
+  CHECK(random_resized_crop_box(20, 30, cfg, rng) == CropBox{0, 5, 20, 20});
+  // The whole square image fits a square box of all its area at once.
+  cfg.rrc_scale = {1, 1};
+  cfg.rrc_ratio = {1, 1};
+  CHECK(random_resized_crop_box(30, 30, cfg, rng) == CropBox{0, 0, 30, 30});
+}
+
+TEST_CASE("transforms: random_resized_crop in training crops from the original and keeps eval's size") {
+  const ImageSpec in{2, 8, 8};
+  std::vector<uint8_t> img(2 * 64);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i);
+  TransformConfig cfg{.resize = 6, .center_crop = 4, .random_resized_crop = true};
+  cfg.rrc_scale = {0.25, 0.25};  // 4x4 boxes of the 8x8 image: the output size, so a plain crop
+  cfg.rrc_ratio = {1, 1};
+  CHECK(output_spec(cfg, in) == ImageSpec{2, 4, 4});
+  for (uint32_t seed = 0; seed < 20; ++seed) {
+    std::mt19937 rng(seed), copy(seed);
+    std::vector<float> out = run(cfg, img, in, rng, true);
+    const CropBox box = random_resized_crop_box(8, 8, cfg, copy);
+    REQUIRE(box.height == 4);
+    for (int c = 0; c < 2; ++c)
+      for (int y = 0; y < 4; ++y)
+        for (int x = 0; x < 4; ++x)
+          CHECK(out[(c * 4 + y) * 4 + x] == img[c * 64 + (box.top + y) * 8 + box.left + x] / 255.0f);
+    CHECK(rng() == copy());  // no draws besides the box's (no flip configured)
+  }
+  // A box of another size is stretched to the output: a flat image stays flat.
+  cfg.rrc_scale = {0.5, 1};
+  std::vector<uint8_t> flat(2 * 64, 77);
+  std::mt19937 rng(9);
+  for (float v : run(cfg, flat, in, rng, true)) CHECK(v == doctest::Approx(77 / 255.0f).epsilon(1e-6));
+  // Eval ignores it: resize 8 -> 6, centre 4x4.
+  std::vector<float> ev = run(cfg, img, in);
+  std::vector<float> plain = run(TransformConfig{.resize = 6, .center_crop = 4}, img, in);
+  CHECK(ev == plain);
+}
+
+TEST_CASE("transforms: random_resized_crop and varying-size config errors") {
+  const ImageSpec in{1, 8, 8};
+  TransformConfig cfg{.random_resized_crop = true};
+  cfg.rrc_scale = {0, 1};
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "scale must satisfy 0 < min <= max <= 1"));
+  cfg.rrc_scale = {0.5, 1.5};
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "scale"));
+  cfg.rrc_scale = {0.9, 0.5};
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "scale"));
+  cfg.rrc_scale = {0.5, 1};
+  cfg.rrc_ratio = {-1, 2};
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "ratio must satisfy 0 < min <= max"));
+  cfg.rrc_ratio = {1, 2};
+  cfg.random_crop_padding = 2;
+  CHECK(contains(error_of([&] { output_spec(cfg, in); }), "choose one"));
+  CHECK(contains(error_of([&] { output_spec_any_size(TransformConfig{.resize = 10}, 3); }), "centre crop"));
+  CHECK(output_spec_any_size(TransformConfig{.resize = 10, .center_crop = 8}, 3) == ImageSpec{3, 8, 8});
+  CHECK(contains(error_of([&] { output_spec_any_size(TransformConfig{.resize = 6, .center_crop = 8}, 3); }),
+                 "larger than"));
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <stb_image_write.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <cstdint>
@@ -81,6 +82,46 @@ inline void write_image(const std::string& path, int w, int h, int comp, const s
   if (ext == ".bmp") ok = stbi_write_bmp(path.c_str(), w, h, comp, hwc.data());
   if (ext == ".jpg" || ext == ".jpeg") ok = stbi_write_jpg(path.c_str(), w, h, comp, hwc.data(), 95);
   if (!ok) throw qforge::Error(path + ": test could not write image");
+}
+
+// A PNG of 16-bit samples (HWC, comp 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), written
+// here because stb_image_write writes 8-bit PNGs only: signature, IHDR, one zlib IDAT
+// of filter-0 rows of big-endian samples, IEND.
+inline void write_png16(const std::string& path, int w, int h, int comp, const std::vector<uint16_t>& hwc) {
+  static const uint8_t kColorType[5] = {0, 0, 4, 2, 6};
+  auto be32 = [](std::vector<uint8_t>& v, uint32_t x) {
+    for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+  };
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  auto chunk = [&](const char* type, const std::vector<uint8_t>& data) {
+    be32(png, static_cast<uint32_t>(data.size()));
+    std::vector<uint8_t> body(type, type + 4);
+    body.insert(body.end(), data.begin(), data.end());
+    png.insert(png.end(), body.begin(), body.end());
+    be32(png, static_cast<uint32_t>(crc32(0, body.data(), static_cast<uInt>(body.size()))));
+  };
+  std::vector<uint8_t> ihdr;
+  be32(ihdr, w);
+  be32(ihdr, h);
+  ihdr.insert(ihdr.end(), {16, kColorType[comp], 0, 0, 0});
+  std::vector<uint8_t> raw;
+  for (int y = 0; y < h; ++y) {
+    raw.push_back(0);
+    for (int k = 0; k < w * comp; ++k) {
+      uint16_t v = hwc[static_cast<size_t>(y) * w * comp + k];
+      raw.push_back(static_cast<uint8_t>(v >> 8));
+      raw.push_back(static_cast<uint8_t>(v));
+    }
+  }
+  uLongf n = compressBound(static_cast<uLong>(raw.size()));
+  std::vector<uint8_t> z(n);
+  if (compress(z.data(), &n, raw.data(), static_cast<uLong>(raw.size())) != Z_OK)
+    throw qforge::Error(path + ": test could not compress PNG data");
+  z.resize(n);
+  chunk("IHDR", ihdr);
+  chunk("IDAT", z);
+  chunk("IEND", {});
+  write_bytes(path, png);
 }
 
 }  // namespace qforge::data::test
