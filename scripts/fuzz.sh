@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${QFORGE_FUZZ_SECONDS:-10}
-all=(safetensors qfm idx image config)
+all=(safetensors qfm idx image config pickle pth)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all[@]}")
 

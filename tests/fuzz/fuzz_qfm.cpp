@@ -6,9 +6,9 @@
 
 #include "core/cpu.h"
 #include "fuzz_util.h"
-#include "safetensors_mutator.h"
 #include "quant/graph.h"
 #include "quant/runtime.h"
+#include "safetensors_mutator.h"
 
 using namespace qforge;
 

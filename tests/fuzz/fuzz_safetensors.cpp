@@ -4,8 +4,8 @@
 // a checkpoint (or fails by name), and writes back to a file that reads as the same tensors.
 #include "apps/checkpoint.h"
 #include "fuzz_util.h"
-#include "safetensors_mutator.h"
 #include "nn/safetensors.h"
+#include "safetensors_mutator.h"
 
 using namespace qforge;
 

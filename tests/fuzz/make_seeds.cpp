@@ -2,6 +2,7 @@
 // each loader reads. Usage: fuzz_make_seeds OUT_DIR (writes OUT_DIR/<target>/seed-*); the committed
 // tests/fuzz/corpus was made by `fuzz_make_seeds tests/fuzz/corpus` from the source root.
 #include <stb_image_write.h>
+#include <zip.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -221,6 +222,56 @@ void config_seeds(const fs::path& src) {
   put("config", "seed-sets", std::vector<uint8_t>(with_sets.begin(), with_sets.end()));
 }
 
+// A member of a zip archive (empty when absent; *present says which).
+std::vector<uint8_t> zip_member(const fs::path& archive, const std::string& name, bool* present = nullptr) {
+  int err = 0;
+  zip_t* z = zip_open(archive.c_str(), ZIP_RDONLY, &err);
+  if (!z) throw Error(archive.string() + ": cannot open");
+  std::vector<uint8_t> out;
+  zip_stat_t st;
+  if (present) *present = false;
+  if (zip_stat(z, name.c_str(), 0, &st) == 0) {
+    if (present) *present = true;
+    out.resize(st.size);
+    zip_file_t* f = zip_fopen(z, name.c_str(), 0);
+    if (!f || (st.size && zip_fread(f, out.data(), out.size()) != static_cast<zip_int64_t>(out.size())))
+      throw Error(archive.string() + ": cannot read " + name);
+    zip_fclose(f);
+  }
+  zip_discard(z);
+  return out;
+}
+
+// From the .pth fixtures of tests/nn: their pickles (fuzz_pickle), the files as they are, and their
+// parts for fuzz_pth to zip (flags 2: a byteorder member; k storages; each part after its u16 length).
+void pth_seeds(const fs::path& src) {
+  const fs::path dir = src / "tests/nn/fixtures";
+  for (const char* name : {"tiny_net", "views", "malicious", "tiny_net_proto4"}) {
+    const fs::path file = dir / (std::string(name) + ".pth");
+    const std::string folder = std::string(name) == "views" ? "views.pth" : name;
+    std::vector<uint8_t> pkl = zip_member(file, folder + "/data.pkl");
+    put("pickle", std::string("seed-") + name, pkl);
+    std::vector<uint8_t> raw = {1};
+    std::vector<uint8_t> bytes = read_all(file);
+    raw.insert(raw.end(), bytes.begin(), bytes.end());
+    put("pth", std::string("seed-raw-") + name, raw);
+    std::vector<std::vector<uint8_t>> parts = {pkl};
+    for (int k = 0; k < 15; ++k) {
+      bool present = false;
+      std::vector<uint8_t> m = zip_member(file, folder + "/data/" + std::to_string(k), &present);
+      if (!present) break;
+      parts.push_back(m);
+    }
+    std::vector<uint8_t> in = {2, static_cast<uint8_t>(parts.size() - 1)};
+    for (auto& p : parts) {
+      in.push_back(static_cast<uint8_t>(p.size()));
+      in.push_back(static_cast<uint8_t>(p.size() >> 8));
+      in.insert(in.end(), p.begin(), p.end());
+    }
+    put("pth", std::string("seed-parts-") + name, in);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -235,6 +286,7 @@ int main(int argc, char** argv) {
     idx_seeds();
     image_seeds();
     config_seeds(QFORGE_SOURCE_DIR_PATH);
+    pth_seeds(QFORGE_SOURCE_DIR_PATH);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fuzz_make_seeds: %s\n", e.what());
     return 1;
