@@ -42,7 +42,7 @@ TEST_CASE("thread pool: several threads calling parallel_for at once each get ev
   // on their own thread. Meanwhile the main thread resizes the pool (which waits for the running loop).
   set_num_threads(2);
   constexpr int kCallers = 8, kLoops = 300, kN = 1000;
-  std::atomic<int> bad{0}, errors{0}, chunked{0};
+  std::atomic<int> bad{0}, nested_split{0}, errors{0}, chunked{0};
   std::atomic<bool> resized{false};
   std::vector<std::thread> callers;
   for (int t = 0; t < kCallers; ++t)
@@ -57,8 +57,11 @@ TEST_CASE("thread pool: several threads calling parallel_for at once each get ev
           parallel_for(kN, 1, [&](int64_t b, int64_t e) {
             ++pieces;
             for (int64_t i = b; i < e; ++i) hits[i] += 1 + t;
-            // A loop nested in a chunk runs on that chunk's thread.
-            parallel_for(4, 1, [&](int64_t nb, int64_t ne) { bad += nb != 0 || ne != 4; });
+            // A loop nested in a chunk of a split loop runs on that chunk's thread. (A loop that ran
+            // whole, fn(0, kN) on its caller because the pool was size 1 at that moment, leaves the
+            // loops nested in it free to use the pool, which may have grown since.)
+            const bool split = b != 0 || e != kN;
+            parallel_for(4, 1, [&](int64_t nb, int64_t ne) { nested_split += split && (nb != 0 || ne != 4); });
           });
           chunked += pieces > 1;
           for (int h : hits) bad += h != 1 + t;
@@ -71,7 +74,8 @@ TEST_CASE("thread pool: several threads calling parallel_for at once each get ev
   resized = true;
   for (auto& th : callers) th.join();
   CHECK(errors == 0);
-  CHECK(bad == 0);
+  CHECK(bad == 0);           // every index of every loop visited exactly once
+  CHECK(nested_split == 0);  // no loop nested in a chunk was split again
   CHECK(chunked > 0);  // some loops did run on the pool (the others on their callers' threads)
   set_num_threads(1);
 }
