@@ -178,7 +178,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     for (int i = 0; i < 8; ++i) lenb[i] = static_cast<uint8_t>(n >> (8 * i));
     std::fwrite(lenb, 1, 8, f);
     std::fwrite(header.data(), 1, header.size(), f);
-    for (auto& [_, e] : tensors) std::fwrite(e.bytes.data(), 1, e.bytes.size(), f);
+    for (auto& [_, e] : tensors)
+      if (!e.bytes.empty()) std::fwrite(e.bytes.data(), 1, e.bytes.size(), f);  // no null pointer for an empty tensor
   });
 }
 
