@@ -4,11 +4,10 @@
 // default); or, with --format onnx, an int8 model as a QDQ ONNX model or a float
 // checkpoint as an fp32 ONNX model (quant/onnx/onnx_export.h).
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include "apps/commands.h"
 #include "apps/models.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "quant/graph.h"
 #include "quant/onnx/onnx_export.h"
@@ -57,7 +56,7 @@ void run_export_onnx(const std::string& model, const std::string& out) {
 
 void run_export(const std::string& model, const std::string& out) {
   quant::Int8Graph g = quant::load_int8_model(model);
-  std::filesystem::create_directories(out);
+  make_directories(out);
   std::vector<std::pair<std::string, nn::StEntry>> tensors;
   for (auto& [name, e] : g.tensors) {
     tensors.emplace_back(name, e);
@@ -82,7 +81,7 @@ void run_export(const std::string& model, const std::string& out) {
        "acc (int32) = bias + sum (x - x_zero_point) * w; out = clamp(round(acc * input_scale * weight_scale[c] / "
        "output_scale) + output_zero_point), the multiplier as a fixed-point int32 and shift, rounded once "
        "(half up) in 64 bits"}};
-  std::ofstream(out + "/manifest.json") << m.dump(2) << "\n";
+  write_text_atomic(out + "/manifest.json", m.dump(2) + "\n");
   std::printf("wrote %s/weights.safetensors (%zu tensors) and %s/manifest.json (%zu nodes)\n", out.c_str(),
               tensors.size(), out.c_str(), g.nodes.size());
 }

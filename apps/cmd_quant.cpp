@@ -1,7 +1,6 @@
 // qforge qat CONFIG, qforge ptq CONFIG [--mode static|dynamic], qforge convert.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "apps/commands.h"
 #include "apps/config.h"
@@ -9,6 +8,7 @@
 #include "apps/models.h"
 #include "apps/timing.h"
 #include "apps/trainer.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "quant/convert.h"
@@ -36,8 +36,8 @@ Config load_quant_config(const QuantArgs& a, const char* cmd) {
            cfg.where("model.init_from") + ": " + cmd +
                " starts from a float checkpoint; set it (e.g. runs/x/best.safetensors)");
   set_num_threads(cfg.j["train"]["threads"]);
-  std::filesystem::create_directories(cfg.j["output"]["dir"].get<std::string>());
-  std::ofstream(out_file(cfg, "config.json")) << cfg.j.dump(2) << "\n";
+  make_directories(cfg.j["output"]["dir"].get<std::string>());
+  write_text_atomic(out_file(cfg, "config.json"), cfg.j.dump(2) + "\n");
   return cfg;
 }
 

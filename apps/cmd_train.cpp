@@ -1,12 +1,11 @@
 // qforge train CONFIG: float training from a JSON config.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include "apps/commands.h"
 #include "apps/config.h"
 #include "apps/models.h"
 #include "apps/trainer.h"
+#include "core/atomic_file.h"
 #include "core/blas.h"
 #include "core/threads.h"
 #include "nn/module.h"
@@ -23,8 +22,8 @@ struct TrainArgs {
 
 void write_resolved_config(const Config& cfg) {
   std::string dir = cfg.j["output"]["dir"];
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/config.json") << cfg.j.dump(2) << "\n";
+  make_directories(dir);
+  write_text_atomic(dir + "/config.json", cfg.j.dump(2) + "\n");
 }
 
 void run_train(const TrainArgs& a) {

@@ -2,9 +2,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "apps/models.h"
 #include "core/error.h"
+#include "core/json_util.h"
 #include "quant/qconfig.h"
 
 namespace qforge::apps {
@@ -86,7 +88,7 @@ const config::KeySet& config_keys() {
         integer("train.batch_size", 128, "training batch size", at_least(1)),
         integer("train.eval_batch_size", 256, "evaluation batch size", at_least(1)),
         integer("train.threads", 0, "compute threads (0: all cores)", at_least(0)),
-        integer("train.seed", 0, "seed of initialization, shuffling and augmentation", at_least(0)),
+        integer64("train.seed", 0, "seed of initialization, shuffling and augmentation", at_least(0)),
         number("train.label_smoothing", 0.0, "label smoothing of the cross-entropy loss", closed_open(0, 1)),
         integer("train.checkpoint_every", 0, "save last.safetensors every n steps (0: at epoch ends)", at_least(0)),
         integer("train.log_every", 50, "print progress every n steps when not on a terminal (0: 50)", at_least(0)),
@@ -137,8 +139,8 @@ namespace {
 
 json parse_value(const std::string& s) {
   try {
-    return json::parse(s);
-  } catch (...) {
+    return parse_json(s, "--set");
+  } catch (const Error&) {
     return json(s);  // a bare word is a string
   }
 }
@@ -245,15 +247,11 @@ Config make_config(const json& user, const std::string& path, const std::vector<
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, bool check_files) {
-  std::ifstream f(path);
+  std::ifstream f(path, std::ios::binary);
   QF_CHECK(f, path + ": cannot open config file");
-  json j;
-  try {
-    j = json::parse(f, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
-  return make_config(j, path, overrides, check_files);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  QF_CHECK(!f.bad(), path + ": cannot read config file");
+  return make_config(parse_json(text, path, /*ignore_comments=*/true), path, overrides, check_files);
 }
 
 Config load_data_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -1,13 +1,16 @@
 #include "apps/trainer.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "apps/datasets.h"
 #include "apps/progress.h"
 #include "apps/timing.h"
+#include "core/atomic_file.h"
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops/loss.h"
@@ -91,10 +94,33 @@ nlohmann::json eval_json(const EvalResult& r, const std::vector<std::string>& cl
 std::string last_path(const Config& cfg) { return cfg.j["output"]["dir"].get<std::string>() + "/last.safetensors"; }
 std::string best_path(const Config& cfg) { return cfg.j["output"]["dir"].get<std::string>() + "/best.safetensors"; }
 
+namespace {
+
+// On resume, metrics.jsonl keeps the lines of the epochs the checkpoint completed. A line written
+// after it (the process stopped between the log line and the checkpoint) or cut short by the stop
+// is dropped; that epoch is run again and logs its line when it ends. Rewritten atomically.
+void trim_metrics(const std::string& path, int epochs_done) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string kept;
+  for (size_t b = 0, e; (e = text.find('\n', b)) != std::string::npos; b = e + 1) {
+    const std::string line = text.substr(b, e - b);
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() && j["epoch"].get<int64_t>() >= 1 &&
+        j["epoch"].get<int64_t>() <= epochs_done)
+      kept += line + "\n";
+  }
+  if (kept != text) write_text_atomic(path, kept);
+}
+
+}  // namespace
+
 FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   const auto& t = cfg.j["train"];
   const std::string out_dir = cfg.j["output"]["dir"];
-  std::filesystem::create_directories(out_dir);
+  make_directories(out_dir);
+  remove_stale_temps(out_dir);  // what a killed run was writing
   const int epochs = t["epochs"], num_classes = cfg.j["model"]["num_classes"];
   const uint64_t seed = t["seed"];
 
@@ -165,8 +191,11 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   const int64_t per_epoch = static_cast<int64_t>(train_loader.num_batches());
   const int64_t ckpt_every = t["checkpoint_every"];
   const float smoothing = t["label_smoothing"].get<float>();
-  // A fresh run starts a fresh log; a resumed one appends to it.
-  std::ofstream metrics(out_dir + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
+  // A fresh run starts a fresh log; a resumed one appends to the lines of the epochs it keeps.
+  const std::string metrics_path = out_dir + "/metrics.jsonl";
+  if (o.resume) trim_metrics(metrics_path, info.epoch);
+  std::ofstream metrics(metrics_path, o.resume ? std::ios::app : std::ios::trunc);
+  QF_CHECK(metrics, metrics_path + ": cannot open for writing: " + std::strerror(errno));
 
   for (int epoch = info.epoch; epoch < epochs; ++epoch) {
     if (o.on_epoch_start) o.on_epoch_start(epoch);
@@ -236,9 +265,12 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
         {"train_img_per_s", seen / std::max(train_s, 1e-9)},
         {"partial_epoch", done_here < per_epoch},  // resumed mid-epoch: loss and accuracy cover the rest
         {"lr", sched.lr(info.step - 1)}};
-    save(last_path(cfg));
-    if (best) save(best_path(cfg));
+    // Log, best, then last: a stop anywhere in between resumes from the previous `last`, runs this
+    // epoch again (bit for bit, so best is rewritten with the same bytes) and drops the log line.
     metrics << m.dump() << "\n" << std::flush;
+    QF_CHECK(metrics, metrics_path + ": cannot write: " + std::strerror(errno));
+    if (best) save(best_path(cfg));
+    save(last_path(cfg));
     res.final_acc = ev.top1();
     res.best_acc = info.best_acc;
   }

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/json_util.h"
 
 namespace qforge::config {
 
@@ -100,7 +101,7 @@ std::string range_text(const Range& r) {
 
 std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
 
-std::string shown_value(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string shown_value(const json& v) { return v.is_string() ? v.get<std::string>() : brief(v); }
 
 }  // namespace
 
@@ -111,6 +112,12 @@ Key boolean(std::string path, bool def, std::string meaning) {
 Key integer(std::string path, int64_t def, std::string meaning, Range r) {
   Key k = make(std::move(path), Type::Int, def, std::move(meaning));
   k.range = r;
+  return k;
+}
+
+Key integer64(std::string path, int64_t def, std::string meaning, Range r) {
+  Key k = integer(std::move(path), def, std::move(meaning), r);
+  k.wide = true;
   return k;
 }
 
@@ -243,25 +250,30 @@ json KeySet::defaults() const {
 void KeySet::check(const Key& k, const json& v, const std::string& path, const std::string& source) {
   const std::string at = "key '" + path + "' in " + source;
   QF_CHECK(has_type(k.type, v),
-           at + " must be " + with_article(k.type) + ", got " + kind_of(v) + " (" + v.dump() + ")");
+           at + " must be " + with_article(k.type) + ", got " + kind_of(v) + " (" + brief(v) + ")");
   if (k.type == Type::StringList)
-    for (auto& e : v) QF_CHECK(e.is_string(), at + " must hold strings, got " + e.dump());
+    for (auto& e : v) QF_CHECK(e.is_string(), at + " must hold strings, got " + brief(e));
   if (k.type == Type::NumberList)
     for (auto& e : v) {
-      QF_CHECK(e.is_number(), at + " must hold numbers, got " + e.dump());
+      QF_CHECK(e.is_number(), at + " must hold numbers, got " + brief(e));
       QF_CHECK(in_range(k.range, e.get<double>()),
-               at + " must hold numbers " + range_text(k.range) + ", got " + e.dump());
+               at + " must hold numbers " + range_text(k.range) + ", got " + brief(e));
     }
+  // 2^32 + 1 epochs would be read as 1 (and a batch size of 2^32 as 0) without this.
+  if (k.type == Type::Int && !k.wide)
+    QF_CHECK(v.is_number_unsigned() ? v.get<uint64_t>() <= INT32_MAX
+                                    : v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX,
+             at + " must fit in 32 bits (an int), got " + brief(v));
   if ((k.type == Type::Int || k.type == Type::Number) && k.range.bounded())
-    QF_CHECK(in_range(k.range, v.get<double>()), at + " must be " + range_text(k.range) + ", got " + v.dump());
+    QF_CHECK(in_range(k.range, v.get<double>()), at + " must be " + range_text(k.range) + ", got " + brief(v));
   if (!k.one_of.empty())
     QF_CHECK(std::find(k.one_of.begin(), k.one_of.end(), v) != k.one_of.end(),
-             at + " must be " + allowed(k) + "; got " + v.dump());
+             at + " must be " + allowed(k) + "; got " + brief(v));
 }
 
 void KeySet::merge(json& dst, const json& src, const std::string& shown, const std::string& source) const {
   QF_CHECK(src.is_object(), (shown.empty() ? source : "key '" + shown + "' in " + source) + " must be an object, got " +
-                                kind_of(src) + " (" + src.dump() + ")");
+                                kind_of(src) + " (" + brief(src) + ")");
   if (dst.is_null()) dst = json::object();
   merge_at(dst, src, "", shown, source);
 }
@@ -269,11 +281,12 @@ void KeySet::merge(json& dst, const json& src, const std::string& shown, const s
 void KeySet::merge_at(json& dst, const json& src, const std::string& rel, const std::string& shown,
                       const std::string& source) const {
   for (auto& [name, v] : src.items()) {
-    const std::string r = join(rel, name), p = join(shown, name);
+    // p is for messages: a name from the file may hold control characters (a NUL would cut it).
+    const std::string r = join(rel, name), p = join(shown, printable(name));
     if (const Key* k = find(r)) {
       check(*k, v, p, source);
       if (k->type == Type::Map && k->entry) {
-        for (auto& [entry, e] : v.items()) k->entry->merge(dst[name][entry], e, p + "." + entry, source);
+        for (auto& [entry, e] : v.items()) k->entry->merge(dst[name][entry], e, p + "." + printable(entry), source);
         if (dst[name].is_null()) dst[name] = json::object();
       } else if (k->type == Type::ObjectList && k->entry) {
         json list = json::array();
@@ -304,7 +317,7 @@ void KeySet::merge_at(json& dst, const json& src, const std::string& rel, const 
       throw Error("unknown key '" + p + "' in " + source + " (known here: " + known + ")");
     }
     QF_CHECK(v.is_object(),
-             "key '" + p + "' in " + source + " must be an object, got " + kind_of(v) + " (" + v.dump() + ")");
+             "key '" + p + "' in " + source + " must be an object, got " + kind_of(v) + " (" + brief(v) + ")");
     merge_at(dst[name], v, r, p, source);
   }
 }

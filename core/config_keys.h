@@ -46,10 +46,13 @@ struct Key {
   std::vector<nlohmann::json> one_of;  // allowed values, when a short list
   // Map: each entry (keyed by the user's names) is a partial object of these keys; ObjectList: each element is.
   std::shared_ptr<const KeySet> entry;
+  bool wide = false;  // Int: any 64-bit value (else it must fit an int, as the readers take it)
 };
 
 Key boolean(std::string path, bool def, std::string meaning);
+// Integers are read as int: values must fit 32 bits. integer64 (a seed) takes any int64 or uint64.
 Key integer(std::string path, int64_t def, std::string meaning, Range r = {});
+Key integer64(std::string path, int64_t def, std::string meaning, Range r = {});
 Key integer_of(std::string path, int64_t def, std::string meaning, std::vector<int64_t> one_of);
 Key number(std::string path, double def, std::string meaning, Range r = {});
 // A float default is stored as its shortest decimal (0.01f -> 0.01), which reads back as the same float.

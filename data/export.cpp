@@ -67,12 +67,18 @@ void export_images(const Dataset& ds, const std::string& out_dir) {
       for (int c = 0; c < s.channels; ++c) hwc[k * s.channels + c] = chw[c * plane + k];
 
     std::string path = (fs::path(dirs[label]) / (zero_pad(i, width) + ".png")).string();
-    std::string tmp = temp_path_for(path);
-    if (!stbi_write_png(tmp.c_str(), s.width, s.height, s.channels, hwc.data(), s.width * s.channels)) {
-      std::remove(tmp.c_str());
-      throw Error(path + ": cannot write PNG");
-    }
-    rename_into_place(tmp, path);
+    // stbi_write_png ignores fwrite's result (a full disk gave a truncated PNG under the final name);
+    // through a callback, write_file_atomic sees the stream's errors. No fsync per image.
+    write_file_atomic(
+        path,
+        [&](std::FILE* f) {
+          auto put = [](void* ctx, void* bytes, int n) {
+            std::fwrite(bytes, 1, static_cast<size_t>(n), static_cast<std::FILE*>(ctx));
+          };
+          if (!stbi_write_png_to_func(put, f, s.width, s.height, s.channels, hwc.data(), s.width * s.channels))
+            throw Error(path + ": cannot encode PNG");
+        },
+        /*sync=*/false);
   }
 }
 

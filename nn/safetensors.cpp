@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_util.h"
 
 namespace qforge::nn {
 
@@ -44,7 +45,7 @@ StEntry f32_entry(const Tensor& t) { return raw_entry("F32", t.shape(), t.data()
 
 const StEntry& SafeTensors::at(const std::string& name) const {
   auto it = tensors.find(name);
-  QF_CHECK(it != tensors.end(), path + ": no tensor named '" + name + "'");
+  QF_CHECK(it != tensors.end(), path + ": no tensor named '" + printable(name) + "'");
   return it->second;
 }
 
@@ -52,7 +53,7 @@ Tensor SafeTensors::f32(const std::string& name) const {
   const StEntry& e = at(name);
   Tensor t = Tensor::empty(e.shape);
   if (e.dtype == "F32") {
-    if (!e.bytes.empty()) std::memcpy(t.data(), e.bytes.data(), e.bytes.size());  // an empty tensor has no data pointer
+    if (!e.bytes.empty()) std::memcpy(t.data(), e.bytes.data(), e.bytes.size());  // no null pointer to memcpy
   } else if (e.dtype == "F64") {
     for (int64_t i = 0; i < t.numel(); ++i) {
       double v;
@@ -67,7 +68,8 @@ Tensor SafeTensors::f32(const std::string& name) const {
       t.data()[i] = bf ? bf16_to_float(h) : f16_to_float(h);
     }
   } else {
-    throw Error(path + ": tensor '" + name + "' is " + e.dtype + ", expected a float type (F32, F16, BF16, F64)");
+    throw Error(path + ": tensor '" + printable(name) + "' is " + e.dtype +
+                ", expected a float type (F32, F16, BF16, F64)");
   }
   return t;
 }
@@ -96,12 +98,7 @@ SafeTensors read_safetensors(const std::string& path) {
   std::string header(hlen, '\0');
   f.read(header.data(), static_cast<std::streamsize>(hlen));
   QF_CHECK(f, path + ": cannot read the header");
-  nlohmann::json h;
-  try {
-    h = nlohmann::json::parse(header);
-  } catch (const std::exception& e) {
-    throw Error(path + ": header is not valid JSON (corrupt file): " + e.what());
-  }
+  const nlohmann::json h = parse_json(header, path + ": header (corrupt file?)");
   QF_CHECK(h.is_object(), path + ": header is not a JSON object");
   const uint64_t data_size = st.file_size - 8 - hlen;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
@@ -109,22 +106,22 @@ SafeTensors read_safetensors(const std::string& path) {
     if (name == "__metadata__") {
       QF_CHECK(v.is_object(), path + ": __metadata__ is not an object");
       for (auto& [k, mv] : v.items()) {
-        QF_CHECK(mv.is_string(), path + ": metadata '" + k + "' is not a string");
+        QF_CHECK(mv.is_string(), path + ": metadata '" + printable(k) + "' is not a string");
         st.metadata[k] = mv.get<std::string>();
       }
       continue;
     }
     // Each field's type and range, before any get<>() (which would throw a JSON error without the
     // file's name).
-    const std::string where = path + ": tensor '" + name + "'";
-    QF_CHECK(v.is_object(), where + ": header entry is not an object: " + v.dump());
+    const std::string where = path + ": tensor '" + printable(name) + "'";
+    QF_CHECK(v.is_object(), where + ": header entry is not an object: " + brief(v));
     QF_CHECK(v.contains("dtype") && v["dtype"].is_string(), where + ": dtype missing or not a string");
     QF_CHECK(v.contains("shape") && v["shape"].is_array(), where + ": shape missing or not an array");
     QF_CHECK(v.contains("data_offsets") && v["data_offsets"].is_array(),
              where + ": data_offsets missing or not an array");
     const nlohmann::json& offs = v["data_offsets"];
     QF_CHECK(offs.size() == 2 && offs[0].is_number_unsigned() && offs[1].is_number_unsigned(),
-             where + ": data_offsets must be two non-negative integers, not " + offs.dump());
+             where + ": data_offsets must be two non-negative integers, not " + brief(offs));
     StEntry e;
     e.dtype = v["dtype"].get<std::string>();
     int ds = dtype_size(e.dtype);
@@ -132,13 +129,13 @@ SafeTensors read_safetensors(const std::string& path) {
     uint64_t elems = 1;
     for (auto& d : v["shape"]) {
       QF_CHECK(d.is_number_unsigned() && d.get<uint64_t>() < (uint64_t{1} << 31),
-               where + " has a bad shape " + v["shape"].dump());
+               where + " has a bad shape " + brief(v["shape"]));
       elems *= std::max<uint64_t>(1, d.get<uint64_t>());
-      QF_CHECK(elems < (uint64_t{1} << 40), where + " is impossibly large " + v["shape"].dump());
+      QF_CHECK(elems < (uint64_t{1} << 40), where + " is impossibly large " + brief(v["shape"]));
       e.shape.push_back(d.get<int64_t>());
     }
     uint64_t b = offs[0].get<uint64_t>(), en = offs[1].get<uint64_t>();
-    QF_CHECK(b <= en, where + ": data_offsets " + offs.dump() + " are reversed");
+    QF_CHECK(b <= en, where + ": data_offsets " + brief(offs) + " are reversed");
     QF_CHECK(en <= data_size, where + " lies outside the file (offsets " + std::to_string(b) + ".." +
                                   std::to_string(en) + ", data is " + std::to_string(data_size) +
                                   " bytes; truncated file?)");
@@ -147,7 +144,7 @@ SafeTensors read_safetensors(const std::string& path) {
     e.bytes.resize(en - b);
     f.seekg(static_cast<std::streamoff>(8 + hlen + b));
     f.read(reinterpret_cast<char*>(e.bytes.data()), static_cast<std::streamsize>(en - b));
-    QF_CHECK(f, path + ": cannot read tensor '" + name + "'");
+    QF_CHECK(f, where + ": cannot read its data");
     ranges.emplace_back(b, en);
     st.tensors.emplace(name, std::move(e));
   }
@@ -164,7 +161,7 @@ SafeTensors read_safetensors(const std::string& path) {
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, StEntry>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json h;
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();  // not null: "{}" when there is nothing
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
   for (auto& [name, e] : tensors) {
@@ -181,7 +178,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     for (int i = 0; i < 8; ++i) lenb[i] = static_cast<uint8_t>(n >> (8 * i));
     std::fwrite(lenb, 1, 8, f);
     std::fwrite(header.data(), 1, header.size(), f);
-    for (auto& [_, e] : tensors) std::fwrite(e.bytes.data(), 1, e.bytes.size(), f);
+    for (auto& [_, e] : tensors)
+      if (!e.bytes.empty()) std::fwrite(e.bytes.data(), 1, e.bytes.size(), f);  // no null pointer for an empty tensor
   });
 }
 

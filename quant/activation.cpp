@@ -1,6 +1,7 @@
 #include "quant/activation.h"
 
 #include "core/error.h"
+#include "core/json_util.h"
 
 namespace qforge::quant {
 namespace {
@@ -26,7 +27,7 @@ const char* act_type_suffix(Act a) { return names(a).type_suffix; }
 Act parse_act(const std::string& name, const std::string& what) {
   for (const auto& n : kActs)
     if (name == n.name) return n.act;
-  throw Error(what + ": unknown activation '" + name + "' (expected none, relu or relu6)");
+  throw Error(what + ": unknown activation '" + printable(name) + "' (expected none, relu or relu6)");
 }
 
 void act_clamp(Act a, const QParams& out, int32_t& qmin, int32_t& qmax) {

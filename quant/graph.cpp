@@ -1,15 +1,47 @@
 #include "quant/graph.h"
 
+#include <cfloat>
+#include <climits>
 #include <cmath>
 #include <set>
 
 #include "core/error.h"
+#include "core/json_util.h"
 
 namespace qforge::quant {
 
 using nlohmann::json;
 
 namespace {
+
+// Typed reads of the graph's JSON: a wrong type or an out-of-range number is an Error naming `at`
+// (nlohmann's get<int>() would convert 1e300 or 2^40 without a word, or with undefined behaviour).
+int int_of(const json& v, const std::string& at) {
+  QF_CHECK(v.is_number_integer(), at + " must be an integer, got " + brief(v));
+  QF_CHECK(v.is_number_unsigned() ? v.get<uint64_t>() <= INT32_MAX
+                                  : v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX,
+           at + " = " + brief(v) + " is out of range");
+  return static_cast<int>(v.get<int64_t>());
+}
+
+const json& field(const json& o, const char* k, const std::string& at) {
+  QF_CHECK(o.is_object() && o.contains(k), at + " has no '" + k + "'");
+  return o[k];
+}
+
+std::vector<int> ints_of(const json& v, const std::string& at) {
+  QF_CHECK(v.is_array(), at + " must be a list of integers, got " + brief(v));
+  std::vector<int> r;
+  for (const json& e : v) r.push_back(int_of(e, at));
+  return r;
+}
+
+float float_of(const json& v, const std::string& at) {
+  QF_CHECK(v.is_number(), at + " must be a number, got " + brief(v));
+  const double d = v.get<double>();
+  QF_CHECK(std::isfinite(d) && std::fabs(d) <= FLT_MAX, at + " = " + brief(v) + " is not a finite float");
+  return static_cast<float>(d);
+}
 
 struct OpSpec {
   OpKind op;
@@ -49,7 +81,7 @@ const OpSpec& spec(OpKind op) {
 OpKind parse_op(const std::string& name, const std::string& at) {
   for (const auto& s : op_specs())
     if (name == s.name) return s.op;
-  throw Error(at + ": unknown op '" + name + "'");
+  throw Error(at + ": unknown op '" + printable(name) + "'");
 }
 
 bool is_linear(OpKind op) { return op == OpKind::kQLinear || op == OpKind::kLinear || op == OpKind::kDynamicLinear; }
@@ -90,14 +122,11 @@ json attrs_to_json(const GraphNode& n, int version, const std::string& at) {
 
 void attrs_from_json(GraphNode& n, const json& a, int version, const std::string& at) {
   auto integer = [&](const char* k) {
-    QF_CHECK(a.contains(k) && a[k].is_number_integer(), at + ": attribute '" + k + "' missing or not an integer");
-    const int64_t v = a[k].get<int64_t>();
-    QF_CHECK(v >= INT32_MIN && v <= INT32_MAX,
-             at + ": attribute '" + k + "' = " + std::to_string(v) + " is out of range");
-    return static_cast<int>(v);
+    QF_CHECK(a.is_object() && a.contains(k), at + ": attribute '" + k + "' missing");
+    return int_of(a[k], at + ": attribute '" + k + "'");
   };
   auto act = [&] {
-    QF_CHECK(a.contains("act") && a["act"].is_string(), at + ": attribute 'act' missing");
+    QF_CHECK(a.is_object() && a.contains("act") && a["act"].is_string(), at + ": attribute 'act' missing");
     return parse_act(a["act"].get<std::string>(), at);
   };
   switch (n.op) {
@@ -125,7 +154,8 @@ void attrs_from_json(GraphNode& n, const json& a, int version, const std::string
       n.pool.padding = integer("padding");
       break;
     case OpKind::kQAdd:
-      QF_CHECK(a.contains("relu") && a["relu"].is_boolean(), at + ": attribute 'relu' missing or not a boolean");
+      QF_CHECK(a.is_object() && a.contains("relu") && a["relu"].is_boolean(),
+               at + ": attribute 'relu' missing or not a boolean");
       n.act = a["relu"].get<bool>() ? Act::kReLU : Act::kNone;
       break;
     default:
@@ -175,7 +205,7 @@ const char* op_name(OpKind op) { return spec(op).name; }
 const nn::StEntry& Int8Graph::tensor(const GraphNode& n, const std::string& what) const {
   auto it = tensors.find(n.name + "." + what);
   QF_CHECK(it != tensors.end(),
-           "int8 graph: node '" + n.name + "' (" + op_name(n.op) + ") has no tensor '" + what + "'");
+           "int8 graph: node '" + printable(n.name) + "' (" + op_name(n.op) + ") has no tensor '" + what + "'");
   return it->second;
 }
 
@@ -219,7 +249,7 @@ void validate_graph(const Int8Graph& g, const std::string& what) {
         what + ": a value has invalid quantization parameters");
   for (auto& n : g.nodes) {
     const OpSpec& s = spec(n.op);
-    std::string at = what + ": node '" + n.name + "' (" + s.name + ")";
+    std::string at = what + ": node '" + printable(n.name) + "' (" + s.name + ")";
     QF_CHECK(static_cast<int>(n.inputs.size()) == s.inputs, at + ": expected " + std::to_string(s.inputs) + " inputs");
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       int v = n.inputs[i];
@@ -272,35 +302,51 @@ Int8Graph load_int8_model(const std::string& path) {
            path + ": not a qforge int8 model (.qfm); convert one with `qforge convert`");
   Int8Graph g;
   try {
-    json j = json::parse(st.meta("graph"));
-    int version = j.at("version").get<int>();
+    const json j = parse_json(st.meta("graph"), path + ": graph");
+    const std::string top = path + ": graph";
+    int version = int_of(field(j, "version", top), top + " version");
     QF_CHECK(version >= Int8Graph::kMinVersion && version <= Int8Graph::kVersion,
              path + ": int8 model format version " + std::to_string(version) +
                  " is not supported (this qforge reads versions " + std::to_string(Int8Graph::kMinVersion) + " to " +
                  std::to_string(Int8Graph::kVersion) + ")");
-    for (auto& v : j.at("values")) {
+    const json& values = field(j, "values", top);
+    QF_CHECK(values.is_array(), top + ": values must be a list");
+    for (auto& v : values) {
+      const std::string at = top + ": value " + std::to_string(g.values.size());
       GraphValue gv;
-      QF_CHECK(v.at("dtype") == "u8" || v.at("dtype") == "f32",
-               path + ": value of unknown dtype " + v.at("dtype").dump());
-      gv.quantized = v.at("dtype") == "u8";
-      if (gv.quantized) gv.qp = {v.at("scale").get<float>(), v.at("zero_point").get<int32_t>(), 0, 255};
+      const json& dt = field(v, "dtype", at);
+      QF_CHECK(dt == "u8" || dt == "f32", at + " has unknown dtype " + brief(dt));
+      gv.quantized = dt == "u8";
+      if (gv.quantized)
+        gv.qp = {float_of(field(v, "scale", at), at + " scale"), int_of(field(v, "zero_point", at), at + " zero_point"),
+                 0, 255};
       g.values.push_back(gv);
     }
-    for (auto& n : j.at("nodes")) {
+    const json& nodes = field(j, "nodes", top);
+    QF_CHECK(nodes.is_array(), top + ": nodes must be a list");
+    for (auto& n : nodes) {
       GraphNode gn;
-      gn.name = n.at("name");
-      const std::string op = n.at("op");
-      const std::string at = path + ": node '" + gn.name + "' (" + op + ")";
-      gn.op = parse_op(op, path + ": node '" + gn.name + "'");
-      gn.inputs = n.at("inputs").get<std::vector<int>>();
-      gn.output = n.at("output");
-      attrs_from_json(gn, n.at("attrs"), version, at);
+      const std::string node_at = top + ": node " + std::to_string(g.nodes.size());
+      const json& name = field(n, "name", node_at);
+      const json& op = field(n, "op", node_at);
+      QF_CHECK(name.is_string() && op.is_string(), node_at + ": name and op must be strings");
+      gn.name = name.get<std::string>();
+      const std::string at = path + ": node '" + printable(gn.name) + "' (" + printable(op.get<std::string>()) + ")";
+      gn.op = parse_op(op.get<std::string>(), path + ": node '" + printable(gn.name) + "'");
+      gn.inputs = ints_of(field(n, "inputs", at), at + " inputs");
+      gn.output = int_of(field(n, "output", at), at + " output");
+      attrs_from_json(gn, field(n, "attrs", at), version, at);
       g.nodes.push_back(std::move(gn));
     }
-    g.output = j.at("output");
-    g.input_shape = j.at("input_shape").get<std::vector<int>>();
-    g.classes = j.at("classes").get<std::vector<std::string>>();
-    g.config = json::parse(st.meta("config"));
+    g.output = int_of(field(j, "output", top), top + " output");
+    g.input_shape = ints_of(field(j, "input_shape", top), top + " input_shape");
+    const json& classes = field(j, "classes", top);
+    QF_CHECK(classes.is_array(), top + ": classes must be a list of strings");
+    for (const json& c : classes) {
+      QF_CHECK(c.is_string(), top + ": classes must be a list of strings, got " + brief(c));
+      g.classes.push_back(c.get<std::string>());
+    }
+    g.config = parse_json(st.meta("config"), path + ": config");
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

@@ -58,6 +58,16 @@ void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const
 
 typedef int I16 __attribute__((vector_size(64)));
 
+// GCC's generic shuffle with a mask vector. Clang (the fuzz build, tests/fuzz) has no such builtin:
+// there it is the same permutation as AVX-512's two- and one-source permutes.
+#if defined(__clang__)
+inline V16 shuffle(V16 a, V16 b, I16 m) { return (V16)_mm512_permutex2var_ps((__m512)a, (__m512i)m, (__m512)b); }
+inline V16 shuffle(V16 a, I16 m) { return (V16)_mm512_permutexvar_ps((__m512i)m, (__m512)a); }
+#define QF_SHUFFLE shuffle
+#else
+#define QF_SHUFFLE __builtin_shuffle
+#endif
+
 // r[i] lane j -> r[j] lane i: pairs within 128-bit lanes, then quads, then
 // the 128-bit lanes across the four groups of four rows. (GCC's generic
 // shuffles: its unpack intrinsics warn of an uninitialised value in GCC 12.)
@@ -70,24 +80,24 @@ inline void transpose16(V16 r[16]) {
   const I16 odd128 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
   V16 t[16];
   for (int i = 0; i < 8; ++i) {
-    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo32);
-    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi32);
+    t[2 * i] = QF_SHUFFLE(r[2 * i], r[2 * i + 1], lo32);
+    t[2 * i + 1] = QF_SHUFFLE(r[2 * i], r[2 * i + 1], hi32);
   }
   // r[4i + j], 128-bit lane L: rows 4i .. 4i+3 of column 4L + j.
   for (int i = 0; i < 4; ++i) {
-    r[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], lo64);
-    r[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], hi64);
-    r[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], lo64);
-    r[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], hi64);
+    r[4 * i] = QF_SHUFFLE(t[4 * i], t[4 * i + 2], lo64);
+    r[4 * i + 1] = QF_SHUFFLE(t[4 * i], t[4 * i + 2], hi64);
+    r[4 * i + 2] = QF_SHUFFLE(t[4 * i + 1], t[4 * i + 3], lo64);
+    r[4 * i + 3] = QF_SHUFFLE(t[4 * i + 1], t[4 * i + 3], hi64);
   }
   for (int j = 0; j < 4; ++j) {
-    const V16 e0 = __builtin_shuffle(r[j], r[4 + j], even128), e1 = __builtin_shuffle(r[j], r[4 + j], odd128);
-    const V16 f0 = __builtin_shuffle(r[8 + j], r[12 + j], even128);
-    const V16 f1 = __builtin_shuffle(r[8 + j], r[12 + j], odd128);
-    t[j] = __builtin_shuffle(e0, f0, even128);      // 128-bit lane 0 of each group: column j
-    t[8 + j] = __builtin_shuffle(e0, f0, odd128);   // lane 2: column 8 + j
-    t[4 + j] = __builtin_shuffle(e1, f1, even128);  // lane 1: column 4 + j
-    t[12 + j] = __builtin_shuffle(e1, f1, odd128);  // lane 3: column 12 + j
+    const V16 e0 = QF_SHUFFLE(r[j], r[4 + j], even128), e1 = QF_SHUFFLE(r[j], r[4 + j], odd128);
+    const V16 f0 = QF_SHUFFLE(r[8 + j], r[12 + j], even128);
+    const V16 f1 = QF_SHUFFLE(r[8 + j], r[12 + j], odd128);
+    t[j] = QF_SHUFFLE(e0, f0, even128);      // 128-bit lane 0 of each group: column j
+    t[8 + j] = QF_SHUFFLE(e0, f0, odd128);   // lane 2: column 8 + j
+    t[4 + j] = QF_SHUFFLE(e1, f1, even128);  // lane 1: column 4 + j
+    t[12 + j] = QF_SHUFFLE(e1, f1, odd128);  // lane 3: column 12 + j
   }
   for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
@@ -110,7 +120,7 @@ inline TileSpot tile_spot(const TileTable& tt, int64_t t, int64_t img_stride, in
 template <int A>
 inline V16 row_to_front(V16 z) {
   const I16 idx = {4 * A, 4 * A + 1, 4 * A + 2, 4 * A + 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  return __builtin_shuffle(z, idx);
+  return QF_SHUFFLE(z, idx);
 }
 
 // A tile's 4x4 values, lane 4a + b for row a and column b, zero outside the plane.
@@ -120,7 +130,7 @@ inline V16 load_tile(const float* base, const TileSpot& s, int w) {
   const I16 quad = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
   V16 rows[4] = {};
   for (int a = 0; a < s.rows; ++a) rows[a] = _mm512_maskz_loadu_ps(s.cols, base + s.at + static_cast<int64_t>(a) * w);
-  return __builtin_shuffle(__builtin_shuffle(rows[0], rows[1], pair), __builtin_shuffle(rows[2], rows[3], pair), quad);
+  return QF_SHUFFLE(QF_SHUFFLE(rows[0], rows[1], pair), QF_SHUFFLE(rows[2], rows[3], pair), quad);
 }
 
 // The outputs are turned from 16 tiles per value to 16 values per tile and

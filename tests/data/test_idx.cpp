@@ -164,3 +164,20 @@ TEST_CASE("idx: write_idx rejects bad input") {
       error_of([&] { write_idx(dir / "i", dir / "l", std::vector<uint8_t>(4), std::vector<int>{300}, 2, 2, false); }),
       "300"));
 }
+
+TEST_CASE("idx: an image size over 2^28 pixels is refused even with no images") {
+  // With 0 images nothing else bounded it, and a buffer sized from spec() failed with std::bad_alloc.
+  TempDir dir;
+  std::vector<uint8_t> im = {0, 0, 8, 3, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff};
+  write_bytes(dir / "im", im);
+  write_bytes(dir / "lb", {0, 0, 8, 1, 0, 0, 0, 0});
+  CHECK(error_of([&] { load_idx(dir / "im", dir / "lb"); }) ==
+        dir / "im" + ": bad image size 2147483647x2147483647 (over 2^28 pixels: corrupt header?)");
+  im[9] = im[10] = im[11] = 0, im[8] = 0, im[11] = 0;  // 0 x 2147483647
+  write_bytes(dir / "im", im);
+  CHECK(error_of([&] { load_idx(dir / "im", dir / "lb"); }) == dir / "im" + ": bad image size 0x2147483647");
+  // 16384 x 16384, no images: the largest accepted.
+  im = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0x40, 0};
+  write_bytes(dir / "im", im);
+  CHECK(load_idx(dir / "im", dir / "lb")->spec() == ImageSpec{1, 16384, 16384});
+}
