@@ -2,6 +2,7 @@
 // scratch directory, and running the CLI with its output captured.
 #pragma once
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,17 @@ namespace fs = std::filesystem;
 inline std::string qforge_bin() { return QFORGE_BIN_PATH; }
 
 inline std::string source_dir() { return QFORGE_SOURCE_DIR_PATH; }
+
+// In a forked child: becomes `qforge args...` (exit 127 when that fails).
+[[noreturn]] inline void exec_qforge(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  const std::string bin = qforge_bin();
+  argv.push_back(const_cast<char*>(bin.c_str()));
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execv(bin.c_str(), argv.data());
+  _exit(127);
+}
 
 struct RunResult {
   int code;

@@ -46,13 +46,7 @@ RunResult run_limited(const std::vector<std::string>& args, rlim_t limit) {
       rlimit r{limit, limit};
       setrlimit(RLIMIT_FSIZE, &r);
     }
-    std::vector<char*> argv;
-    const std::string bin = qforge_bin();
-    argv.push_back(const_cast<char*>(bin.c_str()));
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
+    exec_qforge(args);
   }
   close(fds[1]);
   std::string out;

@@ -43,13 +43,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    std::vector<char*> argv;
-    const std::string bin = qforge_bin();
-    argv.push_back(const_cast<char*>(bin.c_str()));
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
+    exec_qforge(args);
   }
   return pid;
 }
