@@ -44,6 +44,25 @@ void check_jpeg_huffman_tables(const unsigned char* p, size_t n, const std::stri
   }
 }
 
+// stb 2.27 copies each IDAT chunk into a buffer it allocates on the first non-empty one: an empty
+// first IDAT is copied (0 bytes) from a null pointer. Legal PNG, but no encoder writes it.
+void check_png_chunks(const unsigned char* p, size_t n, const std::string& path) {
+  auto be32 = [&](size_t i) {
+    return uint32_t{p[i]} << 24 | uint32_t{p[i + 1]} << 16 | uint32_t{p[i + 2]} << 8 | p[i + 3];
+  };
+  for (size_t i = 8; i + 8 <= n;) {
+    const uint32_t len = be32(i);
+    if (std::memcmp(p + i + 4, "IDAT", 4) == 0) {
+      if (len == 0)
+        throw Error(path + ": PNG whose first image data chunk (IDAT at byte " + std::to_string(i) +
+                    ") is empty, which stb_image cannot read safely");
+      return;  // data seen: later empty chunks are harmless
+    }
+    if (std::memcmp(p + i + 4, "IEND", 4) == 0) return;
+    i += 12 + static_cast<size_t>(len);  // length, type, data, CRC
+  }
+}
+
 }  // namespace
 
 void check_encoded_image(const unsigned char* data, size_t size, const std::string& path) {
@@ -52,6 +71,7 @@ void check_encoded_image(const unsigned char* data, size_t size, const std::stri
     throw Error(path + ": not a PNG, JPEG or BMP file (by its first bytes, whatever its name says)");
   if (size > INT_MAX) throw Error(path + ": image file too large (over 2 GiB)");
   if (f == Format::kJpeg) check_jpeg_huffman_tables(data, size, path);
+  if (f == Format::kPng) check_png_chunks(data, size, path);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp)) {
     const char* why = stbi_failure_reason();

@@ -5,6 +5,7 @@
 //    ImageFolder lists);
 //  - a JPEG Huffman table (DHT) with more than 256 codes makes it write past its table (fixed in
 //    stb 2.28; found by tests/fuzz/fuzz_image);
+//  - a PNG whose first IDAT chunk is empty makes it memcpy from a null pointer (found by fuzz_image);
 //  - it decodes a BMP claiming 0 rows, which stb_image_resize then divides by (found by fuzz_image);
 //  - it allocates and decodes whatever size the header claims, filling missing data with zeros, so a
 //    100-byte BMP or JPEG can ask for gigabytes: the pixel count is bounded by the file's size (per

@@ -69,6 +69,27 @@ TEST_CASE("image check: a BMP of no rows") {
         "z.bmp: image header claims 1x0 pixels (corrupt file)");
 }
 
+TEST_CASE("image check: a PNG whose first image data chunk is empty") {
+  // stb_image copied the empty chunk from its not yet allocated buffer (UBSan: null pointer to memcpy).
+  CHECK(check_error(fuzz_input("crash-png-empty-first-idat"), "e.png") ==
+        "e.png: PNG whose first image data chunk (IDAT at byte 33) is empty, which stb_image cannot read safely");
+  // A valid file with an empty IDAT chunk put before its data: refused; after it: read.
+  const std::vector<uint8_t> png = encoded(".png", 7, 5, 3);
+  size_t idat = 8;
+  while (idat + 8 <= png.size() && std::string(png.begin() + idat + 4, png.begin() + idat + 8) != "IDAT")
+    idat += 12 + (size_t{png[idat]} << 24 | size_t{png[idat + 1]} << 16 | size_t{png[idat + 2]} << 8 | png[idat + 3]);
+  REQUIRE(idat + 8 <= png.size());
+  const std::vector<uint8_t> empty = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e};  // CRC of "IDAT"
+  std::vector<uint8_t> before = png;
+  before.insert(before.begin() + static_cast<std::ptrdiff_t>(idat), empty.begin(), empty.end());
+  CHECK(contains(check_error(before, "b.png"), "b.png: PNG whose first image data chunk"));
+  const size_t after_at =
+      idat + 12 + (size_t{png[idat]} << 24 | size_t{png[idat + 1]} << 16 | size_t{png[idat + 2]} << 8 | png[idat + 3]);
+  std::vector<uint8_t> after = png;
+  after.insert(after.begin() + static_cast<std::ptrdiff_t>(after_at), empty.begin(), empty.end());
+  CHECK(check_error(after, "a.png") == "");
+}
+
 TEST_CASE("image check: more pixels than the file can hold, or than qforge decodes") {
   // stb allocates what the header says and decodes missing data as zeros: 100 bytes could ask for 3 GB.
   std::vector<uint8_t> bmp = encoded(".bmp", 2, 2, 3);
