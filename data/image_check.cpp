@@ -45,18 +45,24 @@ void check_jpeg_huffman_tables(const unsigned char* p, size_t n, const std::stri
 }
 
 // stb 2.27 copies each IDAT chunk into a buffer it allocates on the first non-empty one: an empty
-// first IDAT is copied (0 bytes) from a null pointer. Legal PNG, but no encoder writes it.
+// first IDAT is copied (0 bytes) from a null pointer. Legal PNG, but no encoder writes it. It also
+// grows that buffer to a chunk's claimed length (up to 1 GiB) before reading it: a chunk claiming more
+// than the file holds is refused.
 void check_png_chunks(const unsigned char* p, size_t n, const std::string& path) {
   auto be32 = [&](size_t i) {
     return uint32_t{p[i]} << 24 | uint32_t{p[i + 1]} << 16 | uint32_t{p[i + 2]} << 8 | p[i + 3];
   };
+  bool data_seen = false;
   for (size_t i = 8; i + 8 <= n;) {
     const uint32_t len = be32(i);
+    if (len > n - i - 8)
+      throw Error(path + ": corrupt PNG: a chunk at byte " + std::to_string(i) + " claims " + std::to_string(len) +
+                  " bytes, more than the file holds");
     if (std::memcmp(p + i + 4, "IDAT", 4) == 0) {
-      if (len == 0)
+      if (len == 0 && !data_seen)
         throw Error(path + ": PNG whose first image data chunk (IDAT at byte " + std::to_string(i) +
                     ") is empty, which stb_image cannot read safely");
-      return;  // data seen: later empty chunks are harmless
+      data_seen = true;
     }
     if (std::memcmp(p + i + 4, "IEND", 4) == 0) return;
     i += 12 + static_cast<size_t>(len);  // length, type, data, CRC

@@ -90,6 +90,16 @@ TEST_CASE("image check: a PNG whose first image data chunk is empty") {
   CHECK(check_error(after, "a.png") == "");
 }
 
+TEST_CASE("image check: a PNG chunk claiming more bytes than the file holds") {
+  // stb_image grew its buffer to the claimed length (2 GiB: out of memory in fuzz_image).
+  CHECK(contains(check_error(fuzz_input("oom-png-chunk-longer-than-file"), "o.png"),
+                 "o.png: corrupt PNG: a chunk at byte "));
+  std::vector<uint8_t> png = encoded(".png", 7, 5, 3);
+  put_be32(png, 8, 1u << 30);  // the IHDR chunk's length
+  CHECK(check_error(png, "l.png") ==
+        "l.png: corrupt PNG: a chunk at byte 8 claims 1073741824 bytes, more than the file holds");
+}
+
 TEST_CASE("image check: more pixels than the file can hold, or than qforge decodes") {
   // stb allocates what the header says and decodes missing data as zeros: 100 bytes could ask for 3 GB.
   std::vector<uint8_t> bmp = encoded(".bmp", 2, 2, 3);
