@@ -10,6 +10,7 @@
 
 #include "apps/checkpoint.h"
 #include "cli_util.h"
+#include "python_torch.h"
 #include "quant/graph.h"
 
 using namespace qforge;
@@ -24,19 +25,11 @@ std::string config_file(const std::string& name) { return source_dir() + "/confi
 }  // namespace
 
 TEST_CASE("cli: the pretrained recipe: a 1000-class torchvision resnet18 .pth, fine-tuned, QAT, int8" *
-          doctest::skip(!fs::exists("/usr/bin/python3"))) {
-  if (!fs::exists(kFashion)) {
-    MESSAGE("Fashion-MNIST is not installed (dataset-fashion-mnist); skipped");
-    return;
-  }
+          doctest::skip(!have_python_torch() || !fs::exists(kFashion))) {
   ScratchDir d("cli_pretrained");
   const int st = std::system(("/usr/bin/python3 " + source_dir() + "/tests/nn/fixtures/make_torchvision_pth.py " +
                               d.path.string() + " resnet18:1000 > " + (d / "py.log") + " 2>&1")
                                  .c_str());
-  if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
-    MESSAGE("skipped: /usr/bin/python3 has no torch or torchvision: " << read_file(d / "py.log"));
-    return;
-  }
   INFO(read_file(d / "py.log"));
   REQUIRE(st == 0);
   const std::string pth = d / "resnet18_1000.pth";

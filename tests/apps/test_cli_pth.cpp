@@ -9,6 +9,7 @@
 
 #include "apps/checkpoint.h"
 #include "cli_util.h"
+#include "python_torch.h"
 #include "nn/resnet.h"
 #include "nn/safetensors.h"
 
@@ -94,15 +95,11 @@ TEST_CASE("cli: import checks the weights against the architecture and writes a 
 }
 
 TEST_CASE("cli: a torchvision resnet18 .pth: eval, import and init_from with init_skip" *
-          doctest::skip(!fs::exists("/usr/bin/python3"))) {
+          doctest::skip(!have_python_torch())) {
   ScratchDir d("cli_pth");
   const int st = std::system(("/usr/bin/python3 " + kFixtures + "make_torchvision_pth.py " + d.path.string() +
                               " resnet18_small resnet18_small:1000 > " + (d / "py.log") + " 2>&1")
                                  .c_str());
-  if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
-    MESSAGE("skipped: /usr/bin/python3 has no torch or torchvision: " << read_file(d / "py.log"));
-    return;
-  }
   INFO(read_file(d / "py.log"));
   REQUIRE(st == 0);
   const std::string pth = d / "resnet18_small.pth";  // resnet18(num_classes=10), 1-channel 3x3 stride-1 stem
