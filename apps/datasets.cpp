@@ -87,8 +87,11 @@ std::shared_ptr<const data::Dataset> match_model_classes(const std::vector<std::
   return data::match_classes(model_classes, std::move(ds), what, map, hint);
 }
 
-data::Loader make_eval_loader(std::shared_ptr<const data::Dataset> ds, const Config& c, int batch_size) {
+data::Loader make_eval_loader(std::shared_ptr<const data::Dataset> ds, const Config& c, int batch_size, int shard,
+                              int shards) {
   data::LoaderOptions o;
+  o.shard = shard;
+  o.shards = shards;
   o.batch_size = batch_size;
   o.shuffle = false;
   o.train = false;

@@ -49,6 +49,8 @@ std::shared_ptr<const data::Dataset> match_model_classes(const std::vector<std::
                                                          const std::string& what, const std::string& class_map = "",
                                                          const std::string& hint = kClassMapHint);
 
-data::Loader make_eval_loader(std::shared_ptr<const data::Dataset> ds, const Config& c, int batch_size);
+// shard of shards: the share of each batch one rank of a data-parallel run takes (data/loader.h).
+data::Loader make_eval_loader(std::shared_ptr<const data::Dataset> ds, const Config& c, int batch_size, int shard = 0,
+                              int shards = 1);
 
 }  // namespace qforge::apps

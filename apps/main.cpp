@@ -4,6 +4,7 @@
 
 #include "apps/blas_env.h"
 #include "apps/commands.h"
+#include "apps/distributed.h"
 #include "core/error.h"
 #include "core/process.h"
 
@@ -11,8 +12,10 @@ int main(int argc, char** argv) {
   try {
     qforge::init_process();
     qforge::apps::ensure_blas_coretype(argv);  // reads the options: a bad value stops here, named
+    qforge::apps::start_distributed(&argc, &argv);  // under mpirun: joins the job
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    qforge::apps::abort_distributed(1);
     return 1;
   }
   CLI::App app{"qforge: quantization-aware training and int8 inference for CPUs"};
@@ -32,11 +35,19 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);
+    qforge::apps::stop_distributed();  // every rank parsed the same arguments
+    return code;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    // In a data-parallel run, the rank that failed stops them all, rather than leave them waiting.
+    if (qforge::ProcessGroup* g = qforge::process_group())
+      std::fprintf(stderr, "qforge: error (rank %d of %d): %s\n", g->rank(), g->size(), e.what());
+    else
+      std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    qforge::apps::abort_distributed(1);
     return 1;
   }
+  qforge::apps::stop_distributed();
   return 0;
 }

@@ -8,11 +8,13 @@
 #include <iterator>
 
 #include "apps/datasets.h"
+#include "apps/distributed.h"
 #include "apps/progress.h"
 #include "apps/timing.h"
 #include "core/atomic_file.h"
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
@@ -51,6 +53,7 @@ EvalResult evaluate(nn::Module& model, data::Loader& loader, int num_classes, bo
   Progress prog("eval", static_cast<int64_t>(loader.num_batches()), 10);
   int64_t done = 0;
   while (loader.next(b)) {
+    if (b.n == 0) continue;  // a rank's empty share of a short last batch
     Tensor x = Tensor::from({b.n, b.c, b.h, b.w}, b.images);
     Tensor y = model(x);
     QF_CHECK(y.dim() == 2 && y.size(1) == num_classes, "evaluate: the model gives " + shape_str(y.shape()) +
@@ -119,10 +122,21 @@ void trim_metrics(const std::string& path, int epochs_done) {
 FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   const auto& t = cfg.j["train"];
   const std::string out_dir = cfg.j["output"]["dir"];
-  make_directories(out_dir);
-  remove_stale_temps(out_dir);  // what a killed run was writing
+  // A data-parallel run (mpirun): this rank's share of every batch; rank 0 alone writes files.
+  ProcessGroup* group = process_group();
+  const bool rank0 = is_rank0();
+  const int ranks = group ? group->size() : 1;
+  if (group) group->sync_batch_norm = t["sync_bn"];
+  if (rank0) {
+    make_directories(out_dir);
+    remove_stale_temps(out_dir);  // what a killed run was writing
+  }
   const int epochs = t["epochs"], num_classes = cfg.j["model"]["num_classes"];
   const uint64_t seed = t["seed"];
+  const int global_batch = t["batch_size"];
+  QF_CHECK(global_batch >= ranks, cfg.where("train.batch_size") + ": " + std::to_string(global_batch) +
+                                      " is the global batch, smaller than the " + std::to_string(ranks) +
+                                      " ranks sharing it");
 
   // Labels are the model's: a folder's classes are matched to them by name, whatever their order.
   Splits splits = open_splits(cfg, o.classes);
@@ -134,10 +148,12 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   lo.drop_last = true;
   lo.seed = seed;
   lo.workers = cfg.j["data"]["workers"];
+  lo.shard = group ? group->rank() : 0;
+  lo.shards = ranks;
   data::Loader train_loader(train_ds, transform_config(cfg), lo);
   QF_CHECK(train_loader.num_batches() > 0, cfg.where("train.batch_size") + ": larger than the training set (" +
                                                std::to_string(train_ds->size()) + " images)");
-  data::Loader test_loader = make_eval_loader(test_ds, cfg, t["eval_batch_size"]);
+  data::Loader test_loader = make_eval_loader(test_ds, cfg, t["eval_batch_size"], lo.shard, lo.shards);
   const data::ImageSpec in = train_loader.output_spec();
 
   optim::SGD opt = [&] {
@@ -164,7 +180,7 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   info.kind = o.kind;
   info.classes = splits.classes;
   info.input = {in.channels, in.height, in.width};
-  if (o.resume) {
+  if (o.resume && rank0) {
     LoadedCheckpoint ck = load_checkpoint(last_path(cfg));
     QF_CHECK(ck.is_qforge && ck.info.kind == o.kind,
              last_path(cfg) + ": not a " + o.kind + " checkpoint of qforge, cannot resume from it");
@@ -174,9 +190,25 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
     std::printf("resuming from %s: epoch %d, batch %lld\n", last_path(cfg).c_str(), info.epoch + 1,
                 static_cast<long long>(info.batch));
   }
+  // Every rank starts from rank 0's model, momentum and position (a checkpoint of any number of
+  // ranks: the global batch, its order and its augmentation do not depend on it).
+  std::unique_ptr<GradientSync> grad_sync;
+  if (group) {
+    broadcast_model(*group, model, &opt);
+    int64_t pos[3] = {info.epoch, info.batch, info.step};
+    double acc[2] = {info.best_acc, info.test_acc};
+    group->broadcast(pos, sizeof pos, 0);
+    group->broadcast(acc, sizeof acc, 0);
+    info.epoch = static_cast<int>(pos[0]), info.batch = pos[1], info.step = pos[2];
+    info.best_acc = acc[0], info.test_acc = acc[1];
+    grad_sync = std::make_unique<GradientSync>(*group, model.named_parameters());
+    std::printf("data-parallel: %d ranks, global batch %d (%d per rank), BatchNorm statistics %s\n", ranks,
+                global_batch, global_batch / ranks, group->sync_batch_norm ? "of the global batch" : "per rank");
+  }
 
   // Never write non-finite weights over a good checkpoint: a step can diverge with a finite loss.
   auto save = [&](const std::string& path) {
+    if (!rank0) return;
     for (auto& [name, t] : model.state_dict())
       for (int64_t i = 0; i < t.numel(); ++i)
         if (!std::isfinite(t.data()[i]))
@@ -193,16 +225,20 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
   const float smoothing = t["label_smoothing"].get<float>();
   // A fresh run starts a fresh log; a resumed one appends to the lines of the epochs it keeps.
   const std::string metrics_path = out_dir + "/metrics.jsonl";
-  if (o.resume) trim_metrics(metrics_path, info.epoch);
-  std::ofstream metrics(metrics_path, o.resume ? std::ios::app : std::ios::trunc);
-  QF_CHECK(metrics, metrics_path + ": cannot open for writing: " + std::strerror(errno));
+  if (o.resume && rank0) trim_metrics(metrics_path, info.epoch);
+  std::ofstream metrics;
+  if (rank0) {
+    metrics.open(metrics_path, o.resume ? std::ios::app : std::ios::trunc);
+    QF_CHECK(metrics, metrics_path + ": cannot open for writing: " + std::strerror(errno));
+  }
 
   for (int epoch = info.epoch; epoch < epochs; ++epoch) {
     if (o.on_epoch_start) o.on_epoch_start(epoch);
     model.train();
     train_loader.start_epoch(epoch, static_cast<size_t>(info.batch));
     Progress prog("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), per_epoch, t["log_every"]);
-    double t0 = now_seconds(), loss_sum = 0;
+    double t0 = now_seconds(), loss_sum = 0, wait_s = 0;
+    if (group) group->take_wait_seconds();
     int64_t seen = 0, correct = 0, done_here = 0;
     data::Batch b;
     while (train_loader.next(b)) {
@@ -213,21 +249,48 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
       opt.zero_grad();
       Tensor logits = model(x);
       Tensor loss = cross_entropy(logits, b.labels, smoothing);
+      int64_t right = 0;
+      for (int i = 0; i < b.n; ++i) {
+        const float* row = logits.data() + static_cast<int64_t>(i) * num_classes;
+        right += argmax(row, num_classes) == b.labels[i];
+      }
       float lv = loss.item();
+      int64_t batch_n = b.n;
+      if (group) {
+        // This rank's mean loss, weighted by its share: the ranks' gradients then sum to the global
+        // batch's. The reported loss and accuracy are the global batch's.
+        loss = scale(loss, static_cast<float>(b.n) / static_cast<float>(global_batch));
+        double sums[3] = {static_cast<double>(lv) * b.n, static_cast<double>(right), static_cast<double>(b.n)};
+        group->allreduce_sum(sums, 3);
+        batch_n = static_cast<int64_t>(sums[2]);
+        lv = static_cast<float>(sums[0] / sums[2]);
+        right = static_cast<int64_t>(sums[1]);
+      }
       if (!std::isfinite(lv)) {
         throw Error("loss is " + std::string(std::isnan(lv) ? "NaN" : "infinite") + " at epoch " +
                     std::to_string(epoch + 1) + ", batch " + std::to_string(info.batch + 1) + " (lr " +
                     std::to_string(lr) + "); training stopped. The last good checkpoint, if any, is kept: " +
                     last_path(cfg) + ". Try a lower optim.lr.");
       }
-      loss.backward();
-      opt.step();
-      for (int i = 0; i < b.n; ++i) {
-        const float* row = logits.data() + static_cast<int64_t>(i) * num_classes;
-        correct += argmax(row, num_classes) == b.labels[i];
+      if (grad_sync) {
+        {
+          auto hook = grad_sync->hook();  // buckets leave while backward runs
+          loss.backward();
+        }
+        grad_sync->finish();
+        wait_s += group->take_wait_seconds();
+      } else {
+        loss.backward();
       }
-      loss_sum += lv * b.n;
-      seen += b.n;
+      opt.step();
+      // Per-rank BatchNorm statistics (train.sync_bn: false) leave each rank its own running
+      // averages: rank 0's are kept, as DDP's broadcast_buffers does.
+      if (group && !group->sync_batch_norm)
+        for (auto& [name, buf] : model.named_buffers())
+          group->broadcast(buf.data(), buf.numel() * static_cast<int64_t>(sizeof(float)), 0);
+      correct += right;
+      loss_sum += static_cast<double>(lv) * batch_n;
+      seen += batch_n;
       ++info.batch;
       ++info.step;
       ++done_here;
@@ -236,6 +299,7 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
       std::snprintf(status, sizeof status, "loss %.4f  lr %.4g", loss_sum / seen, lr);
       prog.update(info.batch, status, seen / (now_seconds() - t0));
       bool stop = o.max_steps > 0 && steps_this_run >= o.max_steps;
+      if (stop && group) check_ranks_agree(*group, model);
       if (stop || (ckpt_every > 0 && info.step % ckpt_every == 0)) save(last_path(cfg));
       if (stop) {
         prog.finish("stopped after " + std::to_string(steps_this_run) + " steps (--max-steps); resume with --resume");
@@ -244,6 +308,17 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
     }
     double train_s = now_seconds() - t0;
     EvalResult ev = evaluate(model, test_loader, num_classes);
+    if (group) {  // each rank evaluated its share of the test set
+      std::vector<int64_t> counts{ev.correct, ev.n};
+      for (auto& row : ev.confusion) counts.insert(counts.end(), row.begin(), row.end());
+      group->allreduce_sum(counts.data(), static_cast<int64_t>(counts.size()));
+      ev.correct = counts[0], ev.n = counts[1];
+      size_t at = 2;
+      for (auto& row : ev.confusion)
+        for (auto& v : row) v = counts[at++];
+      ev.predictions.clear();  // this rank's only
+      check_ranks_agree(*group, model);
+    }
     info.epoch = epoch + 1;
     info.batch = 0;
     info.test_acc = ev.top1();
@@ -253,7 +328,14 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
     std::snprintf(status, sizeof status, "loss %.4f  train acc %.2f%%  test acc %.2f%%  %.1f img/s",
                   seen ? loss_sum / seen : 0.0, seen ? 100.0 * correct / seen : 0.0, ev.top1(),
                   seen / std::max(train_s, 1e-9));
-    prog.finish(status);
+    std::string line = status;
+    if (group) {
+      char more[96];
+      std::snprintf(more, sizeof more, "  (%d ranks, %.1f%% of the time waiting for gradient sums)", ranks,
+                    100.0 * wait_s / std::max(train_s, 1e-9));
+      line += more;
+    }
+    prog.finish(line);
     nlohmann::json m = {
         {"kind", o.kind},
         {"epoch", epoch + 1},
@@ -264,11 +346,15 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
         {"train_seconds", train_s},
         {"train_img_per_s", seen / std::max(train_s, 1e-9)},
         {"partial_epoch", done_here < per_epoch},  // resumed mid-epoch: loss and accuracy cover the rest
-        {"lr", sched.lr(info.step - 1)}};
+        {"lr", sched.lr(info.step - 1)},
+        {"ranks", ranks}};
+    if (group) m["allreduce_wait_share"] = wait_s / std::max(train_s, 1e-9);
     // Log, best, then last: a stop anywhere in between resumes from the previous `last`, runs this
     // epoch again (bit for bit, so best is rewritten with the same bytes) and drops the log line.
-    metrics << m.dump() << "\n" << std::flush;
-    QF_CHECK(metrics, metrics_path + ": cannot write: " + std::strerror(errno));
+    if (rank0) {
+      metrics << m.dump() << "\n" << std::flush;
+      QF_CHECK(metrics, metrics_path + ": cannot write: " + std::strerror(errno));
+    }
     if (best) save(best_path(cfg));
     save(last_path(cfg));
     res.final_acc = ev.top1();

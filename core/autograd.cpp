@@ -7,6 +7,16 @@
 namespace qforge {
 namespace {
 thread_local bool g_grad_enabled = true;
+std::function<void(AutogradMeta&)>* g_leaf_hook = nullptr;
+}
+
+LeafGradHook::LeafGradHook(std::function<void(AutogradMeta&)> hook) {
+  QF_CHECK(g_leaf_hook == nullptr, "LeafGradHook: one is already installed");
+  g_leaf_hook = new std::function<void(AutogradMeta&)>(std::move(hook));
+}
+LeafGradHook::~LeafGradHook() {
+  delete g_leaf_hook;
+  g_leaf_hook = nullptr;
 }
 
 bool grad_enabled() { return g_grad_enabled; }
@@ -62,7 +72,10 @@ void run_backward(const Tensor& root) {
   std::vector<AutogradMeta*> ins;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     std::shared_ptr<AutogradMeta> t = std::move(*it);
-    if (!t->grad_fn) continue;  // a leaf: keeps its gradient
+    if (!t->grad_fn) {  // a leaf: keeps its gradient, complete now (its readers all came first)
+      if (g_leaf_hook && t->requires_grad && t->grad) (*g_leaf_hook)(*t);
+      continue;
+    }
     auto node = std::move(t->grad_fn);
     t->grad_fn.reset();
     if (t->grad) {

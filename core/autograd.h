@@ -50,4 +50,15 @@ void record_op(Tensor& out, std::initializer_list<Tensor> inputs, BackwardFn bac
 // Backward from a one-element tensor (its gradient is 1).
 void run_backward(const Tensor& root);
 
+// While one is alive, run_backward calls `hook` with each leaf that needs a gradient (a parameter)
+// as soon as that gradient is complete, while the rest of backward still runs: data-parallel
+// training starts reducing a bucket of gradients then (apps/data_parallel.h). One at a time.
+class LeafGradHook {
+ public:
+  explicit LeafGradHook(std::function<void(AutogradMeta&)> hook);
+  ~LeafGradHook();
+  LeafGradHook(const LeafGradHook&) = delete;
+  LeafGradHook& operator=(const LeafGradHook&) = delete;
+};
+
 }  // namespace qforge

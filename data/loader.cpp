@@ -44,6 +44,8 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformConfig transform
   QF_CHECK(opt_.batch_size > 0, "Loader: batch_size must be > 0, got " + std::to_string(opt_.batch_size));
   QF_CHECK(opt_.workers > 0, "Loader: workers must be > 0, got " + std::to_string(opt_.workers));
   QF_CHECK(opt_.prefetch > 0, "Loader: prefetch must be > 0, got " + std::to_string(opt_.prefetch));
+  QF_CHECK(opt_.shards > 0 && opt_.shard >= 0 && opt_.shard < opt_.shards,
+           "Loader: shard " + std::to_string(opt_.shard) + " of " + std::to_string(opt_.shards));
   in_spec_ = ds_->spec();
   out_spec_ =
       has_varying_size(in_spec_) ? output_spec_any_size(tf_, in_spec_.channels) : data::output_spec(tf_, in_spec_);
@@ -116,7 +118,9 @@ void Loader::worker() {
 
 void Loader::build(size_t b, Batch& batch, std::vector<uint8_t>& scratch) {
   const size_t bs = static_cast<size_t>(opt_.batch_size);
-  const size_t begin = b * bs, n = std::min(bs, order_.size() - begin);
+  const size_t first = b * bs, whole = std::min(bs, order_.size() - first);
+  const size_t shards = static_cast<size_t>(opt_.shards), shard = static_cast<size_t>(opt_.shard);
+  const size_t begin = first + shard * whole / shards, n = first + (shard + 1) * whole / shards - begin;
   const size_t per = image_bytes(out_spec_);
   batch.n = static_cast<int>(n);
   batch.c = out_spec_.channels;

@@ -49,6 +49,10 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int workers = 1;
   int prefetch = 4;  // batches built ahead of the consumer
+  // Data-parallel runs: every rank walks the same batches (the same order, the same augmentation,
+  // keyed by the image's index) and takes its share of each, samples [shard n / shards,
+  // (shard + 1) n / shards) of a batch of n. One process: shard 0 of 1, the whole batch.
+  int shard = 0, shards = 1;
 };
 
 struct Batch {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/process_group.h"
 #include "core/threads.h"
 
 #if defined(__SSE2__)
@@ -152,6 +153,13 @@ class MinMaxObserver final : public Observer {
       auto [l, h] = tensor_range(x);
       lo = {l}, hi = {h};
     }
+    // In a data-parallel run, the range of the global batch: every rank then holds the same state.
+    if (ProcessGroup* g = process_group()) {
+      for (size_t c = 0; c < lo.size(); ++c)
+        if (!(lo[c] <= hi[c])) lo[c] = kInf, hi[c] = -kInf;  // no numbers here: the others' range
+      g->allreduce_min(lo.data(), static_cast<int64_t>(lo.size()));
+      g->allreduce_max(hi.data(), static_cast<int64_t>(hi.size()));
+    }
     float* mn = min_val_.data();
     float* mx = max_val_.data();
     for (size_t c = 0; c < lo.size(); ++c) {
@@ -202,6 +210,9 @@ class HistogramObserver final : public Observer {
   bool has_data() const override { return min_val_.data()[0] <= max_val_.data()[0]; }
 
   void observe(const Tensor& x) override {
+    QF_CHECK(process_group() == nullptr,
+             type() + ": a histogram of one process's data; in a data-parallel run (mpirun) use the minmax or "
+                      "moving_average_minmax observer");
     if (x.numel() == 0) return;
     auto [lo, hi] = tensor_range(x);
     if (!(lo <= hi)) return;  // only NaNs

@@ -7,7 +7,7 @@ build=${1:-build}
 shift || true
 
 pkgs=(g++ gcc cmake make pkg-config libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev libcli11-dev zlib1g-dev
-      libzip-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist)
+      libzip-dev libonnx-dev libprotobuf-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,9 +40,9 @@ struct RunResult {
   std::string out;  // stdout and stderr
 };
 
-// env: assignments for the command's environment, e.g. "QFORGE_ISA=avx2" (through the shell).
-inline RunResult run_qforge(const std::string& args, const std::string& env = "") {
-  std::string cmd = (env.empty() ? "" : env + " ") + qforge_bin() + " " + args + " 2>&1";
+// Runs `launcher args` through the shell, with stdout and stderr captured.
+inline RunResult run_qforge_with(const std::string& launcher, const std::string& args) {
+  std::string cmd = launcher + " " + args + " 2>&1";
   std::FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p);
   std::string out;
@@ -51,6 +51,11 @@ inline RunResult run_qforge(const std::string& args, const std::string& env = ""
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// env: assignments for the command's environment, e.g. "QFORGE_ISA=avx2" (through the shell).
+inline RunResult run_qforge(const std::string& args, const std::string& env = "") {
+  return run_qforge_with((env.empty() ? "" : env + " ") + qforge_bin(), args);
 }
 
 struct ScratchDir {

@@ -25,13 +25,9 @@ std::string config_file(const std::string& name) { return source_dir() + "/confi
 }  // namespace
 
 TEST_CASE("cli: the pretrained recipe: a 1000-class torchvision resnet18 .pth, fine-tuned, QAT, int8" *
-          doctest::skip(!have_python_torch() || !fs::exists(kFashion))) {
+          doctest::skip(!run_torch_cases() || !fs::exists(kFashion))) {
   ScratchDir d("cli_pretrained");
-  const int st = std::system(("/usr/bin/python3 " + source_dir() + "/tests/nn/fixtures/make_torchvision_pth.py " +
-                              d.path.string() + " resnet18:1000 > " + (d / "py.log") + " 2>&1")
-                                 .c_str());
-  INFO(read_file(d / "py.log"));
-  REQUIRE(st == 0);
+  make_torchvision_pth(d.path.string(), "resnet18:1000");
   const std::string pth = d / "resnet18_1000.pth";
   const std::string few = " --set data.limit_train=256 --set data.limit_test=64";  // 2 steps of 128
 

@@ -95,13 +95,9 @@ TEST_CASE("cli: import checks the weights against the architecture and writes a 
 }
 
 TEST_CASE("cli: a torchvision resnet18 .pth: eval, import and init_from with init_skip" *
-          doctest::skip(!have_python_torch())) {
+          doctest::skip(!run_torch_cases())) {
   ScratchDir d("cli_pth");
-  const int st = std::system(("/usr/bin/python3 " + kFixtures + "make_torchvision_pth.py " + d.path.string() +
-                              " resnet18_small resnet18_small:1000 > " + (d / "py.log") + " 2>&1")
-                                 .c_str());
-  INFO(read_file(d / "py.log"));
-  REQUIRE(st == 0);
+  make_torchvision_pth(d.path.string(), "resnet18_small resnet18_small:1000");
   const std::string pth = d / "resnet18_small.pth";  // resnet18(num_classes=10), 1-channel 3x3 stride-1 stem
   const std::string cfg = write_tiny_config(d);
   const std::string net = " --set model.width=1 --set data.limit_test=20";

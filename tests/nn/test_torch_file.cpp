@@ -289,15 +289,9 @@ TEST_CASE("torch_file: half and bfloat16 conversions are exact") {
 
 // torchvision's own networks, saved by torch.save(model.state_dict()): PyTorch's logits within 1e-4.
 TEST_CASE("torch_file: torchvision resnet18 and mobilenet_v2 .pth files give PyTorch's logits" *
-          doctest::skip(!qforge::testing::have_python_torch())) {
+          doctest::skip(!qforge::testing::run_torch_cases())) {
   TempFile dir("torchvision");
-  const std::string cmd = "/usr/bin/python3 " + kDir + "make_torchvision_pth.py " + dir.path +
-                          " resnet18 mobilenet_v2 > " + dir.path + ".log 2>&1";
-  const int st = std::system(cmd.c_str());
-  const std::string log = read_bytes(dir.path + ".log");
-  fs::remove(dir.path + ".log");
-  INFO(log);
-  REQUIRE(st == 0);
+  qforge::testing::make_torchvision_pth(dir.path, "resnet18 mobilenet_v2");
   for (std::string name : {"resnet18", "mobilenet_v2"}) {
     CAPTURE(name);
     SafeTensors pth = read_weight_file(dir.path + "/" + name + ".pth");
