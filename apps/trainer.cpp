@@ -302,7 +302,15 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
       if (stop && group) check_ranks_agree(*group, model);
       if (stop || (ckpt_every > 0 && info.step % ckpt_every == 0)) save(last_path(cfg));
       if (stop) {
-        prog.finish("stopped after " + std::to_string(steps_this_run) + " steps (--max-steps); resume with --resume");
+        std::string why = "stopped after " + std::to_string(steps_this_run) + " steps (--max-steps); resume with --resume";
+        if (group) {
+          char more[128];
+          std::snprintf(more, sizeof more, " (%d ranks: %.1f img/s, %.1f%% of the time waiting for gradient sums)",
+                        ranks, seen / std::max(now_seconds() - t0, 1e-9),
+                        100.0 * wait_s / std::max(now_seconds() - t0, 1e-9));
+          why += more;
+        }
+        prog.finish(why);
         return res;
       }
     }
