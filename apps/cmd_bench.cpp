@@ -294,9 +294,9 @@ void run_bench(const BenchArgs& a) {
     std::mt19937_64 rng(0);
     Tensor x = Tensor::randn({a.batch, p.input[0], p.input[1], p.input[2]}, rng);
     Tensor x1 = Tensor::randn({1, p.input[0], p.input[1], p.input[2]}, rng);
+    out["fp32_bn_folded"] = fold_for_inference(*p.fp32, p.input);
     {
       NoGradGuard g;
-      p.fp32->eval();
       (*p.fp32)(x);
       Storage::reset_peak();
       (*p.fp32)(x);

@@ -5,6 +5,7 @@
 #include "apps/commands.h"
 #include "apps/config.h"
 #include "apps/datasets.h"
+#include "apps/distributed.h"
 #include "apps/models.h"
 #include "apps/timing.h"
 #include "apps/trainer.h"
@@ -36,8 +37,10 @@ Config load_quant_config(const QuantArgs& a, const char* cmd) {
            cfg.where("model.init_from") + ": " + cmd +
                " starts from a float checkpoint; set it (e.g. runs/x/best.safetensors)");
   set_num_threads(cfg.j["train"]["threads"]);
-  make_directories(cfg.j["output"]["dir"].get<std::string>());
-  write_text_atomic(out_file(cfg, "config.json"), cfg.j.dump(2) + "\n");
+  if (is_rank0()) {  // a data-parallel run (qat under mpirun): rank 0 writes the files
+    make_directories(cfg.j["output"]["dir"].get<std::string>());
+    write_text_atomic(out_file(cfg, "config.json"), cfg.j.dump(2) + "\n");
+  }
   return cfg;
 }
 
@@ -82,7 +85,7 @@ void run_qat(const QuantArgs& a) {
     if (freeze_obs_at >= 0 && epoch >= freeze_obs_at) quant::set_observers(*model, false);
   };
   FitResult r = fit(cfg, *model, fo);
-  if (!r.finished) return;
+  if (!r.finished || !is_rank0()) return;  // the ranks hold one model: rank 0 converts it
   // Evaluate the simulation as it ends (the last weights), then convert those.
   Splits splits = open_splits(cfg);
   data::Loader loader = make_eval_loader(splits.test, cfg, cfg.j["train"]["eval_batch_size"]);

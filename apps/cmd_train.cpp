@@ -3,6 +3,7 @@
 
 #include "apps/commands.h"
 #include "apps/config.h"
+#include "apps/distributed.h"
 #include "apps/models.h"
 #include "apps/trainer.h"
 #include "core/atomic_file.h"
@@ -21,6 +22,7 @@ struct TrainArgs {
 };
 
 void write_resolved_config(const Config& cfg) {
+  if (!is_rank0()) return;  // a data-parallel run: rank 0 writes the files
   std::string dir = cfg.j["output"]["dir"];
   make_directories(dir);
   write_text_atomic(dir + "/config.json", cfg.j.dump(2) + "\n");

@@ -93,6 +93,14 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg) {
   return model;
 }
 
+int fold_for_inference(nn::Module& model, const std::vector<int>& input_chw) {
+  model.eval();
+  const quant::FuseReport r = quant::fuse_modules(model, false, input_chw);
+  int folded = 0;
+  for (const quant::FusedGroup& g : r.fused) folded += g.pattern.find("BatchNorm2d") != std::string::npos;
+  return folded;
+}
+
 std::shared_ptr<nn::Module> build_prepared_model(const Config& cfg, const std::string& kind, bool load_init) {
   auto model = load_init ? build_float_model(cfg) : build_network(cfg);
   auto qc = quant::qconfig_from_json(cfg.j["quant"], cfg.path.empty() ? "the config" : cfg.path);

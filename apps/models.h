@@ -23,6 +23,12 @@ std::shared_ptr<nn::Module> build_network(const Config& cfg);
 // .pth file with torchvision's names), except the prefixes model.init_skip lists.
 std::shared_ptr<nn::Module> build_float_model(const Config& cfg);
 
+// Float inference as deployed: BatchNorm folded into the convolution before it, and the ReLU or
+// ReLU6 after it done in the convolution's output pass (quant::fuse_modules in eval mode, as
+// ONNX Runtime and torch.fx fusion do). In place, with the model in eval mode; a folded model is
+// for inference only (no training, no checkpoint). Returns the number of BatchNorms folded.
+int fold_for_inference(nn::Module& model, const std::vector<int>& input_chw);
+
 // The float model, fused and prepared as the config's quant section says:
 // kind "qat" (fuse keeping BN, prepare_qat; the model is left in training mode)
 // or "ptq" (BN folded, prepare; observers on for calibration).

@@ -1,8 +1,10 @@
 #include "quant/fused.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/ops/batchnorm.h"
 #include "core/ops/channel.h"
 #include "core/ops/conv2d.h"
@@ -85,7 +87,13 @@ void ConvBnAct::fold_bn() {
 
 Tensor ConvBnAct::forward(const Tensor& x) {
   auto fq = [&](const Tensor& w) { return weight_fake_quant ? (*weight_fake_quant)(w) : w; };
-  if (!bn) return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->geometry()), act);
+  if (!bn) {
+    // Inference with BN folded: bias and activation in the convolution's one output pass.
+    if (act != Act::kNone && !weight_fake_quant && !needs_grad({&x, &conv->weight, &conv->bias}))
+      return conv2d_bias_relu(x, conv->weight, conv->bias, conv->geometry(),
+                              act == Act::kReLU6 ? 6.f : std::numeric_limits<float>::infinity());
+    return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->geometry()), act);
+  }
   // scale = gamma / running_std: fake-quantize the folded weight, divide the output back, then BN.
   const int oc = conv->weight.size(0);
   Tensor inv_std = Tensor::empty({oc});

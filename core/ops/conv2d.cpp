@@ -316,6 +316,34 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
 }
 
+Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi) {
+  QF_CHECK(!needs_grad({&x, &w, &b}), "conv2d_bias_relu: inference only (an input requires a gradient)");
+  Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
+  if (b.defined())
+    QF_CHECK(b.numel() == s.oc,
+             "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
+  Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
+  const bool dw = use_depthwise(s, ConvAlgo::kAuto);
+  const float* bias = b.defined() ? b.data() : nullptr;
+  // Depthwise planes add their bias themselves; the others leave it to the epilogue.
+  conv2d_forward(out.data(), x.data(), w.data(), dw ? bias : nullptr, s);
+  const int ohw = s.oh * s.ow;
+  float* o = out.data();
+  parallel_for(static_cast<int64_t>(s.n) * s.oc, 16, [&](int64_t b0, int64_t e0) {
+    for (int64_t i = b0; i < e0; ++i) {
+      // The sum conv2d_forward forms (+ 0 changes no value the clamp keeps), then relu()'s clamp.
+      const float bv = !dw && bias ? bias[i % s.oc] : 0.f;
+      float* q = o + i * ohw;
+      for (int p = 0; p < ohw; ++p) {
+        float v = q[p] + bv;
+        v = v > 0.f ? v : 0.f;
+        q[p] = v < hi ? v : hi;
+      }
+    }
+  });
+  return out;
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args) {
   Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
   if (b.defined())

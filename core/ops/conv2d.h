@@ -34,4 +34,9 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // The autograd op. b may be undefined (no bias).
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args);
 
+// Inference (records no history): the convolution, its bias and an activation clamp(v, 0, hi)
+// (hi = inf: ReLU, 6: ReLU6) in one pass over the output instead of three, for convolutions with
+// BatchNorm folded in (quant::ConvBnAct). The same values as relu(conv2d(x, w, b)), bit for bit.
+Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi);
+
 }  // namespace qforge

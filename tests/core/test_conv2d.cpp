@@ -1,12 +1,14 @@
 // Tests of conv2d (core/ops/conv2d.h): the op and its raw pair against the definition and finite differences.
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "conv_reference.h"
 #include "core/error.h"
 #include "core/ops/conv2d.h"
+#include "core/ops/elementwise.h"
 #include "core/threads.h"
 #include "gradcheck.h"
 #include "op_test_util.h"
@@ -51,4 +53,29 @@ TEST_CASE("conv2d names both shapes on a mismatch") {
   Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({4, 2, 3, 3});
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), {}), doctest::Contains("(1,3,8,8)"), Error);
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), {}), doctest::Contains("(4,2,3,3)"), Error);
+}
+
+TEST_CASE("conv2d_bias_relu: relu(conv2d) and relu6(conv2d) in one pass, the same values") {
+  for (const auto& cc : kConvCases) {
+    CAPTURE(cc.a.groups);
+    Tensor x = Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng());
+    Tensor w = Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng());
+    Tensor b = cc.bias ? Tensor::randn({cc.oc}, rng()) : Tensor();
+    for (float hi : {std::numeric_limits<float>::infinity(), 6.f}) {
+      const Tensor y = conv2d(x, w, b, cc.a);
+      const Tensor want = hi == 6.f ? relu6(y) : relu(y);
+      const Tensor got = conv2d_bias_relu(x, w, b, cc.a, hi);
+      REQUIRE(got.shape() == want.shape());
+      int64_t clamped = 0;
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        REQUIRE(got.data()[i] == want.data()[i]);
+        clamped += want.data()[i] == 0.f || want.data()[i] == hi;
+      }
+      CHECK(clamped > 0);  // the clamp was exercised
+    }
+  }
+  // Inference only: an input that needs a gradient is refused.
+  Tensor x = Tensor::randn({1, 2, 5, 5}, rng()), w = Tensor::randn({3, 2, 3, 3}, rng());
+  w.requires_grad_();
+  CHECK_THROWS_AS(conv2d_bias_relu(x, w, Tensor(), {}, 6.f), Error);
 }
