@@ -44,7 +44,7 @@ TEST_CASE("config: a key with control characters is quoted escaped, and the file
   ScratchDir d("cfgnul");
   CHECK(file_error(d, R"({"train": {"a\u0000b": 1}})") ==
         "unknown key 'train.a\\x00b' in " + d / "c.json" + " (known here: " +
-            "epochs, batch_size, eval_batch_size, threads, seed, label_smoothing, checkpoint_every, log_every)");
+            "epochs, batch_size, eval_batch_size, threads, sync_bn, seed, label_smoothing, checkpoint_every, log_every)");
   CHECK(file_error(d, std::string("{}\0{\"train\": 5}", 15)) ==
         d / "c.json" + ": not valid JSON: a NUL byte at offset 2");
 }
