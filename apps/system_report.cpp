@@ -1,5 +1,6 @@
 #include "apps/system_report.h"
 
+#include "apps/distributed.h"
 #include "core/blas.h"
 #include "core/cpu.h"
 #include "core/kernels/dispatch.h"
@@ -35,6 +36,8 @@ std::string system_report() {
     s += "  " + o.name + " (" + o.variable + "=" + o.values + "): " + o.value + "\n    " + o.help + "\n";
   s += "kernels:\n";
   for (const auto& [family, name] : chosen_kernels()) s += "  " + family + ": " + name + "\n";
+  s += std::string("data-parallel (mpirun -np N qforge train|qat): ") +
+       (built_with_mpi() ? "built with MPI" : "not built (no libopenmpi-dev when configured)") + "\n";
   return s;
 }
 

@@ -155,6 +155,8 @@ TEST_CASE("mpi: an error on the ranks stops them all, named" * doctest::skip(!ha
   RunResult small = run_mpi(2, "train " + cfg + " --set train.batch_size=1 --set output.dir=" + (d / "small"));
   CHECK(small.code != 0);
   CHECK(small.out.find("smaller than the 2 ranks") != std::string::npos);
+  CHECK(run_qforge("info --system").out.find("data-parallel (mpirun -np N qforge train|qat): built with MPI") !=
+        std::string::npos);
   RunResult eval = run_mpi(2, "eval --model " + (d / "x.safetensors"));
   CHECK(eval.code != 0);
   CHECK(eval.out.find("only train and qat run across processes") != std::string::npos);
