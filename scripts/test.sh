@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
-(cd build && ctest --output-on-failure -j1)
+(cd build && ctest --output-on-failure -j2)
 # -O1 -g1 (line tables only: the sanitizers' reports still name file and line) builds in about 60%
 # of -O2 -g's time, which is most of this script's; the two cores run two test binaries at once.
 scripts/setup.sh build-asan -DQFORGE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
