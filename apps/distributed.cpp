@@ -179,15 +179,14 @@ GradientSync::GradientSync(ProcessGroup& group, const nn::NamedTensors& params, 
     offset_[i] = b.buf.size();
     b.params.push_back(i);
     b.buf.resize(b.buf.size() + static_cast<size_t>(n));
+    index_[params_[i].impl()->autograd.get()] = i;  // a tensor's autograd identity lives as long as it
   }
 }
 
 std::unique_ptr<LeafGradHook> GradientSync::hook() {
-  std::unordered_map<AutogradMeta*, size_t> index;
-  for (size_t i = 0; i < params_.size(); ++i) index[params_[i].impl()->autograd.get()] = i;
-  return std::make_unique<LeafGradHook>([this, index = std::move(index)](AutogradMeta& m) {
-    auto it = index.find(&m);
-    if (it == index.end() || done_[it->second]) return;
+  return std::make_unique<LeafGradHook>([this](AutogradMeta& m) {
+    auto it = index_.find(&m);
+    if (it == index_.end() || done_[it->second]) return;
     done_[it->second] = true;
     Bucket& b = buckets_[bucket_of_[it->second]];
     if (++b.ready == b.params.size())

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/autograd.h"
@@ -62,6 +63,7 @@ class GradientSync {
   void launch(size_t b);
   ProcessGroup& g_;
   std::vector<Tensor> params_;
+  std::unordered_map<AutogradMeta*, size_t> index_;  // a gradient's parameter, by autograd identity
   std::vector<size_t> bucket_of_, offset_;
   std::vector<bool> done_;
   std::vector<Bucket> buckets_;
