@@ -238,6 +238,19 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
     train_loader.start_epoch(epoch, static_cast<size_t>(info.batch));
     Progress prog("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), per_epoch, t["log_every"]);
     double t0 = now_seconds(), loss_sum = 0, wait_s = 0;
+    // Throughput, and under mpirun the share of it spent waiting for gradient sums: the stop line's
+    // and the epoch line's words.
+    auto img_per_s = [](int64_t n, double secs) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%.1f img/s", n / std::max(secs, 1e-9));
+      return std::string(b);
+    };
+    auto ranks_note = [&](int64_t n, double secs) {
+      char b[128];
+      std::snprintf(b, sizeof b, "  (%d ranks: %s, %.1f%% of the time waiting for gradient sums)", ranks,
+                    img_per_s(n, secs).c_str(), 100.0 * wait_s / std::max(secs, 1e-9));
+      return std::string(b);
+    };
     if (group) group->take_wait_seconds();
     int64_t seen = 0, correct = 0, done_here = 0;
     data::Batch b;
@@ -303,13 +316,7 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
       if (stop || (ckpt_every > 0 && info.step % ckpt_every == 0)) save(last_path(cfg));
       if (stop) {
         std::string why = "stopped after " + std::to_string(steps_this_run) + " steps (--max-steps); resume with --resume";
-        if (group) {
-          char more[128];
-          std::snprintf(more, sizeof more, " (%d ranks: %.1f img/s, %.1f%% of the time waiting for gradient sums)",
-                        ranks, seen / std::max(now_seconds() - t0, 1e-9),
-                        100.0 * wait_s / std::max(now_seconds() - t0, 1e-9));
-          why += more;
-        }
+        if (group) why += ranks_note(seen, now_seconds() - t0);
         prog.finish(why);
         return res;
       }
@@ -333,16 +340,11 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
     bool best = ev.top1() > info.best_acc;
     if (best) info.best_acc = ev.top1();
     char status[160];
-    std::snprintf(status, sizeof status, "loss %.4f  train acc %.2f%%  test acc %.2f%%  %.1f img/s",
-                  seen ? loss_sum / seen : 0.0, seen ? 100.0 * correct / seen : 0.0, ev.top1(),
-                  seen / std::max(train_s, 1e-9));
+    std::snprintf(status, sizeof status, "loss %.4f  train acc %.2f%%  test acc %.2f%%",
+                  seen ? loss_sum / seen : 0.0, seen ? 100.0 * correct / seen : 0.0, ev.top1());
     std::string line = status;
-    if (group) {
-      char more[96];
-      std::snprintf(more, sizeof more, "  (%d ranks, %.1f%% of the time waiting for gradient sums)", ranks,
-                    100.0 * wait_s / std::max(train_s, 1e-9));
-      line += more;
-    }
+    if (group) line += ranks_note(seen, train_s);
+    else line += "  " + img_per_s(seen, train_s);
     prog.finish(line);
     nlohmann::json m = {
         {"kind", o.kind},
