@@ -1,7 +1,11 @@
 // Tests of batch_norm (core/ops/batchnorm.h).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <barrier>
+#include <cmath>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "core/ops/batchnorm.h"
@@ -103,4 +107,109 @@ TEST_CASE("batch_norm raw pair: backward adds the gradients of forward, training
     };
     CHECK(raw_gradcheck_error(forward, backward, in) < 2e-3);
   }
+}
+
+namespace {
+
+// Two ranks of one process, one thread each: the collectives meet at a barrier, and each rank sums
+// both contributions in rank order, so both get the same bytes (as MPI's allreduce gives).
+struct PairExchange {
+  std::barrier<> meet{2};
+  const void* slot[2] = {nullptr, nullptr};
+};
+
+class PairGroup : public ProcessGroup {
+ public:
+  PairGroup(PairExchange& x, int rank) : x_(x), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return 2; }
+  void allreduce_sum(double* v, int64_t n) override { reduce(v, n); }
+  void allreduce_sum(int64_t* v, int64_t n) override { reduce(v, n); }
+  void allreduce_min(float*, int64_t) override { FAIL("batch_norm takes no minimum"); }
+  void allreduce_max(float*, int64_t) override { FAIL("batch_norm takes no maximum"); }
+  void broadcast(void*, int64_t, int) override { FAIL("batch_norm broadcasts nothing"); }
+  void start_allreduce_sum(float*, int64_t) override { FAIL("batch_norm starts no gradient sum"); }
+  void progress() override {}
+  void wait_all() override {}
+  double take_wait_seconds() override { return 0; }
+
+ private:
+  template <class T>
+  void reduce(T* v, int64_t n) {
+    x_.slot[rank_] = v;
+    x_.meet.arrive_and_wait();
+    std::vector<T> sum(n);
+    const T* a = static_cast<const T*>(x_.slot[0]);
+    const T* b = static_cast<const T*>(x_.slot[1]);
+    for (int64_t i = 0; i < n; ++i) sum[i] = a[i] + b[i];
+    x_.meet.arrive_and_wait();  // both have read both before either writes
+    std::copy(sum.begin(), sum.end(), v);
+  }
+  PairExchange& x_;
+  int rank_;
+};
+
+}  // namespace
+
+TEST_CASE("batch_norm raw pair synchronised over 2 ranks (SyncBatchNorm) equals one process on their union") {
+  // 5 samples as shares of 2 and 3; with an input scale (QAT's fused Conv+BN takes that path).
+  const int64_t N = 5, C = 3, HW = 4, shares[2] = {2, 3};
+  const std::vector<float> x = random_values(N * C * HW, 2.f), w = random_values(C), b = random_values(C),
+                           scale{0.7f, 1.6f, 1.1f}, dout = random_values(N * C * HW);
+  const std::vector<float> rm0{0.3f, -0.2f, 0.1f}, rv0{1.5f, 0.8f, 1.2f};
+  struct Result {
+    std::vector<float> out, mean, invstd, rm, rv, dx, dw, db, ds;
+  };
+  // Samples [n0, n0 + n) of the batch, through forward and backward, in `group` or alone.
+  auto run = [&](int64_t n0, int64_t n, ProcessGroup* group) {
+    const size_t at = static_cast<size_t>(n0 * C * HW), len = static_cast<size_t>(n * C * HW);
+    const std::vector<float> xs(x.begin() + at, x.begin() + at + len), ds(dout.begin() + at, dout.begin() + at + len);
+    Result r{std::vector<float>(len), std::vector<float>(C), std::vector<float>(C), rm0, rv0,
+             std::vector<float>(len), std::vector<float>(C), std::vector<float>(C), std::vector<float>(C)};
+    batch_norm_forward(r.out.data(), r.mean.data(), r.invstd.data(), xs.data(), w.data(), b.data(), r.rm.data(),
+                       r.rv.data(), scale.data(), true, 0.1f, 1e-5f, n, C, HW, group);
+    batch_norm_backward(r.dx.data(), r.dw.data(), r.db.data(), r.ds.data(), true, ds.data(), xs.data(), w.data(),
+                        scale.data(), r.mean.data(), r.invstd.data(), true, n, C, HW, group);
+    return r;
+  };
+  const Result one = run(0, N, nullptr);
+  PairExchange exchange;
+  Result rank[2];
+  {
+    PairGroup g0(exchange, 0), g1(exchange, 1);
+    std::thread t1([&] { rank[1] = run(shares[0], shares[1], &g1); });
+    rank[0] = run(0, shares[0], &g0);
+    t1.join();
+  }
+  auto close = [](float a, float b) { return std::abs(a - b) <= 1e-5f * std::max(1.f, std::abs(b)); };
+  int64_t n0 = 0;
+  for (int r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    const size_t at = static_cast<size_t>(n0 * C * HW);
+    for (size_t i = 0; i < rank[r].out.size(); ++i) {
+      CAPTURE(i);
+      CHECK(close(rank[r].out[i], one.out[at + i]));
+      CHECK(close(rank[r].dx[i], one.dx[at + i]));  // dx needs the global sums of dy and dy * xhat
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      CAPTURE(c);
+      CHECK(close(rank[r].mean[c], one.mean[c]));
+      CHECK(close(rank[r].invstd[c], one.invstd[c]));
+      CHECK(close(rank[r].rm[c], one.rm[c]));
+      CHECK(close(rank[r].rv[c], one.rv[c]));  // unbiased with the global count
+    }
+    n0 += shares[r];
+  }
+  // The parameters' gradients are each rank's share: the gradient allreduce adds them.
+  for (int64_t c = 0; c < C; ++c) {
+    CAPTURE(c);
+    CHECK(close(rank[0].dw[c] + rank[1].dw[c], one.dw[c]));
+    CHECK(close(rank[0].db[c] + rank[1].db[c], one.db[c]));
+    CHECK(close(rank[0].ds[c] + rank[1].ds[c], one.ds[c]));
+  }
+  // Alone, a rank's share is another function: the test can tell.
+  const Result alone = run(0, shares[0], nullptr);
+  bool differs = false;
+  for (size_t i = 0; i < alone.dx.size(); ++i) differs |= !close(alone.dx[i], rank[0].dx[i]);
+  CHECK(differs);
 }
