@@ -24,6 +24,10 @@ inline std::string qforge_bin() { return QFORGE_BIN_PATH; }
 
 inline std::string source_dir() { return QFORGE_SOURCE_DIR_PATH; }
 
+// A committed config (configs/NAME), and Debian's Fashion-MNIST, which the recipe tests need.
+inline std::string config_file(const std::string& name) { return source_dir() + "/configs/" + name; }
+inline const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
 // In a forked child: becomes `qforge args...` (exit 127 when that fails).
 [[noreturn]] inline void exec_qforge(const std::vector<std::string>& args) {
   std::vector<char*> argv;

@@ -15,10 +15,6 @@ namespace {
 // The generated-data tiny config, made a quarter-width MobileNetV2 (small stem: 12 px -> 2 px at the end).
 const std::string kMobileNet = " --set model.arch=mobilenet_v2 --set model.width_mult=0.25";
 
-const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-
-std::string config_file(const std::string& name) { return source_dir() + "/configs/" + name; }
-
 }  // namespace
 
 TEST_CASE("mobilenet_v2: train, eval and info on generated data") {

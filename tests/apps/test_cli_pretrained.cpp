@@ -16,14 +16,6 @@
 using namespace qforge;
 using namespace qforge::testing;
 
-namespace {
-
-const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-
-std::string config_file(const std::string& name) { return source_dir() + "/configs/" + name; }
-
-}  // namespace
-
 TEST_CASE("cli: the pretrained recipe: a 1000-class torchvision resnet18 .pth, fine-tuned, QAT, int8" *
           doctest::skip(!run_torch_cases() || !fs::exists(kFashion))) {
   ScratchDir d("cli_pretrained");

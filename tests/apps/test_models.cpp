@@ -17,7 +17,7 @@ using qforge::testing::ScratchDir;
 namespace {
 
 // The schema's defaults with a model section, validated as a config file would be.
-apps::Config config_with(const nlohmann::json& model) {
+apps::Config model_config(const nlohmann::json& model) {
   nlohmann::json j = {{"model", model}};
   return apps::make_config(j, "test config", {}, false);
 }
@@ -25,11 +25,11 @@ apps::Config config_with(const nlohmann::json& model) {
 }  // namespace
 
 TEST_CASE("models: model.arch builds resnet18 or mobilenet_v2, with width_mult and dropout") {
-  auto r = apps::build_float_model(config_with({{"arch", "resnet18"}, {"width", 0.25}}));
+  auto r = apps::build_float_model(model_config({{"arch", "resnet18"}, {"width", 0.25}}));
   CHECK(std::dynamic_pointer_cast<nn::ResNet>(r));
 
   auto m = apps::build_float_model(
-      config_with({{"arch", "mobilenet_v2"}, {"width_mult", 0.5}, {"dropout", 0.3}, {"num_classes", 7}}));
+      model_config({{"arch", "mobilenet_v2"}, {"width_mult", 0.5}, {"dropout", 0.3}, {"num_classes", 7}}));
   auto mb = std::dynamic_pointer_cast<nn::MobileNetV2>(m);
   REQUIRE(mb);
   CHECK(mb->config().width_mult == 0.5);
@@ -39,7 +39,7 @@ TEST_CASE("models: model.arch builds resnet18 or mobilenet_v2, with width_mult a
   CHECK(std::static_pointer_cast<nn::Dropout>(mb->child("classifier")->child("0"))->p == doctest::Approx(0.3));
 
   // A config from before MobileNetV2 has neither key: torchvision's defaults.
-  apps::Config old = config_with({{"arch", "mobilenet_v2"}});
+  apps::Config old = model_config({{"arch", "mobilenet_v2"}});
   old.j["model"].erase("width_mult");
   old.j["model"].erase("dropout");
   auto d = std::dynamic_pointer_cast<nn::MobileNetV2>(apps::build_float_model(old));
@@ -47,7 +47,7 @@ TEST_CASE("models: model.arch builds resnet18 or mobilenet_v2, with width_mult a
   CHECK(d->config().width_mult == 1.0);
   CHECK(d->config().dropout == doctest::Approx(0.2));
 
-  CHECK_THROWS_WITH_AS(apps::build_float_model(config_with({{"arch", "vgg"}})), doctest::Contains("vgg"), Error);
+  CHECK_THROWS_WITH_AS(apps::build_float_model(model_config({{"arch", "vgg"}})), doctest::Contains("vgg"), Error);
 }
 
 TEST_CASE("models: a plain safetensors file with torchvision's MobileNetV2 names loads as init_from and as a model") {
@@ -61,10 +61,10 @@ TEST_CASE("models: a plain safetensors file with torchvision's MobileNetV2 names
   const std::string file = dir / "mbv2.safetensors";
   nn::write_safetensors(file, entries, {});
 
-  apps::Config cfg = config_with(model);
+  apps::Config cfg = model_config(model);
   cfg.j["model"]["init_from"] = file;
   auto a = apps::build_float_model(cfg);
-  apps::Config plain = config_with(model);
+  apps::Config plain = model_config(model);
   apps::LoadedModel lm = apps::load_model_file(file, &plain);
   CHECK(lm.kind == "float");
   src->eval();

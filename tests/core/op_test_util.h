@@ -1,6 +1,7 @@
-// Random inputs for the op tests. The anonymous namespace gives each test file
-// its own generator, so a file's sequence does not depend on which other
-// files' tests ran first.
+// Random inputs for the op tests. The anonymous namespace gives each translation
+// unit its own generator; in a unity build (QFORGE_UNITY) that is a batch of test
+// files, so a test's draws depend on which tests of its batch ran first: every
+// test must hold for any draw (tolerances are stated for the values' magnitudes).
 #pragma once
 #include <random>
 #include <vector>

@@ -16,8 +16,10 @@
 #include "nn/safetensors.h"
 #include "optim/sgd.h"
 #include "tiny_problem.h"
+#include "tensor_compare.h"
 
 using namespace qforge;
+using qforge::testing::max_abs_diff;
 using namespace qforge::nn;
 
 namespace {
@@ -42,13 +44,6 @@ std::map<std::string, Tensor> fixture_state(const SafeTensors& st) {
     sd[name] = st.f32(name);
   }
   return sd;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(static_cast<double>(a.data()[i]) - b.data()[i]));
-  return m;
 }
 
 Shape shape_of(const Module& m, const std::string& name) {

@@ -24,8 +24,10 @@
 #include "nn/resnet.h"
 #include "nn/torch_file.h"
 #include "python_torch.h"
+#include "tensor_compare.h"
 
 using namespace qforge;
+using qforge::testing::max_abs_diff;
 using namespace qforge::nn;
 namespace fs = std::filesystem;
 
@@ -43,13 +45,6 @@ std::map<std::string, Tensor> float_state(const SafeTensors& st) {
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(static_cast<double>(a.data()[i]) - b.data()[i]));
-  return m;
 }
 
 // The fixture's network: Sequential(Conv2d(2,6,3,p=1), BatchNorm2d(6), ReLU, AdaptiveAvgPool2d(1), Flatten,

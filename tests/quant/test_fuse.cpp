@@ -17,8 +17,10 @@
 #include "nn/resnet.h"
 #include "quant/fuse.h"
 #include "quant/fused.h"
+#include "tensor_compare.h"
 
 using namespace qforge;
+using qforge::testing::max_abs_diff;
 using namespace qforge::quant;
 
 namespace {
@@ -62,13 +64,6 @@ Tensor forward_eval(nn::Module& m, const Tensor& x) {
   NoGradGuard g;
   m.eval();
   return m(x);
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
-  return d;
 }
 
 const std::vector<int> kInput{2, 6, 6};

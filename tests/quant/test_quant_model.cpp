@@ -23,8 +23,10 @@
 #include "quant/prepare.h"
 #include "quant/runtime.h"
 #include "tiny_problem.h"
+#include "tensor_compare.h"
 
 using namespace qforge;
+using qforge::testing::max_abs_diff;
 using namespace qforge::quant;
 
 namespace {
@@ -45,13 +47,6 @@ void randomize_bn(nn::Module& m, uint64_t seed) {
         bn->running_mean.data()[i] = c(rng);
         bn->running_var.data()[i] = u(rng);
       }
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
-  return d;
 }
 
 Tensor forward_eval(nn::Module& m, const Tensor& x) {
