@@ -195,8 +195,28 @@ void col2im(float* dinp, float* col, const Conv2dShape& s, int n0, int nb, int g
   });
 }
 
+// A 1x1 convolution at stride 1 without padding (MobileNetV2's expansions and projections): an
+// image's channels are already its column matrix, (C, OH*OW), and its output is the GEMM's.
+bool pointwise(const Conv2dShape& s) {
+  return s.kh == 1 && s.kw == 1 && s.a.stride_h == 1 && s.a.stride_w == 1 && s.a.pad_h == 0 && s.a.pad_w == 0;
+}
+
+// Below this many output positions per image, one GEMM over a chunk of images (through the
+// column and output copies) beats one thin GEMM per image.
+// (Measured on MobileNetV2's small stem at 28x28 batch 64, AMD EPYC Zen 5, 2 threads: its 784-position
+// layers direct take 4-9% less CPU time in all; at 196 positions and below neither way clearly wins.)
+constexpr int kPointwiseDirectPositions = 256;
+
 void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv2dShape& s) {
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
+  if (pointwise(s) && (s.n == 1 || ohw >= kPointwiseDirectPositions)) {  // no copies
+    for (int n = 0; n < s.n; ++n)
+      for (int g = 0; g < G; ++g)
+        sgemm(false, false, ocg, ohw, cg, 1.f, weight + static_cast<int64_t>(g) * ocg * cg, cg,
+              inp + (static_cast<int64_t>(n) * s.c + g * cg) * ohw, ohw, 0.f,
+              out + (static_cast<int64_t>(n) * s.oc + g * ocg) * ohw, ohw);
+    return;
+  }
   const int chunk = images_per_chunk(s);
   // Scratch, fully written before it is read.
   auto col = scratch_floats(static_cast<size_t>(k) * chunk * ohw);
