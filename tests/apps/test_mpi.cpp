@@ -111,6 +111,7 @@ TEST_CASE("mpi: 2 ranks train as one process at the same global batch, resume wi
   // 21 a batch: shares of 10 and 11, so the weighting by share is exercised too.
   const std::string cfg = write_tiny_config(d) + kAugment + kSlow + " --set train.batch_size=21";
   auto [one, two] = one_and_two("train " + cfg + " --max-steps 20", d, 20);
+  INFO(two.out);
   CHECK(two.out.find("data-parallel: 2 ranks, global batch 21") != std::string::npos);
   CHECK(two.out.find("(2 ranks: ") != std::string::npos);  // the stop line's throughput and wait share
   CHECK(max_rel_diff(d / "one/last.safetensors", d / "two/last.safetensors") < kBound);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <barrier>
 #include <cmath>
+#include <exception>
 #include <random>
 #include <thread>
 #include <vector>
@@ -177,9 +178,17 @@ TEST_CASE("batch_norm raw pair synchronised over 2 ranks (SyncBatchNorm) equals 
   Result rank[2];
   {
     PairGroup g0(exchange, 0), g1(exchange, 1);
-    std::thread t1([&] { rank[1] = run(shares[0], shares[1], &g1); });
+    std::exception_ptr failed;  // an error on rank 1's thread, rethrown here (rank 0 would wait for it)
+    std::thread t1([&] {
+      try {
+        rank[1] = run(shares[0], shares[1], &g1);
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    });
     rank[0] = run(0, shares[0], &g0);
     t1.join();
+    if (failed) std::rethrow_exception(failed);
   }
   auto close = [](float a, float b) { return std::abs(a - b) <= 1e-5f * std::max(1.f, std::abs(b)); };
   int64_t n0 = 0;
