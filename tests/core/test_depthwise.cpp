@@ -16,17 +16,14 @@
 #include "core/ops/depthwise.h"
 #include "core/threads.h"
 #include "gradcheck.h"
+#include "op_test_util.h"
 
 using namespace qforge;
 using namespace qforge::depthwise_detail;
 using qforge::testing::gradcheck_error;
+using qforge::testing::rng;
 
 namespace {
-
-std::mt19937_64& depthwise_rng() {
-  static std::mt19937_64 r(4321);
-  return r;
-}
 
 // The stated accuracy (depthwise.h): within kTol of the sum of the absolute
 // values of the terms (and of the value the gradient buffer started from).
@@ -60,14 +57,14 @@ struct Case {
   Tensor x, w, b, dy, dx0, dw0, db0;
   Case(int n, int c, int h, int wd, int m, int k, ConvGeometry a) {
     a.groups = c;
-    x = Tensor::randn({n, c, h, wd}, depthwise_rng());
-    w = Tensor::randn({c * m, 1, k, k}, depthwise_rng());
+    x = Tensor::randn({n, c, h, wd}, rng());
+    w = Tensor::randn({c * m, 1, k, k}, rng());
     s = conv2d_shape(x.shape(), w.shape(), a);
-    b = Tensor::randn({c * m}, depthwise_rng());
-    dy = Tensor::randn({n, c * m, s.oh, s.ow}, depthwise_rng());
-    dx0 = Tensor::randn(x.shape(), depthwise_rng());
-    dw0 = Tensor::randn(w.shape(), depthwise_rng());
-    db0 = Tensor::randn(b.shape(), depthwise_rng());
+    b = Tensor::randn({c * m}, rng());
+    dy = Tensor::randn({n, c * m, s.oh, s.ow}, rng());
+    dx0 = Tensor::randn(x.shape(), rng());
+    dw0 = Tensor::randn(w.shape(), rng());
+    db0 = Tensor::randn(b.shape(), rng());
   }
 };
 
@@ -255,9 +252,9 @@ TEST_CASE("depthwise and grouped conv2d: gradients match finite differences") {
     const std::string name = gc.name;
     CAPTURE(name);
     for (bool bias : {true, false}) {
-      std::vector<Tensor> in{Tensor::randn({gc.n, gc.c, gc.h, gc.w}, depthwise_rng()),
-                             Tensor::randn({gc.oc, gc.c / gc.a.groups, gc.k, gc.k}, depthwise_rng())};
-      if (bias) in.push_back(Tensor::randn({gc.oc}, depthwise_rng()));
+      std::vector<Tensor> in{Tensor::randn({gc.n, gc.c, gc.h, gc.w}, rng()),
+                             Tensor::randn({gc.oc, gc.c / gc.a.groups, gc.k, gc.k}, rng())};
+      if (bias) in.push_back(Tensor::randn({gc.oc}, rng()));
       auto f = [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), gc.a); };
       // Linear in each input: central differences are exact at any step (see test_ops.cpp).
       CHECK(gradcheck_error(f, in, 0.5f) < 2e-3);
@@ -272,8 +269,8 @@ TEST_CASE("grouped conv2d (groups neither 1 nor C) matches the definition") {
          {std::array{1, 6, 7, 8, 9, 3, 1}, std::array{3, 6, 9, 9, 4, 2, 2}, std::array{2, 8, 5, 6, 8, 4, 1}}) {
       CAPTURE(groups);
       const ConvGeometry a{stride, stride, 1, 1, 1, 1, groups};
-      Tensor x = Tensor::randn({n, c, h, w}, depthwise_rng()), wt = Tensor::randn({oc, c / groups, 3, 3}, depthwise_rng());
-      Tensor b = Tensor::randn({oc}, depthwise_rng());
+      Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c / groups, 3, 3}, rng());
+      Tensor b = Tensor::randn({oc}, rng());
       const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), a);
       Tensor y = conv2d(x, wt, b, a);
       const int cg = c / groups, ocg = oc / groups;
