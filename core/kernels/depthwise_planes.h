@@ -18,10 +18,15 @@ struct PlaneGeo {
   int kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
-// Stride-1 planes narrower than this (output columns) run 3x3 kernels on a
+// Other stride-1 planes narrower than this (output columns) run 3x3 kernels on a
 // padded copy, flattened: a row of 7 outputs would leave most of a vector idle and
 // most of the work at the edges.
 constexpr int kFlatBelow = 32;
+
+// Stride-1, padding-1 planes at least this wide whose output is as large as the
+// input (every stride-1 depthwise layer of a MobileNet) run 3x3 kernels in place,
+// all rows as one (forward_3x3_same in depthwise_planes.inc), without a copy.
+constexpr int kSameFrom = 5;
 
 // The flattened layout for stride s (1 in use): the input padded to rows of wp floats
 // (p_size floats, zeros around it), the outputs in rows of wp as well (len
@@ -99,7 +104,7 @@ namespace qforge::depthwise_detail {
 
 // depthwise_forward and depthwise_backward with a given table (tests compare the tables).
 void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const float* weight, const float* bias,
-                  const Conv2dShape& s);
+                  const Conv2dShape& s, bool relu = false, float hi = 0.f);
 void backward_with(const DepthwiseKernels& k, float* dinp, float* dweight, float* dbias, const float* dout,
                    const float* inp, const float* weight, const Conv2dShape& s);
 
