@@ -47,7 +47,7 @@ void for_each_plane(const Conv2dShape& s, int64_t per_plane, F&& fn) {
 }  // namespace
 
 void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const float* weight, const float* bias,
-                  const Conv2dShape& s) {
+                  const Conv2dShape& s, bool relu, float hi) {
   const PlaneGeo g = plane_geo(s);
   const int m_per_c = s.oc / s.c, taps = s.kh * s.kw;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow;
@@ -55,8 +55,14 @@ void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const
   for_each_plane(s, m_per_c * ohw * taps, [&](int n, int c, float* work) {
     for (int m = 0; m < m_per_c; ++m) {
       const int64_t co = static_cast<int64_t>(c) * m_per_c + m;
-      k.forward(out + (static_cast<int64_t>(n) * s.oc + co) * ohw, inp + (static_cast<int64_t>(n) * s.c + c) * hw,
-                weight + co * taps, bias ? bias[co] : 0.f, g, zeros.data(), work);
+      float* o = out + (static_cast<int64_t>(n) * s.oc + co) * ohw;
+      k.forward(o, inp + (static_cast<int64_t>(n) * s.c + c) * hw, weight + co * taps, bias ? bias[co] : 0.f, g,
+                zeros.data(), work);
+      if (relu)  // relu()'s clamp
+        for (int64_t p = 0; p < ohw; ++p) {
+          const float v = o[p] > 0.f ? o[p] : 0.f;
+          o[p] = v < hi ? v : hi;
+        }
     }
   });
 }
@@ -106,8 +112,9 @@ void backward_with(const DepthwiseKernels& k, float* dinp, float* dweight, float
 
 bool depthwise_applies(const Conv2dShape& s) { return s.a.groups > 1 && s.a.groups == s.c; }
 
-void depthwise_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s) {
-  depthwise_detail::forward_with(depthwise_detail::depthwise_kernels(), out, inp, weight, bias, s);
+void depthwise_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
+                       bool relu, float hi) {
+  depthwise_detail::forward_with(depthwise_detail::depthwise_kernels(), out, inp, weight, bias, s, relu, hi);
 }
 
 void depthwise_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -29,8 +29,10 @@ namespace qforge {
 // "depthwise" but stays on conv2d's usual path, Winograd or im2col.)
 bool depthwise_applies(const Conv2dShape& s);
 
-// inp (N,C,H,W), weight (C*M,1,KH,KW), bias (C*M) or null -> out (N,C*M,OH,OW)
-void depthwise_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s);
+// inp (N,C,H,W), weight (C*M,1,KH,KW), bias (C*M) or null -> out (N,C*M,OH,OW); with relu, each output
+// then clamped to [0, hi] while its plane is in cache (conv2d_bias_relu).
+void depthwise_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
+                       bool relu = false, float hi = 0.f);
 
 // Adds into dinp (N,C,H,W), dweight (C*M,1,KH,KW), dbias (C*M); each may be null.
 // forward: out[n][cM+m][y][x] = bias[cM+m] + sum_{ky,kx} weight[cM+m][ky][kx] * inp[n][c][y*sh-ph+ky*dh][x*sw-pw+kx*dw]

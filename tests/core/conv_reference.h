@@ -49,10 +49,12 @@ inline const ConvCase kConvCases[] = {
     {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},   // no vertical padding: fewer rows out than in
     {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},    // kernel wider than the input: taps all in padding
     {2, 2, 16, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},  // 32 tiles of 4x4: Winograd
-    // 1x1 at stride 1 (pointwise): one GEMM per image straight on it from 256 positions, else chunked.
+    // 1x1 at stride 1 (pointwise): one GEMM per image straight on it, a product per thread or, for
+    // fewer products than threads, each split over the threads.
     {3, 4, 16, 17, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},
-    {2, 4, 16, 16, 6, 1, {1, 1, 0, 0, 1, 1, 2}, false},  // groups 2
-    {3, 4, 5, 6, 5, 1, {1, 1, 0, 0, 1, 1, 1}, false},    // 30 positions: chunked
+    {2, 4, 16, 16, 6, 1, {1, 1, 0, 0, 1, 1, 2}, true},   // groups 2
+    {3, 4, 5, 6, 5, 1, {1, 1, 0, 0, 1, 1, 1}, false},    // 30 positions
+    {1, 4, 16, 16, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},   // one image: its GEMM over the threads, then the bias
 };
 
 }  // namespace qforge::testing
