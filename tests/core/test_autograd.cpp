@@ -1,6 +1,8 @@
 // Tests of The autograd graph (core/autograd.h).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops/elementwise.h"
@@ -38,4 +40,21 @@ TEST_CASE("autograd: a recorded op keeps only the buffers its backward reads") {
   loss.backward();
   CHECK(w.grad().data()[0] == 3.f);
   CHECK(w.grad().data()[n - 1] == 3.f);
+}
+
+TEST_CASE("storage: a large block freed and asked for again comes back zeroed when zeros are asked for") {
+  // 40 MB: past the size whose blocks are kept for reuse (core/tensor.cpp).
+  const int64_t n = 10 << 20;
+  const int64_t base = Storage::live_bytes();
+  for (int round = 0; round < 3; ++round) {
+    Tensor z = Tensor::zeros({n});
+    CHECK(z.data()[0] == 0.f);
+    CHECK(z.data()[n / 2] == 0.f);
+    CHECK(z.data()[n - 1] == 0.f);
+    CHECK(Storage::live_bytes() - base == n * 4);
+    std::fill(z.data(), z.data() + n, 7.f);  // what a reused block would bring back
+    Tensor e = Tensor::empty({n});           // a second block of the same size, live at once
+    CHECK(e.data() != z.data());
+  }
+  CHECK(Storage::live_bytes() == base);
 }
