@@ -5,6 +5,10 @@
 #include <limits>
 #include <memory>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include "core/autograd.h"
 #include "core/threads.h"
 
@@ -34,9 +38,14 @@ void add_backward(float* da, const float* dout, int64_t n) {
 
 namespace {
 
-// Masks: one bit per element, little-endian in 64-bit words. Bits go through
-// bytes (0 or 1), which the compare and select loops vectorise on, and a
-// multiply per 8 bytes.
+// Masks: one bit per element, little-endian in 64-bit words. On x86-64 the
+// loops below take four lanes at a time with SSE2, which every x86-64 CPU
+// has (a compare's movemask is four bits; a 16-entry table turns four bits
+// back into lane masks), with the same results as their scalar tails: maxps
+// and minps return their second operand when the first is NaN or the two are
+// equal, exactly as x > 0 ? x : 0 and v < hi ? v : hi. (Through bytes, as
+// before, a 64-element word took 3.3 times as long as the clamp alone: 5.7 ms
+// against 1.7 ms for 39 MB, AMD EPYC Zen 4, 2 threads.)
 
 // Calls f(b, e) on ranges of [0, n) that start on 64-element boundaries, so
 // chunks never share a mask word.
@@ -45,57 +54,86 @@ void for_each_word_chunk(int64_t n, F&& f) {
   parallel_for((n + 63) / 64, kGrain / 64, [&](int64_t wb, int64_t we) { f(wb * 64, std::min(n, we * 64)); });
 }
 
-// mask words of [b, e) (b a multiple of 64): bit i = pass(y[i]).
-template <class P>
-void pack_mask(uint64_t* mask, const float* y, int64_t b, int64_t e, P&& pass) {
-  alignas(64) uint8_t bytes[64];
+// out[i] = clamp(v(i), 0, hi) for i in [b, e) (b a multiple of 64), v(i) =
+// x[i] (+ x2[i] when x2 is given); with a mask, bit i = 0 < out[i] < hi
+// (Upper) or 0 < out[i].
+template <bool Upper>
+void clamp_words(float* out, uint64_t* mask, const float* x, const float* x2, float hi, int64_t b, int64_t e) {
   for (int64_t w = b; w < e; w += 64) {
     const int64_t m = std::min<int64_t>(64, e - w);
-    for (int64_t k = 0; k < 64; ++k) bytes[k] = k < m ? pass(y[w + k]) : 0;
+    const float* xw = x + w;
+    const float* x2w = x2 ? x2 + w : nullptr;
+    float* ow = out + w;
     uint64_t bits = 0;
-    for (int j = 0; j < 8; ++j) {
-      uint64_t u;
-      std::memcpy(&u, bytes + 8 * j, 8);
-      bits |= ((u * 0x0102040810204080ull) >> 56) << (8 * j);  // byte k's low bit -> bit k
+    int64_t k = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps(), top = _mm_set1_ps(hi);
+    for (; k + 4 <= m; k += 4) {
+      __m128 v = _mm_loadu_ps(xw + k);
+      if (x2w) v = _mm_add_ps(v, _mm_loadu_ps(x2w + k));
+      __m128 y = _mm_max_ps(v, zero);
+      if (Upper) y = _mm_min_ps(y, top);
+      _mm_storeu_ps(ow + k, y);
+      __m128 pass = _mm_cmpgt_ps(y, zero);
+      if (Upper) pass = _mm_and_ps(pass, _mm_cmplt_ps(y, top));
+      bits |= static_cast<uint64_t>(_mm_movemask_ps(pass)) << k;
     }
-    mask[w / 64] = bits;
+#endif
+    for (; k < m; ++k) {
+      float y = x2w ? xw[k] + x2w[k] : xw[k];
+      y = y > 0.f ? y : 0.f;
+      if (Upper) y = y < hi ? y : hi;
+      ow[k] = y;
+      bits |= static_cast<uint64_t>(y > 0.f && (!Upper || y < hi)) << k;
+    }
+    if (mask) mask[w / 64] = bits;
   }
 }
 
-// One mask word as 64 bytes, each nonzero where its bit is set.
-inline void unpack_word(uint8_t* bytes, uint64_t bits) {
-  for (int j = 0; j < 8; ++j) {
-    const uint64_t t = (((bits >> (8 * j)) & 0xff) * 0x0101010101010101ull) & 0x8040201008040201ull;
-    std::memcpy(bytes + 8 * j, &t, 8);
+#if defined(__SSE2__)
+// Lane j of entry t is all ones where bit j of t is set.
+struct LaneMasks {
+  alignas(16) uint32_t m[16][4];
+  LaneMasks() {
+    for (int t = 0; t < 16; ++t)
+      for (int j = 0; j < 4; ++j) m[t][j] = (t >> j & 1) ? 0xFFFFFFFFu : 0u;
+  }
+};
+const LaneMasks kLaneMasks;
+#endif
+
+// For i in [b, e) (b a multiple of 64): g[i] where bit i of mask is set, else
+// 0, written to dst[i] (Assign) or added to it. dst may be g.
+template <bool Assign>
+void select_words(float* dst, const float* g, const uint64_t* mask, int64_t b, int64_t e) {
+  for (int64_t w = b; w < e; w += 64) {
+    const int64_t m = std::min<int64_t>(64, e - w);
+    const uint64_t bits = mask[w / 64];
+    float* d = dst + w;
+    const float* gw = g + w;
+    int64_t k = 0;
+#if defined(__SSE2__)
+    for (; k + 4 <= m; k += 4) {
+      const __m128 lanes = _mm_load_ps(reinterpret_cast<const float*>(kLaneMasks.m[(bits >> k) & 15]));
+      const __m128 v = _mm_and_ps(lanes, _mm_loadu_ps(gw + k));  // 0 where the bit is clear
+      _mm_storeu_ps(d + k, Assign ? v : _mm_add_ps(_mm_loadu_ps(d + k), v));
+    }
+#endif
+    for (; k < m; ++k) {
+      const float v = (bits >> k & 1) ? gw[k] : 0.f;
+      d[k] = Assign ? v : d[k] + v;
+    }
   }
 }
 
 }  // namespace
 
 void add_relu_forward(float* out, uint64_t* mask, const float* a, const float* b, int64_t n) {
-  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) {
-      const float v = a[i] + b[i];
-      out[i] = v > 0.f ? v : 0.f;
-    }
-    if (mask) pack_mask(mask, out, s, e, [](float y) { return static_cast<uint8_t>(y > 0.f); });
-  });
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) { clamp_words<false>(out, mask, a, b, 0.f, s, e); });
 }
 
 void add_relu_backward(float* dsum, const float* dout, const uint64_t* mask, int64_t n) {
-  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
-    alignas(64) uint8_t bytes[64];
-    for (int64_t w = s; w < e; w += 64) {
-      unpack_word(bytes, mask[w / 64]);
-      const int64_t m = std::min<int64_t>(64, e - w);
-      float* d = dsum + w;  // may alias g: no __restrict__
-      const float* g = dout + w;
-      for (int64_t k = 0; k < m; ++k) {
-        const float gv = g[k];
-        d[k] = bytes[k] ? gv : 0.f;
-      }
-    }
-  });
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) { select_words<true>(dsum, dout, mask, s, e); });
 }
 
 void mul_forward(float* out, const float* a, const float* b, int64_t n) {
@@ -128,36 +166,15 @@ void scale_backward(float* da, const float* dout, float s, int64_t n) {
 }
 
 void clamp_relu_forward(float* out, uint64_t* mask, const float* x, float hi, int64_t n) {
-  for_each_word_chunk(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) {
-      float v = x[i] > 0.f ? x[i] : 0.f;
-      out[i] = v < hi ? v : hi;
-    }
-    if (mask) pack_mask(mask, out, s, e, [hi](float y) { return static_cast<uint8_t>((y > 0.f) & (y < hi)); });
-  });
+  for_each_word_chunk(n, [&](int64_t s, int64_t e) { clamp_words<true>(out, mask, x, nullptr, hi, s, e); });
 }
 
 void clamp_relu_backward(float* dx, bool assign_dx, const float* dout, const uint64_t* mask, int64_t n) {
   for_each_word_chunk(n, [&](int64_t s, int64_t e) {
-    alignas(64) uint8_t bytes[64];
-    for (int64_t w = s; w < e; w += 64) {
-      unpack_word(bytes, mask[w / 64]);
-      const int64_t m = std::min<int64_t>(64, e - w);
-      float* __restrict__ dst = dx + w;
-      const float* __restrict__ gg = dout + w;
-      // Unconditional loads and a select, so the loops vectorise.
-      if (assign_dx) {
-        for (int64_t k = 0; k < m; ++k) {
-          const float gv = gg[k];
-          dst[k] = bytes[k] ? gv : 0.f;
-        }
-      } else {
-        for (int64_t k = 0; k < m; ++k) {
-          const float gv = gg[k], dv = dst[k];
-          dst[k] = dv + (bytes[k] ? gv : 0.f);
-        }
-      }
-    }
+    if (assign_dx)
+      select_words<true>(dx, dout, mask, s, e);
+    else
+      select_words<false>(dx, dout, mask, s, e);
   });
 }
 

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -76,4 +78,68 @@ TEST_CASE("elementwise raw pairs: backward adds the gradients of forward") {
     mul_backward(g[0].data(), g[1].data(), dout.data(), t[0].data(), t[1].data(), 3);
   };
   CHECK(raw_gradcheck_error(mul_fwd, mul_bwd, {a, b}) < 1e-3);
+}
+
+TEST_CASE("relu, relu6, add_relu and their masks: the scalar definitions bit for bit, specials included") {
+  // Several mask words and a partial one, with NaN, infinities, signed zeros and the bounds themselves.
+  const int64_t n = 64 * 17 + 37;
+  std::vector<float> x(n), x2(n), g(n), acc(n);
+  std::mt19937_64 r(7);
+  std::uniform_real_distribution<float> u(-8.f, 8.f);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            -0.f,
+                            0.f,
+                            6.f,
+                            -6.f,
+                            1e-40f,
+                            -1e-40f};
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = i % 11 == 0 ? specials[(i / 11) % 9] : u(r);
+    x2[i] = i % 13 == 0 ? specials[(i / 13) % 9] : u(r);
+    g[i] = i % 29 == 0 ? -0.f : u(r);
+    acc[i] = i % 31 == 0 ? -0.f : u(r);
+  }
+  auto same_bits = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  const int64_t words = (n + 63) / 64;
+  for (int kind = 0; kind < 3; ++kind) {  // relu, relu6, add_relu
+    CAPTURE(kind);
+    const float hi = kind == 1 ? 6.f : std::numeric_limits<float>::infinity();
+    std::vector<float> want(n), got(n), want_dx(n), want_acc(n);
+    std::vector<uint64_t> want_mask(words, 0), mask(words, ~uint64_t{0});
+    for (int64_t i = 0; i < n; ++i) {
+      float v = kind == 2 ? x[i] + x2[i] : x[i];
+      v = v > 0.f ? v : 0.f;
+      if (kind != 2) v = v < hi ? v : hi;
+      want[i] = v;
+      const bool pass = v > 0.f && (kind == 2 || v < hi);
+      want_mask[i / 64] |= static_cast<uint64_t>(pass) << (i % 64);
+      want_dx[i] = pass ? g[i] : 0.f;
+      want_acc[i] = acc[i] + (pass ? g[i] : 0.f);
+    }
+    if (kind == 2)
+      add_relu_forward(got.data(), mask.data(), x.data(), x2.data(), n);
+    else
+      clamp_relu_forward(got.data(), mask.data(), x.data(), hi, n);
+    CHECK(same_bits(got, want));
+    CHECK(mask == want_mask);
+    std::vector<float> dx(n, 1.f), dacc = acc;
+    if (kind == 2) {
+      add_relu_backward(dx.data(), g.data(), mask.data(), n);
+    } else {
+      clamp_relu_backward(dx.data(), true, g.data(), mask.data(), n);
+      clamp_relu_backward(dacc.data(), false, g.data(), mask.data(), n);
+      CHECK(same_bits(dacc, want_acc));
+    }
+    CHECK(same_bits(dx, want_dx));
+    std::vector<float> inplace = g;  // the gradient written over itself
+    if (kind == 2)
+      add_relu_backward(inplace.data(), inplace.data(), mask.data(), n);
+    else
+      clamp_relu_backward(inplace.data(), true, inplace.data(), mask.data(), n);
+    CHECK(same_bits(inplace, want_dx));
+  }
 }
