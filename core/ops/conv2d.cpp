@@ -201,7 +201,6 @@ bool pointwise(const Conv2dShape& s) {
   return s.kh == 1 && s.kw == 1 && s.a.stride_h == 1 && s.a.stride_w == 1 && s.a.pad_h == 0 && s.a.pad_w == 0;
 }
 
-
 // What follows the sum: the bias (null: none), then, with relu, clamp(v, 0, hi).
 struct Epilogue {
   const float* bias = nullptr;

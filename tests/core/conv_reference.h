@@ -52,9 +52,9 @@ inline const ConvCase kConvCases[] = {
     // 1x1 at stride 1 (pointwise): one GEMM per image straight on it, a product per thread or, for
     // fewer products than threads, each split over the threads.
     {3, 4, 16, 17, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},
-    {2, 4, 16, 16, 6, 1, {1, 1, 0, 0, 1, 1, 2}, true},   // groups 2
-    {3, 4, 5, 6, 5, 1, {1, 1, 0, 0, 1, 1, 1}, false},    // 30 positions
-    {1, 4, 16, 16, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},   // one image: its GEMM over the threads, then the bias
+    {2, 4, 16, 16, 6, 1, {1, 1, 0, 0, 1, 1, 2}, true},  // groups 2
+    {3, 4, 5, 6, 5, 1, {1, 1, 0, 0, 1, 1, 1}, false},   // 30 positions
+    {1, 4, 16, 16, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},  // one image: its GEMM over the threads, then the bias
 };
 
 }  // namespace qforge::testing
