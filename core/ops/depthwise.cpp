@@ -51,6 +51,21 @@ void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const
   const PlaneGeo g = plane_geo(s);
   const int m_per_c = s.oc / s.c, taps = s.kh * s.kw;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow;
+  if (m_per_c == 1 && blocked_applies(g)) {  // kBlock channels at once
+    const int blocks = (s.c + kBlock - 1) / kBlock;
+    const size_t work = static_cast<size_t>(work_floats(g));
+    parallel_pieces(static_cast<int64_t>(s.n) * blocks, 1, [&](int64_t b, int64_t e) {
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < work) scratch.resize(work);
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t n = i / blocks, c0 = i % blocks * kBlock;
+        k.forward_blocked(out + (n * s.oc + c0) * ohw, inp + (n * s.c + c0) * hw, weight + c0 * taps,
+                          bias ? bias + c0 : nullptr, static_cast<int>(std::min<int64_t>(kBlock, s.c - c0)), g, relu,
+                          hi, scratch.data());
+      }
+    });
+    return;
+  }
   const std::vector<float> zeros = zero_row(s);
   for_each_plane(s, m_per_c * ohw * taps, [&](int n, int c, float* work) {
     for (int m = 0; m < m_per_c; ++m) {
