@@ -76,14 +76,14 @@ static inline bool blocked_applies(const PlaneGeo& g) {
 }
 
 // forward_blocked's input planes with the zeros around them: hp x wp positions,
-// enough for every tap of every output of whole runs of kBlockedRun, and one
-// row more for the last run's reads past the end of the last row.
+// enough for every tap of every output, rows wide enough for whole runs of
+// kBlockedRun outputs (the last run of a row reads zeros past its end).
 struct BlockedLayout {
   int hp, wp;
 };
 static inline BlockedLayout blocked_layout(const PlaneGeo& g) {
   const int runs = (g.ow + kBlockedRun - 1) / kBlockedRun;
-  return {std::max(g.h + 2 * g.ph, (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1) + 1,
+  return {std::max(g.h + 2 * g.ph, (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1),
           std::max(g.w + 2 * g.pw, (runs * kBlockedRun - 1) * g.sw + (g.kw - 1) * g.dw + 1)};
 }
 
