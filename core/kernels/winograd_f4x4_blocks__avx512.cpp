@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "core/kernels/transpose16.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
 
 namespace qforge::winograd_detail {
@@ -14,9 +15,6 @@ namespace {
 typedef float V16 __attribute__((vector_size(64)));
 
 inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
-
-// transpose16 (below) turns the windows into 16 tiles per value.
-void transpose16(V16 r[16]);
 
 // Each tile's 6x6 window read row by row with masked loads (zeros outside the
 // plane) into 36 consecutive floats, then turned to 16 tiles per value by
@@ -63,40 +61,6 @@ inline V16 shuffle(V16 a, I16 m) { return (V16)_mm512_permutexvar_ps((__m512i)m,
 #else
 #define QF_SHUFFLE __builtin_shuffle
 #endif
-
-// r[i] lane j -> r[j] lane i: pairs within 128-bit lanes, then quads, then
-// the 128-bit lanes across the four groups of four rows. (GCC's generic
-// shuffles: its unpack intrinsics warn of an uninitialised value in GCC 12.)
-void transpose16(V16 r[16]) {
-  const I16 lo32 = {0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
-  const I16 hi32 = {2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
-  const I16 lo64 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
-  const I16 hi64 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
-  const I16 even128 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
-  const I16 odd128 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-  V16 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = QF_SHUFFLE(r[2 * i], r[2 * i + 1], lo32);
-    t[2 * i + 1] = QF_SHUFFLE(r[2 * i], r[2 * i + 1], hi32);
-  }
-  // r[4i + j], 128-bit lane L: rows 4i .. 4i+3 of column 4L + j.
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = QF_SHUFFLE(t[4 * i], t[4 * i + 2], lo64);
-    r[4 * i + 1] = QF_SHUFFLE(t[4 * i], t[4 * i + 2], hi64);
-    r[4 * i + 2] = QF_SHUFFLE(t[4 * i + 1], t[4 * i + 3], lo64);
-    r[4 * i + 3] = QF_SHUFFLE(t[4 * i + 1], t[4 * i + 3], hi64);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const V16 e0 = QF_SHUFFLE(r[j], r[4 + j], even128), e1 = QF_SHUFFLE(r[j], r[4 + j], odd128);
-    const V16 f0 = QF_SHUFFLE(r[8 + j], r[12 + j], even128);
-    const V16 f1 = QF_SHUFFLE(r[8 + j], r[12 + j], odd128);
-    t[j] = QF_SHUFFLE(e0, f0, even128);      // 128-bit lane 0 of each group: column j
-    t[8 + j] = QF_SHUFFLE(e0, f0, odd128);   // lane 2: column 8 + j
-    t[4 + j] = QF_SHUFFLE(e1, f1, even128);  // lane 1: column 4 + j
-    t[12 + j] = QF_SHUFFLE(e1, f1, odd128);  // lane 3: column 12 + j
-  }
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
-}
 
 // Where tile t of a block puts its 4x4 outputs: the top-left element, and
 // which rows and columns are inside the plane.
