@@ -9,6 +9,7 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/ops/depthwise.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/scratch.h"
 #include "core/ops/winograd.h"
 #include "core/options.h"
@@ -219,12 +220,8 @@ struct Epilogue {
       for (int64_t p = 0; p < len; ++p) dst[p] = src[p] + bv;
       return;
     }
-    // relu()'s clamp; + 0 (no bias) changes no value the clamp keeps.
-    for (int64_t p = 0; p < len; ++p) {
-      float v = src[p] + bv;
-      v = v > 0.f ? v : 0.f;
-      dst[p] = v < hi ? v : hi;
-    }
+    // + 0 (no bias) changes no value the clamp keeps.
+    for (int64_t p = 0; p < len; ++p) dst[p] = clamp_relu_value(src[p] + bv, hi);
   }
   // The images' planes of out (N, OC, OHW) finished in place, split over the pool.
   void run_all(float* out, const Conv2dShape& s) const {

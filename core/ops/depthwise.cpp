@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/kernels/depthwise_planes.h"
 #include "core/kernels/dispatch.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/scratch.h"
 #include "core/threads.h"
 
@@ -73,11 +74,8 @@ void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const
       float* o = out + (static_cast<int64_t>(n) * s.oc + co) * ohw;
       k.forward(o, inp + (static_cast<int64_t>(n) * s.c + c) * hw, weight + co * taps, bias ? bias[co] : 0.f, g,
                 zeros.data(), work);
-      if (relu)  // relu()'s clamp
-        for (int64_t p = 0; p < ohw; ++p) {
-          const float v = o[p] > 0.f ? o[p] : 0.f;
-          o[p] = v < hi ? v : hi;
-        }
+      if (relu)
+        for (int64_t p = 0; p < ohw; ++p) o[p] = clamp_relu_value(o[p], hi);
     }
   });
 }

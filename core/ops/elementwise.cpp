@@ -81,8 +81,7 @@ void clamp_words(float* out, uint64_t* mask, const float* x, const float* x2, fl
 #endif
     for (; k < m; ++k) {
       float y = x2w ? xw[k] + x2w[k] : xw[k];
-      y = y > 0.f ? y : 0.f;
-      if (Upper) y = y < hi ? y : hi;
+      y = Upper ? clamp_relu_value(y, hi) : (y > 0.f ? y : 0.f);
       ow[k] = y;
       bits |= static_cast<uint64_t>(y > 0.f && (!Upper || y < hi)) << k;
     }

@@ -24,6 +24,11 @@ void mul_backward(float* da, float* db, const float* dout, const float* a, const
 // out = a * s
 void scale_forward(float* out, const float* a, float s, int64_t n);
 void scale_backward(float* da, const float* dout, float s, int64_t n);
+// relu()'s and relu6()'s value: clamp(v, 0, hi), NaN to 0. Fused epilogues (conv2d_bias_relu) use it too.
+inline float clamp_relu_value(float v, float hi) {
+  v = v > 0.f ? v : 0.f;
+  return v < hi ? v : hi;
+}
 // out = clamp(x, 0, hi) (relu: hi = inf, relu6: hi = 6); mask (or null) bit i = 0 < out[i] < hi
 void clamp_relu_forward(float* out, uint64_t* mask, const float* x, float hi, int64_t n);
 // dx += dout where the mask bit is set; with assign_dx, dx is written instead.
