@@ -68,11 +68,12 @@ static inline QuarterLayout quarter_layout(const PlaneGeo& g) {
 // stride 1 takes it up to 8x8 outputs only.
 constexpr int kBlock = 16;
 constexpr int kBlockedMax = 14 * 14, kBlockedMaxStride1 = 8 * 8;
-constexpr int kBlockedRun = 8;  // outputs of a row computed together
+constexpr int kBlockedRun = 8;    // outputs of a row computed together
+constexpr int kBlockedTaps = 25;  // kernels up to 5x5
 static inline bool blocked_applies(const PlaneGeo& g) {
   const long outputs = static_cast<long>(g.oh) * g.ow;
   return outputs <= (g.sh == 1 && g.sw == 1 ? kBlockedMaxStride1 : kBlockedMax) &&
-         static_cast<long>(g.h + 2 * g.ph) * (g.w + 2 * g.pw) <= 4 * kBlockedMax && g.kh * g.kw <= 25;
+         static_cast<long>(g.h + 2 * g.ph) * (g.w + 2 * g.pw) <= 4 * kBlockedMax && g.kh * g.kw <= kBlockedTaps;
 }
 
 // forward_blocked's input planes with the zeros around them: hp x wp positions,
