@@ -34,6 +34,37 @@ TEST_CASE("conv2d forward matches the direct definition") {
   set_num_threads(1);
 }
 
+TEST_CASE("conv2d forward in blocks of output rows (column matrices past 1 MB) matches the direct definition") {
+  struct Case {
+    int n, c, h, w, oc, k;
+    ConvGeometry a;
+  };
+  const Case cases[] = {
+      {2, 3, 100, 100, 8, 7, ConvGeometry::square(2, 3)},        // a 7x7 stride-2 stem, two images
+      {1, 4, 80, 80, 6, 5, ConvGeometry::square(1, 2, 1, 2)},    // groups 2, stride 1
+      {1, 2, 128, 128, 5, 3, ConvGeometry::square(1, 2, 2)},     // dilation 2
+      {1, 3, 131, 97, 7, 5, ConvGeometry{3, 1, 0, 1, 1, 1, 1}},  // stride 3 by 1, rows not a multiple of a block
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Case& cc : cases) {
+      CAPTURE(cc.h);
+      Tensor x = Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng());
+      Tensor w = Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng());
+      Tensor b = Tensor::randn({cc.oc}, rng());
+      REQUIRE(conv2d_row_blocked(conv2d_shape(x.shape(), w.shape(), cc.a)));
+      const Tensor want = naive_conv(x, w, b, cc.a), got = conv2d(x, w, b, cc.a);
+      const Tensor got6 = conv2d_bias_relu(x, w, b, cc.a, 6.f);
+      REQUIRE(got.shape() == want.shape());
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+        REQUIRE(got6.data()[i] == clamp_relu_value(got.data()[i], 6.f));
+      }
+    }
+  }
+  set_num_threads(1);
+}
+
 TEST_CASE("conv2d gradients match finite differences") {
   for (const auto& cc : kConvCases) {
     CAPTURE(cc.n);
