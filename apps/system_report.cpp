@@ -16,6 +16,7 @@ std::vector<std::pair<std::string, std::string>> chosen_kernels() {
   const FloatKernelTable& f = float_kernels();
   return {
       {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())},
+      {"fp32_gemm_dot", gemm_f32_dot_kernel() ? f.gemm_f32_dot_name : "none"},
       {"fp32_winograd", options().winograd == WinogradMode::off ? "off (im2col)" : f.winograd_name},
       {"fp32_depthwise", f.depthwise->name},
       {"fake_quant", quant::fq::fake_quant_kernels().name},

@@ -25,8 +25,11 @@ void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
   // packs it (measured 0.85x at m 512, k 2304, n 1808).
   GemmF32Kernel kernel = gemm_f32_kernel();
   if (kernel && !trans_a && !trans_b && alpha == 1.f && beta == 0.f && k > 0 &&
-      static_cast<int64_t>(k) * n <= (int64_t{2} << 20))
+      static_cast<int64_t>(k) * n <= (int64_t{2} << 20)) {
+    const GemmF32DotKernel dot = gemm_f32_dot_kernel();
+    if (dot && gemm_f32_dot_pays(m, n, k)) return gemm_f32_dot(dot, m, n, k, a, lda, b, ldb, c, ldc);
     return gemm_f32(kernel, m, n, k, a, lda, b, ldb, c, ldc);
+  }
   const int t = num_threads();
   const double flops = 2.0 * m * n * k;
   if (t <= 1 || flops < 4e6) return sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -17,6 +17,9 @@ struct FloatKernelTable {
   // AVX2 a 6x16 kernel of this kind ran at 0.7-1.0x OpenBLAS's Haswell kernels).
   GemmF32Kernel gemm_f32;
   const char* gemm_f32_name;  // the kernel's symbol, or "openblas"
+  // The depth-vector GEMM for few columns and a long k (core/ops/gemm_f32.h), or null.
+  GemmF32DotKernel gemm_f32_dot;
+  const char* gemm_f32_dot_name;  // the kernel's symbol, or "none"
   // Winograd F(4x4,3x3) transforms, or null: at the scalar level Winograd is
   // not used (the tile-by-tile transforms cost more than they save).
   const winograd_detail::BlockKernels* winograd;

@@ -21,4 +21,17 @@ void gemm_f32__ref(int m, int n, int k, const float* a, int64_t lda, const float
 void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                            int64_t ldc);
 
+// Depth-vector float GEMM leaf, for products with few columns and a long k (a deep layer's 7x7
+// map at batch 1: 49 columns, k 2304-4608): C(m,n) = A(m,k) Bt(n,k)^T, both operands read along k.
+// Element (i, j) is the pairwise sum of 16 chains of fused multiply-adds, chain l over the
+// p = l, l + 16, ... in order from zero: s[l] + s[l + 8] for l < 8, then l + 4, l + 2, l + 1.
+using GemmF32DotKernel = void (*)(int m, int n, int k, const float* a, int64_t lda, const float* bt, int64_t ldbt,
+                                  float* c, int64_t ldc);
+
+void gemm_f32_dot__ref(int m, int n, int k, const float* a, int64_t lda, const float* bt, int64_t ldbt, float* c,
+                       int64_t ldc);
+// Tiles of 4 rows of A by 6 rows of Bt (gemm_f32_dot_4x6__avx512.cpp).
+void gemm_f32_dot_4x6__avx512(int m, int n, int k, const float* a, int64_t lda, const float* bt, int64_t ldbt, float* c,
+                              int64_t ldc);
+
 }  // namespace qforge

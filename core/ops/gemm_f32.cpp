@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/kernels/dispatch.h"
+#include "core/ops/scratch.h"
 #include "core/threads.h"
 
 namespace qforge {
@@ -49,6 +50,34 @@ void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t
       const int i = static_cast<int>(p % mb) * kBlockRows, j = static_cast<int>(p / mb) * kBlockCols;
       kernel(std::min(kBlockRows, m - i), std::min(kBlockCols, n - j), k, a + i * lda, lda, b + j, ldb, c + i * ldc + j,
              ldc);
+    }
+  });
+}
+
+GemmF32DotKernel gemm_f32_dot_kernel() {
+  static const GemmF32DotKernel k =
+      options().gemm == GemmChoice::openblas ? nullptr : float_kernels_for(selected_isa()).gemm_f32_dot;
+  return k;
+}
+
+bool gemm_f32_dot_pays(int m, int n, int k) { return m > 0 && n > 0 && n <= 64 && k >= 1024; }
+
+void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float* c, int64_t ldc) {
+  auto bt = scratch_floats(static_cast<size_t>(n) * k);  // fully written before it is read
+  // Blocks of 16 rows of B: their n columns sit in 16 rows' cache lines while they are turned.
+  parallel_pieces((k + 15) / 16, 8, [&](int64_t pb, int64_t pe) {
+    for (int64_t q = pb; q < pe; ++q) {
+      const int p0 = static_cast<int>(q) * 16, p1 = std::min(k, p0 + 16);
+      for (int j = 0; j < n; ++j)
+        for (int p = p0; p < p1; ++p) bt[static_cast<int64_t>(j) * k + p] = b[p * ldb + j];
+    }
+  });
+  constexpr int kBlockRows = 16;  // four of the kernel's 4-row tiles
+  parallel_pieces((m + kBlockRows - 1) / kBlockRows, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t q = pb; q < pe; ++q) {
+      const int i = static_cast<int>(q) * kBlockRows;
+      kernel(std::min(kBlockRows, m - i), n, k, a + i * lda, lda, bt.get(), k, c + i * ldc, ldc);
     }
   });
 }

@@ -31,4 +31,15 @@ const char* gemm_f32_name(GemmF32Kernel kernel);  // the kernel's symbol, or "op
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
               float* c, int64_t ldc);
 
+// The depth-vector GEMM (kernels.h) where it pays: products with at most 64 columns and k of at
+// least 1024 (ResNet18's 7x7 layers at batch 1, k 2304 and 4608: on an AMD EPYC Zen 4, 2 threads,
+// 1.12-1.18x the 6x64 tile's speed, which fills 49 of its 64 lanes there; at 196 columns the tile
+// was faster). Null below avx512 and where QFORGE_GEMM asks for OpenBLAS.
+GemmF32DotKernel gemm_f32_dot_kernel();
+bool gemm_f32_dot_pays(int m, int n, int k);
+
+// C = A B with `kernel`: B turned to (n, k) in scratch, then blocks of rows of C on the pool's threads.
+void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float* c, int64_t ldc);
+
 }  // namespace qforge

@@ -107,3 +107,78 @@ TEST_CASE("gemm_f32: the level's kernel by default, QFORGE_GEMM forces one") {
   CHECK(std::string(gemm_f32_name(nullptr)) == "openblas");
   CHECK((gemm_f32_kernel() == gemm_f32_choose(options().gemm, selected_isa())));
 }
+
+// The depth-vector GEMM: C = A Bt^T, Bt (n, k) with a stride longer than its rows.
+TEST_CASE("gemm_f32_dot__ref: 16 chains summed pairwise, close to the exact product") {
+  std::mt19937 rng(5);
+  Problem p = make_problem(7, 13, 1100, rng);  // p.b read as Bt (13 rows of 1100, stride lda)
+  std::vector<float> bt(static_cast<size_t>(p.n) * p.lda), c = nan_c(p);
+  for (float& x : bt) x = std::normal_distribution<float>()(rng);
+  gemm_f32_dot__ref(p.m, p.n, p.k, p.a.data(), p.lda, bt.data(), p.lda, c.data(), p.ldc);
+  for (int i = 0; i < p.m; ++i)
+    for (int j = 0; j < p.n; ++j) {
+      double want = 0, mag = 0;
+      for (int q = 0; q < p.k; ++q) {
+        want += double(p.a[i * p.lda + q]) * bt[j * p.lda + q];
+        mag += std::fabs(double(p.a[i * p.lda + q]) * bt[j * p.lda + q]);
+      }
+      REQUIRE(std::fabs(c[i * p.ldc + j] - want) <= 1e-6 * mag);
+    }
+  // The order is the stated one: with k = 32, element (0, 0) of a one-row product is
+  // ((s0 + s8) + (s4 + s12)) + ... over lanes s_l = a_l b_l + a_(l+16) b_(l+16).
+  std::vector<float> a1(32), b1(32);
+  for (int q = 0; q < 32; ++q) a1[q] = std::ldexp(1.f, q % 16 == 0 ? 24 : 0), b1[q] = q % 16 == 8 ? -1.f : 1.f;
+  float got = 0;
+  gemm_f32_dot__ref(1, 1, 32, a1.data(), 32, b1.data(), 32, &got, 1);
+  float s[16];
+  for (int l = 0; l < 16; ++l) s[l] = std::fma(a1[l + 16], b1[l + 16], a1[l] * b1[l]);
+  for (int h = 8; h >= 1; h /= 2)
+    for (int l = 0; l < h; ++l) s[l] += s[l + h];
+  CHECK(got == s[0]);
+}
+
+// Sizes around the tile (4 rows, 6 columns), the vector of k (16) and the driver's 16-row blocks.
+TEST_CASE("gemm_f32_dot: each SIMD kernel, alone and through the driver, gives the reference's bits") {
+  std::mt19937 rng(13);
+  const int ms[] = {1, 3, 4, 5, 8, 17, 33}, ns[] = {1, 5, 6, 7, 12, 13, 49, 64}, ks[] = {1, 15, 16, 17, 33, 1031};
+  GemmF32DotKernel tested = nullptr;
+  for (Isa isa : supported_isas()) {
+    const GemmF32DotKernel kernel = float_kernels_for(isa).gemm_f32_dot;
+    if (kernel == nullptr || kernel == tested) continue;
+    tested = kernel;
+    CAPTURE(isa_name(isa));
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int m : ms)
+        for (int n : ns)
+          for (int k : ks) {
+            CAPTURE(m);
+            CAPTURE(n);
+            CAPTURE(k);
+            Problem p = make_problem(m, n, k, rng);  // b (k, n) at stride ldb
+            std::vector<float> bt(static_cast<size_t>(n) * (k + 2), std::numeric_limits<float>::quiet_NaN());
+            for (int j = 0; j < n; ++j)
+              for (int q = 0; q < k; ++q) bt[static_cast<size_t>(j) * (k + 2) + q] = p.b[q * p.ldb + j];
+            std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
+            gemm_f32_dot__ref(m, n, k, p.a.data(), p.lda, bt.data(), k + 2, want.data(), p.ldc);
+            kernel(m, n, k, p.a.data(), p.lda, bt.data(), k + 2, leaf.data(), p.ldc);
+            gemm_f32_dot(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
+            REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
+            REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
+          }
+    }
+  }
+  set_num_threads(1);
+  if (!tested) MESSAGE("skipped: no level of this CPU has a depth-vector GEMM");
+}
+
+TEST_CASE("gemm_f32_dot: the level's kernel where it pays, none with QFORGE_GEMM=openblas") {
+  const GemmF32DotKernel want =
+      options().gemm == GemmChoice::openblas ? nullptr : float_kernels_for(selected_isa()).gemm_f32_dot;
+  CHECK((gemm_f32_dot_kernel() == want));
+  CHECK(((float_kernels_for(Isa::scalar).gemm_f32_dot == nullptr)));
+  if (isa_supported(Isa::avx512)) CHECK((float_kernels_for(Isa::avx512).gemm_f32_dot == gemm_f32_dot_4x6__avx512));
+  CHECK(gemm_f32_dot_pays(512, 49, 4608));
+  CHECK_FALSE(gemm_f32_dot_pays(256, 196, 2304));
+  CHECK_FALSE(gemm_f32_dot_pays(512, 49, 576));
+}
