@@ -60,9 +60,16 @@ void run_conv(const KernelTable& k, const QConvArgs& a, const uint8_t* in, uint8
     k.qconv2d(out, out_i32, in, a, 0, P, 0, a.OC, thread_scratch(scratch));
     return;
   }
-  // Measured on ResNet18 (2 threads): pixels win even at 7x7 with 2.4 MB of weights; channel panels
-  // only when there are too few micro-tiles to share (a batch-1 Linear).
-  const bool by_panels = tiles < 2 * threads && panels > 1;
+  // Channel panels when there are too few micro-tiles to share (a batch-1 Linear), or few tiles,
+  // weights past the L2 cache and enough panels to share evenly: each piece of pixels reads all
+  // the weights, and a batch-1 7x7 layer of ResNet18 (9 tiles, 8 panels, 2.4 MB of weights) read
+  // them 5 times from memory. On an AMD EPYC Zen 4 (2 threads), ResNet18 int8 at 224 b1 took
+  // 0.97x the time in 3 of 4 alternating rounds; with small weights (MobileNetV2's 7x7 layers,
+  // at most 0.4 MB) panels were slower.
+  const int64_t weight_bytes = int64_t(a.OC) * a.KH * a.KW * a.C;
+  const bool by_panels =
+      panels > 1 &&
+      (tiles < 2 * threads || (tiles < 16 * threads && panels >= 4 * threads && weight_bytes > (int64_t{1} << 20)));
   const int64_t piece_tiles = std::clamp<int64_t>((tiles + 4 * threads - 1) / (4 * threads), 1, k.conv_chunk_tiles);
   const int64_t pieces = by_panels ? panels : (tiles + piece_tiles - 1) / piece_tiles;
   std::atomic<int64_t> next{0};
