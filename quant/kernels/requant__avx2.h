@@ -24,12 +24,18 @@ inline __m256i sat_shl(__m256i x, __m256i l) {
 // the even lanes' from the low halves, the odd lanes' from the high halves shifted down. AVX2 has
 // no 64-bit arithmetic shift: 2^62 is added first (|product| < 2^62, so the sum is never negative
 // as an unsigned number), the logical shift applied, and 2^(62 - s) taken off again.
+//
+// Where every lane has s >= 33 (rshift >= 2, no left shift), only the high 32 bits h of each
+// product matter: (x * multiplier + 2^(s-1)) >> s = (h + 2^(s-33)) >> (s - 32) exactly, as in
+// requant__avx512.h; 7 instructions instead of 13.
 struct Mul8 {
   __m256i mult, mult_odd, lshift;
   __m256i add_even, add_odd;    // 2^(s - 1) + 2^62, s = 31 + rshift, in 64 bits
   __m256i s_even, s_odd;        // s in 64 bits
   __m256i bias_even, bias_odd;  // 2^(62 - s)
+  __m256i round_hi, s_hi;       // 2^(s - 33) and s - 32, in 32 bits (the high-half form)
   bool any_lshift;
+  bool high_half;  // every lane has s >= 33
 };
 
 inline Mul8 make_mul8(__m256i mult, __m256i lshift, __m256i rshift) {
@@ -46,6 +52,10 @@ inline Mul8 make_mul8(__m256i mult, __m256i lshift, __m256i rshift) {
   m.bias_even = _mm256_srlv_epi64(big, m.s_even);
   m.bias_odd = _mm256_srlv_epi64(big, m.s_odd);
   m.any_lshift = !_mm256_testz_si256(lshift, lshift);
+  const __m256i two = _mm256_set1_epi32(2);
+  m.high_half = _mm256_testz_si256(_mm256_cmpgt_epi32(two, rshift), _mm256_set1_epi32(-1));
+  m.s_hi = _mm256_sub_epi32(rshift, _mm256_set1_epi32(1));
+  m.round_hi = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(rshift, two));
   return m;
 }
 
@@ -56,12 +66,16 @@ inline Mul8 broadcast_mul8(FixedPointMultiplier f) {
 
 // multiply_by_quantized_multiplier(x, m) for 8 lanes: (x * multiplier + 2^(s-1)) >> s in 64 bits.
 inline __m256i mul8(__m256i x, const Mul8& m) {
+  if (m.high_half) {
+    const __m256i even = _mm256_mul_epi32(x, m.mult), odd = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), m.mult_odd);
+    const __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    return _mm256_srav_epi32(_mm256_add_epi32(h, m.round_hi), m.s_hi);
+  }
   if (m.any_lshift) x = sat_shl(x, m.lshift);
   const __m256i even = _mm256_sub_epi64(
       _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m.mult), m.add_even), m.s_even), m.bias_even);
   const __m256i odd = _mm256_sub_epi64(
-      _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m.mult_odd), m.add_odd),
-                        m.s_odd),
+      _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m.mult_odd), m.add_odd), m.s_odd),
       m.bias_odd);
   return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }

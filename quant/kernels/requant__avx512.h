@@ -27,11 +27,19 @@ inline __m512i sat_shl(__m512i x, __m512i l) {
 // multiply_by_quantized_multiplier constants for 16 lanes (per channel or broadcast). Each 64-bit
 // lane holds an even and an odd 32-bit lane: the products x * multiplier are formed in 64 bits,
 // the even lanes' from the low halves, the odd lanes' from the high halves shifted down.
+//
+// Where every lane has s >= 33 (rshift >= 2, no left shift: a conv's multipliers are well below
+// 1/4), only the high 32 bits h of each product matter: with x * multiplier = h * 2^32 + l,
+// 0 <= l < 2^32, (x * multiplier + 2^(s-1)) >> s = (h + 2^(s-33)) >> (s - 32) exactly (floor of an
+// integer plus l / 2^32 < 1, over 2^(s-32)), and h + 2^(s-33) < 2^30 + 2^29 cannot overflow. Both
+// products' high halves already sit in the odd 32-bit lanes: 7 instructions instead of 9.
 struct Mul16 {
   __m512i mult, mult_odd, lshift;
   __m512i round_even, round_odd;  // 2^(s - 1), s = 31 + rshift, in 64 bits
   __m512i s_even, s_odd;          // s in 64 bits
+  __m512i round_hi, s_hi;         // 2^(s - 33) and s - 32, in 32 bits (the high-half form)
   bool any_lshift;
+  bool high_half;  // every lane has s >= 33
 };
 
 inline Mul16 make_mul16(__m512i mult, __m512i lshift, __m512i rshift) {
@@ -46,6 +54,10 @@ inline Mul16 make_mul16(__m512i mult, __m512i lshift, __m512i rshift) {
   m.round_even = _mm512_sllv_epi64(one, _mm512_sub_epi64(m.s_even, one));
   m.round_odd = _mm512_sllv_epi64(one, _mm512_sub_epi64(m.s_odd, one));
   m.any_lshift = _mm512_test_epi32_mask(lshift, lshift) != 0;
+  const __m512i two = _mm512_set1_epi32(2);
+  m.high_half = _mm512_cmplt_epi32_mask(rshift, two) == 0;
+  m.s_hi = _mm512_sub_epi32(rshift, _mm512_set1_epi32(1));
+  m.round_hi = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_sub_epi32(rshift, two));
   return m;
 }
 
@@ -57,10 +69,15 @@ inline Mul16 broadcast_mul16(FixedPointMultiplier f) {
 // multiply_by_quantized_multiplier(x, m) for 16 lanes: (x * multiplier + 2^(s-1)) >> s in 64 bits
 // (the result fits in 32: |x| <= 2^31, multiplier < 2^31, s >= 31), the odd lanes' moved up.
 inline __m512i mul16(__m512i x, const Mul16& m) {
+  if (m.high_half) {
+    const __m512i even = _mm512_mul_epi32(x, m.mult), odd = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), m.mult_odd);
+    const __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+    return _mm512_srav_epi32(_mm512_add_epi32(h, m.round_hi), m.s_hi);
+  }
   if (m.any_lshift) x = sat_shl(x, m.lshift);
   const __m512i even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m.mult), m.round_even), m.s_even);
-  const __m512i odd = _mm512_srav_epi64(
-      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), m.mult_odd), m.round_odd), m.s_odd);
+  const __m512i odd =
+      _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), m.mult_odd), m.round_odd), m.s_odd);
   return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
 

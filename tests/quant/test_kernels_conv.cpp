@@ -258,6 +258,36 @@ static void conv_matches_ref(Isa isa) {
 }
 QTEST_PER_ISA("qconv2d: SIMD == reference, byte for byte", conv_matches_ref)
 
+static void conv_requant_extremes(Isa isa) {
+  // Accumulators near both ends of int32 (biases of +-(2^31 - 2^18), others spread over +-2^30) and
+  // every right shift 0..31, grouped so that some vectors of channels hold a shift below 2 (the
+  // 64-bit form) and others only shifts of 2 and more (the high-half form), including 2 and 31.
+  std::mt19937 rng(29);
+  ConvCase c;
+  c.N = 2, c.H = c.W = 5, c.C = 4, c.OC = 48, c.KH = c.KW = 1, c.ph = c.pw = 0;
+  for (int zy : {0, 3, 250})
+    for (bool relu : {false, true}) {
+      c.zy = zy, c.relu = relu;
+      ConvData d;
+      d.x = random_u8(rng, size_t(c.N) * c.H * c.W * c.C);
+      d.w = random_s8(rng, size_t(c.OC) * c.C);
+      d.bias.resize(c.OC);
+      d.m.resize(c.OC);
+      std::uniform_int_distribution<int32_t> mant(1 << 30, INT32_MAX), spread(-(1 << 30), 1 << 30);
+      for (int o = 0; o < c.OC; ++o) {
+        const int rshift = o < 16 ? o : (o < 32 ? 2 + (o - 16) : o - 16);
+        d.m[o] = {mant(rng), -rshift};
+        d.bias[o] = o % 4 == 0 ? INT32_MAX - (1 << 18) : (o % 4 == 1 ? INT32_MIN + (1 << 18) : spread(rng));
+      }
+      const auto ref = run(c, d, Isa::scalar), got = run(c, d, isa);
+      const int64_t at = first_diff(ref, got);
+      REQUIRE_MESSAGE(at < 0, iname(isa) << " zy " << zy << std::string(relu ? " relu" : "") << " differs at byte "
+                                         << at << ": " << int(got[at]) << " vs " << int(ref[at]));
+    }
+}
+QTEST_PER_ISA("qconv2d: requantization of extreme accumulators and every right shift, SIMD == reference",
+              conv_requant_extremes)
+
 static void conv_threads_and_ranges(Isa isa) {
   // Direct kernel calls on sub-ranges of pixels and channel panels, and 1 vs 2 threads: same bytes.
   std::mt19937 rng(13);
