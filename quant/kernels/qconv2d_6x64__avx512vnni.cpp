@@ -29,8 +29,8 @@ inline __m512i bcast4(const uint8_t* p) {
 // out / out_i32 point at (first pixel, first channel of the panel), row stride OC.
 template <int NB, bool DIRECT>
 void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps, int kg,
-             const int8_t* w, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32, int mr_valid,
-             const uint8_t* res) {
+             const int8_t* w, const QConvArgs& a, const avx512::Requant16* rq, int oc0, int oc_valid, uint8_t* out,
+             int32_t* out_i32, int mr_valid, const uint8_t* res) {
   __m512i acc[kMR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
@@ -75,13 +75,10 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
         if (i < mr_valid) _mm512_mask_storeu_epi32(out_i32 + size_t(i) * OC + 16 * nb, m, acc[i][nb]);
       continue;
     }
-    const int c = oc0 + 16 * nb;
-    const avx512::Requant16 r =
-        avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin, a.out_qmax);
 #pragma GCC unroll 6
     for (int i = 0; i < kMR; ++i)
       if (i < mr_valid) {
-        __m512i v = avx512::requant16(acc[i][nb], r);
+        __m512i v = avx512::requant16(acc[i][nb], rq[nb]);
         if (res) v = avx512::add16(v, _mm_maskz_loadu_epi8(m, res + size_t(i) * OC + 16 * nb), ac);
         _mm_mask_storeu_epi8(out + size_t(i) * OC + 16 * nb, m, _mm512_cvtepi32_epi8(v));
       }
@@ -116,6 +113,14 @@ void qconv2d_6x64__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in,
       const int width = a.OCp - oc0 < kPanel ? a.OCp - oc0 : kPanel;  // the panel's packed width
       const int oc_valid = (oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel);
       const int8_t* w = packed + int64_t(oc0) * K;
+      // The panel's requantization constants, once for all its tiles (the arrays hold OCp entries).
+      avx512::Requant16 rq[kPanel / 16];
+      if (!out_i32)
+        for (int nb = 0; nb < width / 16; ++nb) {
+          const int c = oc0 + 16 * nb;
+          rq[nb] = avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin,
+                                          a.out_qmax);
+        }
       for (int tile = 0; tile < static_cast<int>(t1 - t0); ++tile) {
         const int mr_valid = npix - tile * kMR < kMR ? npix - tile * kMR : kMR;
         const int64_t p = p0 + int64_t(tile) * kMR;
@@ -124,9 +129,9 @@ void qconv2d_6x64__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in,
         const uint8_t* res = out && a.residual ? a.residual + p * a.OC + oc0 : nullptr;
         const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
         const uint8_t* tb = tile_base[tile];
-#define QF_UK(NB)                                                                                        \
-  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid, res) \
-      : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, oc0, oc_valid, o, o32, mr_valid, res))
+#define QF_UK(NB)                                                                                            \
+  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, rq, oc0, oc_valid, o, o32, mr_valid, res) \
+      : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, rq, oc0, oc_valid, o, o32, mr_valid, res))
         switch (width / 16) {
           case 4:
             QF_UK(4);

@@ -31,8 +31,8 @@ inline __m512i bcast4(const uint8_t* p) {
 // out / res point at (image 0, this position, the panel's first channel), image stride ostride.
 template <int NB, int MR, bool ADD>
 void ukernel(const uint8_t* in, int64_t istride, const int64_t* toff, const int* tidx, int nt, int kg, const int8_t* w,
-             const int32_t* bias, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out, const uint8_t* res,
-             int64_t ostride) {
+             const int32_t* bias, const QConvArgs& a, const avx512::Requant16* rq, int oc0, int oc_valid, uint8_t* out,
+             const uint8_t* res, int64_t ostride) {
   __m512i acc[MR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
@@ -64,12 +64,9 @@ void ukernel(const uint8_t* in, int64_t istride, const int64_t* toff, const int*
     const int lanes = oc_valid - 16 * nb;
     if (lanes <= 0) break;
     const __mmask16 m = lanes >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
-    const int c = oc0 + 16 * nb;
-    const avx512::Requant16 r =
-        avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin, a.out_qmax);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      __m512i v = avx512::requant16(acc[i][nb], r);
+      __m512i v = avx512::requant16(acc[i][nb], rq[nb]);
       if constexpr (ADD) v = avx512::add16(v, _mm_maskz_loadu_epi8(m, res + i * ostride + 16 * nb), ac);
       _mm_mask_storeu_epi8(out + i * ostride + 16 * nb, m, _mm512_cvtepi32_epi8(v));
     }
@@ -78,11 +75,11 @@ void ukernel(const uint8_t* in, int64_t istride, const int64_t* toff, const int*
 
 template <int NB, bool ADD>
 void tile(int mr, const uint8_t* in, int64_t istride, const int64_t* toff, const int* tidx, int nt, int kg,
-          const int8_t* w, const int32_t* bias, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out,
-          const uint8_t* res, int64_t ostride) {
-#define QF_MR(M)                                                                                        \
-  case M:                                                                                               \
-    ukernel<NB, M, ADD>(in, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out, res, ostride); \
+          const int8_t* w, const int32_t* bias, const QConvArgs& a, const avx512::Requant16* rq, int oc0, int oc_valid,
+          uint8_t* out, const uint8_t* res, int64_t ostride) {
+#define QF_MR(M)                                                                                            \
+  case M:                                                                                                   \
+    ukernel<NB, M, ADD>(in, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out, res, ostride); \
     break;
   switch (mr) {
     QF_MR(6)
@@ -97,20 +94,20 @@ void tile(int mr, const uint8_t* in, int64_t istride, const int64_t* toff, const
 
 template <bool ADD>
 void tile_nb(int nb, int mr, const uint8_t* in, int64_t istride, const int64_t* toff, const int* tidx, int nt, int kg,
-             const int8_t* w, const int32_t* bias, const QConvArgs& a, int oc0, int oc_valid, uint8_t* out,
-             const uint8_t* res, int64_t ostride) {
+             const int8_t* w, const int32_t* bias, const QConvArgs& a, const avx512::Requant16* rq, int oc0,
+             int oc_valid, uint8_t* out, const uint8_t* res, int64_t ostride) {
   switch (nb) {
     case 4:
-      tile<4, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out, res, ostride);
+      tile<4, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out, res, ostride);
       break;
     case 3:
-      tile<3, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out, res, ostride);
+      tile<3, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out, res, ostride);
       break;
     case 2:
-      tile<2, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out, res, ostride);
+      tile<2, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out, res, ostride);
       break;
     default:
-      tile<1, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out, res, ostride);
+      tile<1, ADD>(mr, in, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out, res, ostride);
       break;
   }
 }
@@ -163,15 +160,22 @@ void qconv2d_pos__avx512vnni(uint8_t* out, const uint8_t* in, const QConvArgs& a
       const int width = OCp - oc0 < kPanel ? OCp - oc0 : kPanel;
       const int oc_valid = oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel;
       const int8_t* w = packed + int64_t(oc0) * K;
+      // The panel's requantization constants, once for its tiles (the arrays hold OCp entries).
+      avx512::Requant16 rq[kPanel / 16];
+      for (int nb = 0; nb < width / 16; ++nb) {
+        const int c = oc0 + 16 * nb;
+        rq[nb] = avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin,
+                                        a.out_qmax);
+      }
       for (int tl = 0; tl < ntiles; ++tl) {
         const int n0 = int(int64_t(N) * tl / ntiles), n1 = int(int64_t(N) * (tl + 1) / ntiles);
         const int64_t o = int64_t(n0) * ostride + int64_t(pos) * a.OC + oc0;
         const uint8_t* x = in + int64_t(n0) * istride;
         if (add)
-          tile_nb<true>(width / 16, n1 - n0, x, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out + o,
+          tile_nb<true>(width / 16, n1 - n0, x, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out + o,
                         a.residual + o, ostride);
         else
-          tile_nb<false>(width / 16, n1 - n0, x, istride, toff, tidx, nt, kg, w, bias, a, oc0, oc_valid, out + o,
+          tile_nb<false>(width / 16, n1 - n0, x, istride, toff, tidx, nt, kg, w, bias, a, rq, oc0, oc_valid, out + o,
                          nullptr, ostride);
       }
     }
