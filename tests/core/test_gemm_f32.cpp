@@ -38,6 +38,24 @@ std::vector<float> nan_c(const Problem& p) {
   return std::vector<float>(static_cast<size_t>(p.m) * p.ldc, std::numeric_limits<float>::quiet_NaN());
 }
 
+// Calls f(m, n, k) for every combination of the sizes, on 1 and then on 2 threads.
+template <size_t M, size_t N, size_t K, typename F>
+void for_each_size(const int (&ms)[M], const int (&ns)[N], const int (&ks)[K], F&& f) {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int m : ms)
+      for (int n : ns)
+        for (int k : ks) {
+          CAPTURE(threads);
+          CAPTURE(m);
+          CAPTURE(n);
+          CAPTURE(k);
+          f(m, n, k);
+        }
+  }
+  set_num_threads(1);
+}
+
 }  // namespace
 
 TEST_CASE("gemm_f32_ref: a chain of fused multiply-adds close to the exact product") {
@@ -71,26 +89,17 @@ TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's
     tested = kernel;
     const char* name = float_kernels_for(isa).gemm_f32_name;
     CAPTURE(name);
-    for (int threads : {1, 2}) {
-      set_num_threads(threads);
-      for (int m : ms)
-        for (int n : ns)
-          for (int k : ks) {
-            CAPTURE(m);
-            CAPTURE(n);
-            CAPTURE(k);
-            Problem p = make_problem(m, n, k, rng);
-            std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
-            gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
-            kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc);
-            gemm_f32(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
-            // memcmp: NaN gaps compare equal bit for bit, and -0 differs from +0.
-            REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
-            REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
-          }
-    }
+    for_each_size(ms, ns, ks, [&](int m, int n, int k) {
+      Problem p = make_problem(m, n, k, rng);
+      std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
+      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
+      kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc);
+      gemm_f32(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
+      // memcmp: NaN gaps compare equal bit for bit, and -0 differs from +0.
+      REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
+      REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
+    });
   }
-  set_num_threads(1);
 }
 
 TEST_CASE("gemm_f32: the level's kernel by default, QFORGE_GEMM forces one") {
@@ -147,28 +156,19 @@ TEST_CASE("gemm_f32_dot: each SIMD kernel, alone and through the driver, gives t
     if (kernel == nullptr || kernel == tested) continue;
     tested = kernel;
     CAPTURE(isa_name(isa));
-    for (int threads : {1, 2}) {
-      set_num_threads(threads);
-      for (int m : ms)
-        for (int n : ns)
-          for (int k : ks) {
-            CAPTURE(m);
-            CAPTURE(n);
-            CAPTURE(k);
-            Problem p = make_problem(m, n, k, rng);  // b (k, n) at stride ldb
-            std::vector<float> bt(static_cast<size_t>(n) * (k + 2), std::numeric_limits<float>::quiet_NaN());
-            for (int j = 0; j < n; ++j)
-              for (int q = 0; q < k; ++q) bt[static_cast<size_t>(j) * (k + 2) + q] = p.b[q * p.ldb + j];
-            std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
-            gemm_f32_dot__ref(m, n, k, p.a.data(), p.lda, bt.data(), k + 2, want.data(), p.ldc);
-            kernel(m, n, k, p.a.data(), p.lda, bt.data(), k + 2, leaf.data(), p.ldc);
-            gemm_f32_dot(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
-            REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
-            REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
-          }
-    }
+    for_each_size(ms, ns, ks, [&](int m, int n, int k) {
+      Problem p = make_problem(m, n, k, rng);  // b (k, n) at stride ldb
+      std::vector<float> bt(static_cast<size_t>(n) * (k + 2), std::numeric_limits<float>::quiet_NaN());
+      for (int j = 0; j < n; ++j)
+        for (int q = 0; q < k; ++q) bt[static_cast<size_t>(j) * (k + 2) + q] = p.b[q * p.ldb + j];
+      std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
+      gemm_f32_dot__ref(m, n, k, p.a.data(), p.lda, bt.data(), k + 2, want.data(), p.ldc);
+      kernel(m, n, k, p.a.data(), p.lda, bt.data(), k + 2, leaf.data(), p.ldc);
+      gemm_f32_dot(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
+      REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
+      REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
+    });
   }
-  set_num_threads(1);
   if (!tested) MESSAGE("skipped: no level of this CPU has a depth-vector GEMM");
 }
 
