@@ -25,7 +25,8 @@ inline float lane_sum(__m512 x) {
   return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
-// c(R, P) = a(R, k) bt(P, k)^T. A lane past k multiplies two zeros: acc + 0 is acc (never -0).
+// c(R, P) = a(R, k) bt(P, k)^T. The last partial step leaves the lanes past k untouched (a
+// merge-masked FMA): adding 0 * 0 would turn a lane's -0 into +0, unlike the reference.
 template <int R, int P>
 void tile(int k, const float* a, int64_t lda, const float* bt, int64_t ldb, float* c, int64_t ldc) {
   __m512 acc[R][P];
@@ -33,8 +34,20 @@ void tile(int k, const float* a, int64_t lda, const float* bt, int64_t ldb, floa
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 6
     for (int j = 0; j < P; ++j) acc[r][j] = _mm512_setzero_ps();
-  for (int p = 0; p < k; p += 16) {
-    const __mmask16 m = k - p >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - p)) - 1);
+  int p = 0;
+  for (; p + 16 <= k; p += 16) {
+    __m512 av[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) av[r] = _mm512_loadu_ps(a + r * lda + p);
+#pragma GCC unroll 6
+    for (int j = 0; j < P; ++j) {
+      const __m512 bv = _mm512_loadu_ps(bt + j * ldb + p);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+  if (p < k) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (k - p)) - 1);
     __m512 av[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) av[r] = _mm512_maskz_loadu_ps(m, a + r * lda + p);
@@ -42,7 +55,7 @@ void tile(int k, const float* a, int64_t lda, const float* bt, int64_t ldb, floa
     for (int j = 0; j < P; ++j) {
       const __m512 bv = _mm512_maskz_loadu_ps(m, bt + j * ldb + p);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm512_mask3_fmadd_ps(av[r], bv, acc[r][j], m);
     }
   }
 #pragma GCC unroll 4

@@ -356,8 +356,9 @@ Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeomet
 
 bool conv2d_row_blocked(const Conv2dShape& s) {
   const int64_t k = static_cast<int64_t>(s.c / s.a.groups) * s.kh * s.kw;
-  // Blocks of at least 256 columns, so each block's pass over the weights is amortised: a short k
-  // (a stem's; ResNet18's 3x3 layers at 14x14, k 2304, were slower in blocks of 28 columns).
+  // A short k only (at most 256), so that a block's 256 KB hold at least 256 columns (fewer only where
+  // one output row is narrower) and each pass over the weights is amortised: ResNet18's 3x3 layers
+  // at 14x14, k 2304, were slower in blocks of 28 columns.
   return !pointwise(s) && k * s.oh * s.ow > kRowBlockFloats * 4 && k * 256 <= kRowBlockFloats;
 }
 

@@ -27,7 +27,7 @@ inline __m256i sat_shl(__m256i x, __m256i l) {
 //
 // Where every lane has s >= 33 (rshift >= 2, no left shift), only the high 32 bits h of each
 // product matter: (x * multiplier + 2^(s-1)) >> s = (h + 2^(s-33)) >> (s - 32) exactly, as in
-// requant__avx512.h; 7 instructions instead of 13.
+// requant__avx512.h; 7 instructions instead of 11.
 struct Mul8 {
   __m256i mult, mult_odd, lshift;
   __m256i add_even, add_odd;    // 2^(s - 1) + 2^62, s = 31 + rshift, in 64 bits

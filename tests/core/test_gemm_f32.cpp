@@ -133,17 +133,20 @@ TEST_CASE("gemm_f32_dot__ref: 16 chains summed pairwise, close to the exact prod
       }
       REQUIRE(std::fabs(c[i * p.ldc + j] - want) <= 1e-6 * mag);
     }
-  // The order is the stated one: with k = 32, element (0, 0) of a one-row product is
-  // ((s0 + s8) + (s4 + s12)) + ... over lanes s_l = a_l b_l + a_(l+16) b_(l+16).
-  std::vector<float> a1(32), b1(32);
-  for (int q = 0; q < 32; ++q) a1[q] = std::ldexp(1.f, q % 16 == 0 ? 24 : 0), b1[q] = q % 16 == 8 ? -1.f : 1.f;
+  // The order is the stated one. With k = 16 each lane holds one product: 2^25 in lane 0, -2^25 in
+  // lane 8, 1 elsewhere. Lanes l and l + 8 first give 0 and seven 2s, then 2 + 4 * 3 = 14; adjacent
+  // pairs, or a sequential sum either way, lose the 1s against 2^25 and give 8.
+  std::vector<float> a1(16, 1.f), b1(16, 1.f);
+  a1[0] = std::ldexp(1.f, 25), a1[8] = -std::ldexp(1.f, 25);
   float got = 0;
-  gemm_f32_dot__ref(1, 1, 32, a1.data(), 32, b1.data(), 32, &got, 1);
-  float s[16];
-  for (int l = 0; l < 16; ++l) s[l] = std::fma(a1[l + 16], b1[l + 16], a1[l] * b1[l]);
-  for (int h = 8; h >= 1; h /= 2)
-    for (int l = 0; l < h; ++l) s[l] += s[l + h];
-  CHECK(got == s[0]);
+  gemm_f32_dot__ref(1, 1, 16, a1.data(), 16, b1.data(), 16, &got, 1);
+  CHECK(got == 14.f);
+  // Lanes whose chains round to -0 keep it (products of -1e-60): with every lane used, the sum is -0.
+  for (int k : {16, 17, 33}) {
+    std::vector<float> x(k, 1e-30f), y(k, -1e-30f);
+    gemm_f32_dot__ref(1, 1, k, x.data(), k, y.data(), k, &got, 1);
+    CHECK(std::signbit(got));
+  }
 }
 
 // Sizes around the tile (4 rows, 6 columns), the vector of k (16) and the driver's 16-row blocks.
@@ -168,6 +171,13 @@ TEST_CASE("gemm_f32_dot: each SIMD kernel, alone and through the driver, gives t
       REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
       REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
     });
+    // Chains that round to -0 (products of -1e-60), with k past a multiple of 16: -0, as the reference.
+    for (int k : {17, 20, 31, 1031}) {
+      CAPTURE(k);
+      std::vector<float> x(static_cast<size_t>(5) * k, 1e-30f), y(static_cast<size_t>(7) * k, -1e-30f), c(35, 1.f);
+      kernel(5, 7, k, x.data(), k, y.data(), k, c.data(), 7);
+      for (float v : c) REQUIRE((v == 0.f && std::signbit(v)));
+    }
   }
   if (!tested) MESSAGE("skipped: no level of this CPU has a depth-vector GEMM");
 }

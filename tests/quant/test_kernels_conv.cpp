@@ -259,34 +259,59 @@ static void conv_matches_ref(Isa isa) {
 QTEST_PER_ISA("qconv2d: SIMD == reference, byte for byte", conv_matches_ref)
 
 static void conv_requant_extremes(Isa isa) {
-  // Accumulators near both ends of int32 (biases of +-(2^31 - 2^18), others spread over +-2^30) and
-  // every right shift 0..31, grouped so that some vectors of channels hold a shift below 2 (the
-  // 64-bit form) and others only shifts of 2 and more (the high-half form), including 2 and 31.
+  // A 1x1 conv whose only nonzero weight is 1 on input channel 0: each accumulator is bias[o] plus
+  // x - zx, so the biases place the outputs. Right shifts by groups of 16 channels (and of 8, as the
+  // AVX2 vectors see them): 1..8 (smallest 1: the 64-bit form), 2..17 and 16..31 (the high-half
+  // form, from its boundary to the largest shift), then left shifts and shifts 0 and 1. Even
+  // channels have the multiplier 2^30, so many accumulators fall on exact ties of the rounding.
+  // Biases aim the outputs into [-100, 100] around the zero point where int32 can; elsewhere they
+  // sit near either end of int32 (the saturating left shift among them).
   std::mt19937 rng(29);
   ConvCase c;
-  c.N = 2, c.H = c.W = 5, c.C = 4, c.OC = 48, c.KH = c.KW = 1, c.ph = c.pw = 0;
-  for (int zy : {0, 3, 250})
+  c.N = 2, c.H = c.W = 8, c.C = 4, c.OC = 64, c.KH = c.KW = 1, c.ph = c.pw = 0, c.zx = 128;
+  for (int zy : {0, 3, 128, 250})
     for (bool relu : {false, true}) {
       c.zy = zy, c.relu = relu;
       ConvData d;
       d.x = random_u8(rng, size_t(c.N) * c.H * c.W * c.C);
-      d.w = random_s8(rng, size_t(c.OC) * c.C);
+      d.w.assign(size_t(c.OC) * c.C, 0);
+      for (int o = 0; o < c.OC; ++o) d.w[size_t(o) * c.C] = 1;
       d.bias.resize(c.OC);
       d.m.resize(c.OC);
-      std::uniform_int_distribution<int32_t> mant(1 << 30, INT32_MAX), spread(-(1 << 30), 1 << 30);
+      std::uniform_int_distribution<int32_t> mant(1 << 30, INT32_MAX), aim(-100, 100);
       for (int o = 0; o < c.OC; ++o) {
-        const int rshift = o < 16 ? o : (o < 32 ? 2 + (o - 16) : o - 16);
-        d.m[o] = {mant(rng), -rshift};
-        d.bias[o] = o % 4 == 0 ? INT32_MAX - (1 << 18) : (o % 4 == 1 ? INT32_MIN + (1 << 18) : spread(rng));
+        const int shift = o < 16 ? -(1 + o % 8) : o < 32 ? -(2 + o - 16) : o < 48 ? -(o - 16) : (o % 4) - 1;
+        d.m[o] = {o % 2 == 0 ? (1 << 30) : mant(rng), shift};
+        const double real = std::ldexp(double(d.m[o].multiplier), shift - 31);
+        const double b = aim(rng) / real;
+        d.bias[o] = std::fabs(b) < 2e9 && o % 7 != 3 ? static_cast<int32_t>(std::lround(b))
+                                                     : (o % 2 ? INT32_MAX - (1 << 18) : INT32_MIN + (1 << 18));
       }
       const auto ref = run(c, d, Isa::scalar), got = run(c, d, isa);
       const int64_t at = first_diff(ref, got);
       REQUIRE_MESSAGE(at < 0, iname(isa) << " zy " << zy << std::string(relu ? " relu" : "") << " differs at byte "
                                          << at << ": " << int(got[at]) << " vs " << int(ref[at]));
+      int64_t inside = 0;  // outputs the clamp left alone: the rounding itself was compared
+      for (uint8_t v : ref) inside += v > 0 && v < 255;
+      CHECK(inside * 4 > int64_t(ref.size()));
     }
 }
 QTEST_PER_ISA("qconv2d: requantization of extreme accumulators and every right shift, SIMD == reference",
               conv_requant_extremes)
+
+static void conv_panels_for_few_tiles(Isa isa) {
+  // 25 pixels (5 tiles), 512 channels (8 panels) and 2.4 MB of weights on 2 threads: the driver
+  // splits by channel panels (run_conv), each panel over every pixel.
+  std::mt19937 rng(31);
+  ConvCase c;
+  c.N = 1, c.H = c.W = 5, c.C = 256, c.OC = 512;
+  ConvData d = make_data(c, rng);
+  qforge::set_num_threads(2);
+  const auto ref = run(c, d, Isa::scalar), got = run(c, d, isa);
+  qforge::set_num_threads(1);
+  CHECK_MESSAGE(first_diff(ref, got) < 0, iname(isa));
+}
+QTEST_PER_ISA("qconv2d: channel panels for few tiles and large weights, SIMD == reference", conv_panels_for_few_tiles)
 
 static void conv_threads_and_ranges(Isa isa) {
   // Direct kernel calls on sub-ranges of pixels and channel panels, and 1 vs 2 threads: same bytes.

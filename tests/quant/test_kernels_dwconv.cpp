@@ -124,9 +124,9 @@ std::vector<DwCase> dw_sweep() {
       v.push_back(c);
     }
   // MobileNetV2 shapes shrunk in space: interior columns, wide rows
-  auto add = [&](int H, int C, int s) {
+  auto add = [&](int H, int C, int s, int pad = 1) {
     DwCase c;
-    c.H = c.W = H, c.C = C, c.stride = s;
+    c.H = c.W = H, c.C = C, c.stride = s, c.pad = pad;
     c.zx = 3, c.zy = 0, c.qmin = 0, c.qmax = 40;
     v.push_back(c);
   };
@@ -138,6 +138,10 @@ std::vector<DwCase> dw_sweep() {
   add(7, 960, 1);
   add(12, 40, 1);  // C % 32 = 8: masked / overlapping tails on interior pixels
   add(10, 17, 2);
+  // Stride 1 without padding and with 2: the interior columns' range moves with the padding.
+  add(11, 64, 1, 0);
+  add(10, 33, 1, 2);
+  add(9, 96, 1, 0);
   return v;
 }
 
