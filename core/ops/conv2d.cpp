@@ -238,6 +238,10 @@ struct Epilogue {
     // + 0 (no bias) changes no value the clamp keeps.
     for (int64_t p = 0; p < len; ++p) dst[p] = clamp_relu_value(src[p] + bv, hi);
   }
+  // Channels [oc0, oc0 + count), their first len values at o, o + stride, ..., finished in place.
+  void run_channels(float* o, int64_t stride, int64_t len, int64_t oc0, int64_t count) const {
+    for (int64_t i = 0; i < count; ++i) run(o + i * stride, o + i * stride, len, oc0 + i);
+  }
   // The images' planes of out (N, OC, OHW) finished in place, split over the pool.
   void run_all(float* out, const Conv2dShape& s) const {
     if (!any()) return;
@@ -267,8 +271,7 @@ void conv2d_row_blocks(float* out, const float* inp, const float* weight, const 
       float* o = out + (static_cast<int64_t>(n) * s.oc + g * ocg) * ohw + static_cast<int64_t>(oh0) * s.ow;
       sgemm(false, false, ocg, cols, k, 1.f, weight + static_cast<int64_t>(g) * ocg * k, k, col.get(), cols, 0.f, o,
             ohw);
-      for (int oc = 0; oc < ocg; ++oc)
-        ep.run(o + static_cast<int64_t>(oc) * ohw, o + static_cast<int64_t>(oc) * ohw, cols, g * ocg + oc);
+      ep.run_channels(o, ohw, cols, g * ocg, ocg);
     }
   });
 }
@@ -295,8 +298,7 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
     parallel_for(products, 1, [&](int64_t b, int64_t e) {  // a product per thread (sgemm runs serially inside)
       for (int64_t i = b; i < e; ++i) {
         float* o = product(i);
-        for (int oc = 0; oc < ocg; ++oc)
-          ep.run(o + static_cast<int64_t>(oc) * ohw, o + static_cast<int64_t>(oc) * ohw, ohw, i % G * ocg + oc);
+        ep.run_channels(o, ohw, ohw, i % G * ocg, ocg);
       }
     });
     return;
@@ -315,9 +317,8 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
         float* o = out + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw;
         sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, o, cols);
         if (ep.any())
-          parallel_for(ocg, 16, [&](int64_t b, int64_t e) {
-            for (int64_t oc = b; oc < e; ++oc) ep.run(o + oc * ohw, o + oc * ohw, ohw, g * ocg + oc);
-          });
+          parallel_for(ocg, 16,
+                       [&](int64_t b, int64_t e) { ep.run_channels(o + b * ohw, ohw, ohw, g * ocg + b, e - b); });
         continue;
       }
       sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, tmp.get(), cols);

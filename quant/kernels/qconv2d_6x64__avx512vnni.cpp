@@ -113,14 +113,8 @@ void qconv2d_6x64__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in,
       const int width = a.OCp - oc0 < kPanel ? a.OCp - oc0 : kPanel;  // the panel's packed width
       const int oc_valid = (oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel);
       const int8_t* w = packed + int64_t(oc0) * K;
-      // The panel's requantization constants, once for all its tiles (the arrays hold OCp entries).
       avx512::Requant16 rq[kPanel / 16];
-      if (!out_i32)
-        for (int nb = 0; nb < width / 16; ++nb) {
-          const int c = oc0 + 16 * nb;
-          rq[nb] = avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin,
-                                          a.out_qmax);
-        }
+      if (!out_i32) avx512::load_requant_panel(rq, a, oc0, width / 16);
       for (int tile = 0; tile < static_cast<int>(t1 - t0); ++tile) {
         const int mr_valid = npix - tile * kMR < kMR ? npix - tile * kMR : kMR;
         const int64_t p = p0 + int64_t(tile) * kMR;

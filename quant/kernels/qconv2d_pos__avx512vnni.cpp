@@ -160,13 +160,8 @@ void qconv2d_pos__avx512vnni(uint8_t* out, const uint8_t* in, const QConvArgs& a
       const int width = OCp - oc0 < kPanel ? OCp - oc0 : kPanel;
       const int oc_valid = oc_end - oc0 < kPanel ? oc_end - oc0 : kPanel;
       const int8_t* w = packed + int64_t(oc0) * K;
-      // The panel's requantization constants, once for its tiles (the arrays hold OCp entries).
       avx512::Requant16 rq[kPanel / 16];
-      for (int nb = 0; nb < width / 16; ++nb) {
-        const int c = oc0 + 16 * nb;
-        rq[nb] = avx512::load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin,
-                                        a.out_qmax);
-      }
+      avx512::load_requant_panel(rq, a, oc0, width / 16);
       for (int tl = 0; tl < ntiles; ++tl) {
         const int n0 = int(int64_t(N) * tl / ntiles), n1 = int(int64_t(N) * (tl + 1) / ntiles);
         const int64_t o = int64_t(n0) * ostride + int64_t(pos) * a.OC + oc0;

@@ -103,6 +103,15 @@ inline Requant16 load_requant16(const int32_t* multiplier, const int32_t* lshift
       qmax);
 }
 
+// A conv panel's constants, built once for all its tiles: channels [oc0, oc0 + 16 * vectors) of the
+// per-channel arrays of QConvArgs (OCp entries each).
+inline void load_requant_panel(Requant16* rq, const QConvArgs& a, int oc0, int vectors) {
+  for (int v = 0; v < vectors; ++v) {
+    const int c = oc0 + 16 * v;
+    rq[v] = load_requant16(a.rq_multiplier + c, a.rq_lshift + c, a.rq_rshift + c, a.out_zp, a.out_qmin, a.out_qmax);
+  }
+}
+
 // requantize(acc) for 16 lanes; the zero point is added after the clamp, so nothing overflows.
 inline __m512i requant16(__m512i acc, const Requant16& r) {
   const __m512i v = _mm512_min_epi32(_mm512_max_epi32(mul16(acc, r.m), r.lo), r.hi);
