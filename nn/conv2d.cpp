@@ -20,6 +20,6 @@ Conv2d::Conv2d(const Conv2dOptions& o, std::mt19937_64& rng) : opt_(o) {
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, geometry()); }
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, geometry(), filter_cache()); }
 
 }  // namespace qforge::nn

@@ -32,9 +32,13 @@ class Conv2d : public Module {
   const Conv2dOptions& options() const { return opt_; }
   const ConvGeometry& geometry() const { return opt_.geometry; }
   Tensor weight, bias;  // bias undefined when the layer has none
+  // Its filters prepared for inference calls (core/ops/conv2d.h), for the ops that run this layer's
+  // weights (its own forward, quant's fused modules).
+  ConvFilterCache* filter_cache() const { return cache_.get(); }
 
  private:
   Conv2dOptions opt_;
+  std::shared_ptr<ConvFilterCache> cache_ = make_conv_filter_cache();
 };
 
 }  // namespace qforge::nn

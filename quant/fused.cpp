@@ -91,15 +91,16 @@ Tensor ConvBnAct::forward(const Tensor& x) {
     // Inference with BN folded: bias and activation in the convolution's one output pass.
     if (act != Act::kNone && !weight_fake_quant && !needs_grad({&x, &conv->weight, &conv->bias}))
       return conv2d_bias_relu(x, conv->weight, conv->bias, conv->geometry(),
-                              act == Act::kReLU6 ? 6.f : std::numeric_limits<float>::infinity());
-    return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->geometry()), act);
+                              act == Act::kReLU6 ? 6.f : std::numeric_limits<float>::infinity(),
+                              conv->filter_cache());
+    return apply_act(conv2d(x, fq(conv->weight), conv->bias, conv->geometry(), conv->filter_cache()), act);
   }
   // scale = gamma / running_std: fake-quantize the folded weight, divide the output back, then BN.
   const int oc = conv->weight.size(0);
   Tensor inv_std = Tensor::empty({oc});
   for (int c = 0; c < oc; ++c) inv_std.data()[c] = 1.f / std::sqrt(bn->running_var.data()[c] + bn->eps);
   Tensor scale = mul(bn->weight, inv_std);
-  Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->geometry());
+  Tensor y = conv2d(x, fq(scale_channels(conv->weight, scale, 0)), Tensor(), conv->geometry(), conv->filter_cache());
   bool batch_stats = training() && !freeze_bn;
   if (conv->bias.defined()) {
     y = add_channels(scale_channels(y, guarded_reciprocal(scale), 1), conv->bias, 1);

@@ -335,9 +335,23 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
 
 }  // namespace
 
+struct ConvFilterCache {
+  WinogradFilterCache winograd;
+};
+
+std::shared_ptr<ConvFilterCache> make_conv_filter_cache() { return std::make_shared<ConvFilterCache>(); }
+
+int64_t conv_filter_cache_bytes(const ConvFilterCache& cache) { return winograd_cache_bytes(cache.winograd); }
+
+// The cache's Winograd filters where the layer keeps them, else null.
+static WinogradFilterCache* winograd_cache(const Conv2dShape& s, ConvFilterCache* cache) {
+  return cache && winograd_caches(s) ? &cache->winograd : nullptr;
+}
+
 // kAuto: Winograd where it applies, unless the option winograd (QFORGE_WINOGRAD=off) asks for im2col everywhere.
-static bool use_winograd(const Conv2dShape& s, ConvAlgo algo) {
-  return algo == ConvAlgo::kAuto && options().winograd == WinogradMode::automatic && winograd_applies(s);
+static bool use_winograd(const Conv2dShape& s, ConvAlgo algo, ConvFilterCache* cache = nullptr) {
+  return algo == ConvAlgo::kAuto && options().winograd == WinogradMode::automatic &&
+         winograd_applies(s, winograd_cache(s, cache) != nullptr);
 }
 
 // kAuto: depthwise layers (groups == C) run direct loops per plane (depthwise.h).
@@ -365,18 +379,18 @@ bool conv2d_row_blocked(const Conv2dShape& s) {
 
 // The convolution and its epilogue; depthwise planes add their bias themselves.
 static void forward_finished(float* out, const float* inp, const float* weight, const Conv2dShape& s, ConvAlgo algo,
-                             const Epilogue& ep) {
+                             const Epilogue& ep, ConvFilterCache* cache) {
   if (use_depthwise(s, algo)) return depthwise_forward(out, inp, weight, ep.bias, s, ep.relu, ep.hi);
-  if (use_winograd(s, algo)) {
-    winograd_forward(out, inp, weight, s);
+  if (use_winograd(s, algo, cache)) {
+    winograd_forward(out, inp, weight, s, 0, winograd_cache(s, cache));
     return ep.run_all(out, s);
   }
   conv2d_im2col(out, inp, weight, s, ep);
 }
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
-                    ConvAlgo algo) {
-  forward_finished(out, inp, weight, s, algo, Epilogue{bias});
+                    ConvAlgo algo, ConvFilterCache* cache) {
+  forward_finished(out, inp, weight, s, algo, Epilogue{bias}, cache);
 }
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -432,7 +446,8 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
 }
 
-Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi) {
+Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi,
+                        ConvFilterCache* cache) {
   QF_CHECK(!needs_grad({&x, &w, &b}), "conv2d_bias_relu: inference only (an input requires a gradient)");
   Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
   if (b.defined())
@@ -440,17 +455,18 @@ Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvG
              "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
   Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
   forward_finished(out.data(), x.data(), w.data(), s, ConvAlgo::kAuto,
-                   Epilogue{b.defined() ? b.data() : nullptr, true, hi});
+                   Epilogue{b.defined() ? b.data() : nullptr, true, hi}, cache);
   return out;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, ConvFilterCache* cache) {
   Conv2dShape s = conv2d_shape(x.shape(), w.shape(), args);
   if (b.defined())
     QF_CHECK(b.numel() == s.oc,
              "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
   Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
-  conv2d_forward(out.data(), x.data(), w.data(), b.defined() ? b.data() : nullptr, s);
+  conv2d_forward(out.data(), x.data(), w.data(), b.defined() ? b.data() : nullptr, s, ConvAlgo::kAuto,
+                 needs_grad({&x, &w, &b}) ? nullptr : cache);
   record_op(out, {x, w, b}, [s, x = x.detach(), w = w.detach()](AutogradMeta& o, const std::vector<AutogradMeta*>& in) {
     conv2d_backward(in[0] ? in[0]->grad_data() : nullptr, in[1] ? in[1]->grad_data() : nullptr,
                     in[2] ? in[2]->grad_data() : nullptr, o.grad->data(), x.data(), w.data(), s);

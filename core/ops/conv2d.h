@@ -3,6 +3,8 @@
 // several images per GEMM so the small spatial sizes deep in a ResNet still
 // make large matrix products; 3x3 stride-1 layers use Winograd (winograd.h).
 #pragma once
+#include <memory>
+
 #include "core/conv_geometry.h"
 #include "core/tensor.h"
 
@@ -29,19 +31,29 @@ enum class ConvAlgo { kAuto, kIm2col };
 // multiplied while they are in the L2 cache, instead of over whole images. Exposed for tests.
 bool conv2d_row_blocked(const Conv2dShape& s);
 
+// A layer's filters prepared once for its inference calls (today the Winograd layers' transformed
+// filters), owned by the layer (nn::Conv2d) and passed to the calls below. Every call first checks
+// that the weights still hold the bytes the filters were made from, and remakes them if not, so a
+// write to the weights by any route (an optimizer step, a load, data()) is never missed. Calls that
+// record gradients do not use it: in training the weights change every step.
+struct ConvFilterCache;
+std::shared_ptr<ConvFilterCache> make_conv_filter_cache();
+int64_t conv_filter_cache_bytes(const ConvFilterCache& cache);  // what it holds now
+
 // inp (N,C,H,W), weight (OC,C/groups,KH,KW), bias (OC) or null -> out (N,OC,OH,OW)
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
-                    ConvAlgo algo = ConvAlgo::kAuto);
+                    ConvAlgo algo = ConvAlgo::kAuto, ConvFilterCache* cache = nullptr);
 // Adds into dinp, dweight, dbias (each may be null); the caller zeroes them.
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const Conv2dShape& s, ConvAlgo algo = ConvAlgo::kAuto);
 
-// The autograd op. b may be undefined (no bias).
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args);
+// The autograd op. b may be undefined (no bias). cache: the layer's, used when no gradient is recorded.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, ConvFilterCache* cache = nullptr);
 
 // Inference (records no history): the convolution, its bias and an activation clamp(v, 0, hi)
 // (hi = inf: ReLU, 6: ReLU6) in one pass over the output instead of three, for convolutions with
 // BatchNorm folded in (quant::ConvBnAct). The same values as relu(conv2d(x, w, b)), bit for bit.
-Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi);
+Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi,
+                        ConvFilterCache* cache = nullptr);
 
 }  // namespace qforge

@@ -1,7 +1,9 @@
 #include "core/ops/winograd.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cstring>
 
 #include "core/blas.h"
 #include "core/kernels/dispatch.h"
@@ -191,9 +193,49 @@ float* filter_buffer(int slot, size_t n) {
   return buf[slot].get();
 }
 
+// Whether a and b hold the same n floats' bytes, compared on the pool's threads.
+bool same_bytes(const float* a, const float* b, size_t n) {
+  std::atomic<bool> same{true};
+  parallel_pieces(static_cast<int64_t>(n), 1 << 16, [&](int64_t i, int64_t e) {
+    if (same.load(std::memory_order_relaxed) && std::memcmp(a + i, b + i, (e - i) * sizeof(float)) != 0)
+      same.store(false, std::memory_order_relaxed);
+  });
+  return same.load();
+}
+
+// The layer's transformed filters from its cache, remade unless the weights hold the bytes they were
+// made from.
+std::shared_ptr<const WinogradFilters> cached_filters(WinogradFilterCache& cache, const float* weight, int oc, int c) {
+  const size_t n = static_cast<size_t>(oc) * c * 9;
+  std::lock_guard<std::mutex> lock(cache.mu);
+  const std::shared_ptr<const WinogradFilters>& f = cache.filters;
+  if (f && f->source.size() == n && same_bytes(f->source.data(), weight, n)) return f;
+  auto made = std::make_shared<WinogradFilters>();
+  made->source.assign(weight, weight + n);
+  made->u = scratch_floats(kXi * plane_stride(static_cast<int64_t>(oc) * c));
+  transform_filter(made->u.get(), made->source.data(), oc, c, false);
+  cache.filters = made;
+  return made;
+}
+
 }  // namespace
 
-bool winograd_applies(const Conv2dShape& s) {
+bool winograd_caches(const Conv2dShape& s) {
+  // From 32 tiles the products take most of a call: there one buffer, transformed into and read
+  // while it is in the caches, was faster than each layer's own filters read back from memory and
+  // checked (ResNet18's 28x28 layers at 224x224 batch 1: 0.62 ms against 0.57 per 128x128 layer).
+  const int64_t tiles = static_cast<int64_t>(s.n) * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
+  return tiles < 32 && kXi * plane_stride(static_cast<int64_t>(s.oc) * s.c) * int64_t{sizeof(float)} <= (int64_t{16} << 20);
+}
+
+int64_t winograd_cache_bytes(const WinogradFilterCache& cache) {
+  std::lock_guard<std::mutex> lock(cache.mu);
+  if (!cache.filters) return 0;
+  const int64_t n = static_cast<int64_t>(cache.filters->source.size());
+  return (n + kXi * plane_stride(n / 9)) * int64_t{sizeof(float)};
+}
+
+bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
   const ConvGeometry& a = s.a;
   if (!(s.kh == 3 && s.kw == 3 && a.stride_h == 1 && a.stride_w == 1 && a.pad_h == 1 && a.pad_w == 1 &&
         a.dilation_h == 1 && a.dilation_w == 1 && a.groups == 1))
@@ -210,17 +252,28 @@ bool winograd_applies(const Conv2dShape& s) {
   // With fewer tiles in all, the 36 products are too thin to pay for the
   // transforms (measured: 16 tiles of 14x14 or 7x7 with 256-512 channels are
   // slower than im2col, 32 even, 64 1.5x faster; ResNet18 at 224x224 batch 1
-  // took 11.2 ms with its 14x14 layers by Winograd, 10.4 ms by im2col).
-  return s.n * per_image >= 32;
+  // took 11.2 ms with its 14x14 layers by Winograd, 10.4 ms by im2col). With the filters transformed
+  // once, from 16: ResNet18 at 224x224 batch 1 with its 14x14 layers by Winograd took 16.5-17.2 ms
+  // against 17.4-18.3 (AMD EPYC Zen 4, 2 threads; 1 thread: 30.6-32.0 against 33.3-33.6).
+  return s.n * per_image >= (cached_filters ? 16 : 32);
 }
 
-void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images) {
+void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images,
+                      WinogradFilterCache* cache) {
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   const TileTable tt(full.tc, full.per_image, full.tw);
-  float* u = filter_buffer(0, kXi * plane_stride(static_cast<int64_t>(OC) * C));
+  std::shared_ptr<const WinogradFilters> kept;
+  const float* u;
+  if (cache) {
+    kept = cached_filters(*cache, weight, OC, C);
+    u = kept->u.get();
+  } else {
+    float* b = filter_buffer(0, kXi * plane_stride(static_cast<int64_t>(OC) * C));
+    transform_filter(b, weight, OC, C, false);
+    u = b;
+  }
   auto v = scratch_floats(kXi * full.plane(C)), m = scratch_floats(kXi * full.plane(OC));
-  transform_filter(u, weight, OC, C, false);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
     conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, tt, n0, v.get(), m.get(), false);

@@ -9,6 +9,7 @@
 #include "conv_reference.h"
 #include "core/kernels/dispatch.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
+#include "core/autograd.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/winograd.h"
 #include "core/threads.h"
@@ -169,4 +170,61 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
     }
   }
   if (levels == 0) MESSAGE("skipped: this CPU has no SIMD Winograd blocks");
+}
+
+TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow every change of the weights") {
+  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
+  const bool simd = float_kernels().winograd != nullptr;
+  // One 14x14 image: 16 tiles, enough with cached filters only.
+  const Conv2dShape s1 = conv2d_shape({1, 8, 14, 14}, {6, 8, 3, 3}, same);
+  CHECK_FALSE(winograd_applies(s1));
+  CHECK(winograd_applies(s1, true) == simd);
+  CHECK(winograd_caches(s1));
+  CHECK_FALSE(winograd_caches(conv2d_shape({2, 8, 14, 14}, {6, 8, 3, 3}, same)));         // 32 tiles
+  CHECK_FALSE(winograd_caches(conv2d_shape({1, 512, 14, 14}, {512, 512, 3, 3}, same)));  // 38 MB
+  auto bits = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    CAPTURE(threads);
+    for (int n : {1, 2}) {  // 16 tiles (cached Winograd, else im2col) and 32 (Winograd, not cached)
+      CAPTURE(n);
+      Tensor x = Tensor::randn({n, 8, 14, 14}, rng()), w = Tensor::randn({6, 8, 3, 3}, rng());
+      auto cache = make_conv_filter_cache();
+      CHECK(conv_filter_cache_bytes(*cache) == 0);
+      // What the convolution gives with the filters transformed for the call (no cache).
+      auto uncached = [&](const Tensor& wt) {
+        const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
+        Tensor out = Tensor::empty({n, wt.size(0), 14, 14});
+        if (simd)
+          winograd_forward(out.data(), x.data(), wt.data(), s);
+        else
+          conv2d_forward(out.data(), x.data(), wt.data(), nullptr, s);
+        return bits(out);
+      };
+      // A call that records gradients leaves the cache alone.
+      Tensor wg = w.clone().requires_grad_();
+      conv2d(x, wg, Tensor(), same, cache.get());
+      CHECK(conv_filter_cache_bytes(*cache) == 0);
+      NoGradGuard no_grad;
+      const Tensor first = conv2d(x, w, Tensor(), same, cache.get());
+      CHECK(bits(first) == uncached(w));
+      Tensor want = naive_conv(x, w, Tensor(), same);
+      for (int64_t i = 0; i < want.numel(); ++i)
+        REQUIRE(first.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+      CHECK((conv_filter_cache_bytes(*cache) > 0) == (simd && n == 1));
+      // The same weights again (the filters reused), then one weight changed in place: the filters are remade.
+      CHECK(bits(conv2d(x, w, Tensor(), same, cache.get())) == bits(first));
+      w.data()[w.numel() - 1] += 0.5f;
+      const Tensor changed = conv2d(x, w, Tensor(), same, cache.get());
+      CHECK(bits(changed) != bits(first));
+      CHECK(bits(changed) == uncached(w));
+      // Another layer's weights through the same cache, and the fused inference op.
+      const Tensor w4 = Tensor::randn({4, 8, 3, 3}, rng());
+      CHECK(bits(conv2d(x, w4, Tensor(), same, cache.get())) == uncached(w4));
+      const Tensor b = Tensor::randn({6}, rng());
+      CHECK(bits(conv2d_bias_relu(x, w, b, same, 6.f, cache.get())) ==
+            bits(conv2d_bias_relu(x, w, b, same, 6.f, make_conv_filter_cache().get())));
+    }
+  }
+  set_num_threads(1);
 }

@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/kernels/dispatch.h"
 #include "core/ops/loss.h"
 #include "core/threads.h"
 #include "nn/batchnorm2d.h"
@@ -11,6 +12,7 @@
 #include "nn/layers.h"
 #include "nn/linear.h"
 #include "nn/resnet.h"
+#include "optim/sgd.h"
 
 using namespace qforge;
 using namespace qforge::nn;
@@ -55,4 +57,36 @@ TEST_CASE("state_dict round trip and load errors") {
   bad = sd;
   bad["extra.weight"] = Tensor::zeros({1});
   CHECK_THROWS_WITH_AS(b->load_state_dict(bad, "a.safetensors"), doctest::Contains("extra.weight"), Error);
+}
+
+TEST_CASE("resnet18: evaluations between training steps see the new weights (the layers' cached filters)") {
+  // 14x14 maps at batch 1 take Winograd with filters cached by the layers (core/ops/conv2d.h); an
+  // evaluation after an SGD step must give what a fresh copy of the network gives.
+  set_num_threads(2);
+  auto net = resnet18({3, 10, "imagenet", 0.25, 0});
+  std::mt19937_64 rng(3);
+  Tensor x = Tensor::randn({1, 3, 224, 224}, rng);
+  auto eval = [&](Module& m) {
+    NoGradGuard g;
+    m.eval();
+    return m(x);
+  };
+  auto same_as_twin = [&] {  // a new network (no cached filters) given the same weights
+    auto twin = resnet18({3, 10, "imagenet", 0.25, 1});
+    auto from = net->state_dict(), to = twin->state_dict();
+    REQUIRE(from.size() == to.size());
+    for (size_t i = 0; i < from.size(); ++i) to[i].second.copy_from(from[i].second);
+    Tensor a = eval(*net), b = eval(*twin);
+    return std::vector<float>(a.data(), a.data() + a.numel()) == std::vector<float>(b.data(), b.data() + b.numel());
+  };
+  CHECK(same_as_twin());
+  int64_t cached = 0;
+  for (auto& [name, m] : net->named_modules())
+    if (auto* c = dynamic_cast<Conv2d*>(m.get())) cached += conv_filter_cache_bytes(*c->filter_cache());
+  if (float_kernels().winograd) CHECK(cached > 0);
+  optim::SGD opt(net->named_parameters(), {0.5f});
+  net->train();
+  cross_entropy(net->forward(x), {3}).backward();
+  opt.step();
+  CHECK(same_as_twin());
 }
