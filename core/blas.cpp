@@ -17,19 +17,33 @@ static void sgemm1(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 
 // OpenBLAS runs single-threaded (its spinning workers would fight the pool for
 // the cores); large products are split into column or row panels over the pool.
+// C = A B by qforge's kernels, finished block by block (finish may be null), where they apply and
+// B is at most 8 MB: beyond, reading B in place (rows many pages apart) falls behind OpenBLAS, which
+// packs it (measured 0.85x at m 512, k 2304, n 1808). False where they do not.
+static bool own_gemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
+                     const GemmFinish* finish) {
+  GemmF32Kernel kernel = gemm_f32_kernel();
+  if (!kernel || k <= 0 || static_cast<int64_t>(k) * n > (int64_t{2} << 20)) return false;
+  const GemmF32DotKernel dot = gemm_f32_dot_kernel();
+  if (dot && gemm_f32_dot_pays(m, n, k))
+    gemm_f32_dot(dot, m, n, k, a, lda, b, ldb, c, ldc, finish);
+  else
+    gemm_f32(kernel, m, n, k, a, lda, b, ldb, c, ldc, finish);
+  return true;
+}
+
+void sgemm_finished(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
+                    const GemmFinish& finish) {
+  if (m == 0 || n == 0) return;
+  if (own_gemm(m, n, k, a, lda, b, ldb, c, ldc, &finish)) return;
+  sgemm(false, false, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
+  parallel_for(m, 16, [&](int64_t i, int64_t e) { finish(static_cast<int>(i), static_cast<int>(e - i), 0, n); });
+}
+
 void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
            int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;
-  // C = A B: qforge's kernel where there is one and B is at most 8 MB; beyond,
-  // reading B in place (rows many pages apart) falls behind OpenBLAS, which
-  // packs it (measured 0.85x at m 512, k 2304, n 1808).
-  GemmF32Kernel kernel = gemm_f32_kernel();
-  if (kernel && !trans_a && !trans_b && alpha == 1.f && beta == 0.f && k > 0 &&
-      static_cast<int64_t>(k) * n <= (int64_t{2} << 20)) {
-    const GemmF32DotKernel dot = gemm_f32_dot_kernel();
-    if (dot && gemm_f32_dot_pays(m, n, k)) return gemm_f32_dot(dot, m, n, k, a, lda, b, ldb, c, ldc);
-    return gemm_f32(kernel, m, n, k, a, lda, b, ldb, c, ldc);
-  }
+  if (!trans_a && !trans_b && alpha == 1.f && beta == 0.f && own_gemm(m, n, k, a, lda, b, ldb, c, ldc, nullptr)) return;
   const int t = num_threads();
   const double flops = 2.0 * m * n * k;
   if (t <= 1 || flops < 4e6) return sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -276,6 +276,16 @@ void conv2d_row_blocks(float* out, const float* inp, const float* weight, const 
   });
 }
 
+// o (rows, cols) = w (rows, k) x (k, cols), finished as output channels oc0 .. (ep) block by block,
+// while each block is in the cache (sgemm_finished).
+void finished_product(float* o, const float* w, const float* x, int rows, int cols, int k, int oc0,
+                      const Epilogue& ep) {
+  if (!ep.any()) return sgemm(false, false, rows, cols, k, 1.f, w, k, x, cols, 0.f, o, cols);
+  sgemm_finished(rows, cols, k, w, k, x, cols, o, cols, [&](int i0, int n, int j0, int len) {
+    ep.run_channels(o + static_cast<int64_t>(i0) * cols + j0, cols, len, oc0 + i0, n);
+  });
+}
+
 void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv2dShape& s, const Epilogue& ep) {
   const int G = s.a.groups, cg = s.c / G, ocg = s.oc / G, k = cg * s.kh * s.kw, ohw = s.oh * s.ow;
   if (pointwise(s)) {  // no copies
@@ -286,20 +296,16 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
     auto product = [&](int64_t i) {
       const int n = static_cast<int>(i / G), g = static_cast<int>(i % G);
       float* o = out + (static_cast<int64_t>(n) * s.oc + g * ocg) * ohw;
-      sgemm(false, false, ocg, ohw, cg, 1.f, weight + static_cast<int64_t>(g) * ocg * cg, cg,
-            inp + (static_cast<int64_t>(n) * s.c + g * cg) * ohw, ohw, 0.f, o, ohw);
-      return o;
+      finished_product(o, weight + static_cast<int64_t>(g) * ocg * cg, inp + (static_cast<int64_t>(n) * s.c + g * cg) * ohw,
+                       ocg, ohw, cg, g * ocg, ep);
     };
     const int64_t products = static_cast<int64_t>(s.n) * G;
-    if (products < num_threads()) {  // each product split over the pool, then the epilogue
+    if (products < num_threads()) {  // each product split over the pool
       for (int64_t i = 0; i < products; ++i) product(i);
-      return ep.run_all(out, s);
+      return;
     }
     parallel_for(products, 1, [&](int64_t b, int64_t e) {  // a product per thread (sgemm runs serially inside)
-      for (int64_t i = b; i < e; ++i) {
-        float* o = product(i);
-        ep.run_channels(o, ohw, ohw, i % G * ocg, ocg);
-      }
+      for (int64_t i = b; i < e; ++i) product(i);
     });
     return;
   }
@@ -314,11 +320,8 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
       im2col(col.get(), inp, s, n0, nb, g);
       const float* wg = weight + static_cast<int64_t>(g) * ocg * k;
       if (nb == 1) {
-        float* o = out + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw;
-        sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, o, cols);
-        if (ep.any())
-          parallel_for(ocg, 16,
-                       [&](int64_t b, int64_t e) { ep.run_channels(o + b * ohw, ohw, ohw, g * ocg + b, e - b); });
+        finished_product(out + (static_cast<int64_t>(n0) * s.oc + g * ocg) * ohw, wg, col.get(), ocg, ohw, k, g * ocg,
+                         ep);
         continue;
       }
       sgemm(false, false, ocg, cols, k, 1.f, wg, k, col.get(), cols, 0.f, tmp.get(), cols);

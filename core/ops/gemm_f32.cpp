@@ -41,15 +41,16 @@ const char* gemm_f32_name(GemmF32Kernel kernel) {
 // their k rows of B (at most 512 KB) stay in L2 while the blocks of rows,
 // taken one after another, pass over them.
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* c, int64_t ldc) {
+              float* c, int64_t ldc, const GemmFinish* finish) {
   constexpr int kBlockRows = 24;
   const int kBlockCols = std::clamp((128 * 1024 / std::max(k, 1)) / 64 * 64, 64, 256);
   const int64_t mb = (m + kBlockRows - 1) / kBlockRows, nb = (n + kBlockCols - 1) / kBlockCols;
   parallel_pieces(mb * nb, 1, [&](int64_t pb, int64_t pe) {
     for (int64_t p = pb; p < pe; ++p) {
       const int i = static_cast<int>(p % mb) * kBlockRows, j = static_cast<int>(p / mb) * kBlockCols;
-      kernel(std::min(kBlockRows, m - i), std::min(kBlockCols, n - j), k, a + i * lda, lda, b + j, ldb, c + i * ldc + j,
-             ldc);
+      const int rows = std::min(kBlockRows, m - i), cols = std::min(kBlockCols, n - j);
+      kernel(rows, cols, k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc);
+      if (finish) (*finish)(i, rows, j, cols);
     }
   });
 }
@@ -63,7 +64,7 @@ GemmF32DotKernel gemm_f32_dot_kernel() {
 bool gemm_f32_dot_pays(int m, int n, int k) { return m > 0 && n > 0 && n <= 64 && k >= 1024; }
 
 void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b,
-                  int64_t ldb, float* c, int64_t ldc) {
+                  int64_t ldb, float* c, int64_t ldc, const GemmFinish* finish) {
   auto bt = scratch_floats(static_cast<size_t>(n) * k);  // fully written before it is read
   // Blocks of 16 rows of B: their n columns sit in 16 rows' cache lines while they are turned.
   parallel_pieces((k + 15) / 16, 8, [&](int64_t pb, int64_t pe) {
@@ -77,7 +78,9 @@ void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, 
   parallel_pieces((m + kBlockRows - 1) / kBlockRows, 1, [&](int64_t pb, int64_t pe) {
     for (int64_t q = pb; q < pe; ++q) {
       const int i = static_cast<int>(q) * kBlockRows;
-      kernel(std::min(kBlockRows, m - i), n, k, a + i * lda, lda, bt.get(), k, c + i * ldc, ldc);
+      const int rows = std::min(kBlockRows, m - i);
+      kernel(rows, n, k, a + i * lda, lda, bt.get(), k, c + i * ldc, ldc);
+      if (finish) (*finish)(i, rows, 0, n);
     }
   });
 }

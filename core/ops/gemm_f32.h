@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/blas.h"  // GemmFinish
 #include "core/cpu.h"
 #include "core/kernels/kernels.h"  // GemmF32Kernel, gemm_f32__ref, gemm_f32_6x64__avx512
 #include "core/options.h"
@@ -27,9 +28,10 @@ GemmF32Kernel gemm_f32_kernel();
 GemmF32Kernel gemm_f32_choose(GemmChoice choice, Isa isa);
 const char* gemm_f32_name(GemmF32Kernel kernel);  // the kernel's symbol, or "openblas"
 
-// C = A B on the pool's threads, in blocks of rows and columns, with `kernel`.
+// C = A B on the pool's threads, in blocks of rows and columns, with `kernel`; finish (if not null)
+// on each block right after it (core/blas.h).
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* c, int64_t ldc);
+              float* c, int64_t ldc, const GemmFinish* finish = nullptr);
 
 // The depth-vector GEMM (kernels.h) where it pays: products with at most 64 columns and k of at
 // least 1024 (ResNet18's 7x7 layers at batch 1, k 2304 and 4608: on an AMD EPYC Zen 4, 2 threads,
@@ -40,6 +42,6 @@ bool gemm_f32_dot_pays(int m, int n, int k);
 
 // C = A B with `kernel`: B turned to (n, k) in scratch, then blocks of rows of C on the pool's threads.
 void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b,
-                  int64_t ldb, float* c, int64_t ldc);
+                  int64_t ldb, float* c, int64_t ldc, const GemmFinish* finish = nullptr);
 
 }  // namespace qforge

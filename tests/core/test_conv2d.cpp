@@ -65,6 +65,42 @@ TEST_CASE("conv2d forward in blocks of output rows (column matrices past 1 MB) m
   set_num_threads(1);
 }
 
+TEST_CASE("conv2d forward finishes the GEMM's blocks (bias, clamp) wherever they fall") {
+  // One image, so each product is split into blocks of rows and columns over the threads and each
+  // block is finished as it is summed (sgemm_finished): several row and column blocks, and the
+  // depth-vector GEMM's (at most 64 columns, k of at least 1024).
+  struct Case {
+    int c, h, w, oc, k;
+    ConvGeometry a;
+  };
+  const Case cases[] = {
+      {8, 15, 20, 50, 1, ConvGeometry::square(1, 0)},     // pointwise: 3 blocks of rows, 2 of columns
+      {6, 33, 33, 30, 3, ConvGeometry::square(2, 1)},     // im2col, 289 columns
+      {128, 7, 7, 40, 3, ConvGeometry::square(1, 1)},     // k 1152 at 49 columns: the depth-vector GEMM
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Case& cc : cases) {
+      CAPTURE(cc.c);
+      CAPTURE(threads);
+      Tensor x = Tensor::randn({1, cc.c, cc.h, cc.w}, rng());
+      Tensor w = Tensor::randn({cc.oc, cc.c, cc.k, cc.k}, rng());
+      Tensor b = Tensor::randn({cc.oc}, rng());
+      const Tensor want = naive_conv(x, w, b, cc.a), got = conv2d(x, w, b, cc.a);
+      const Tensor got6 = conv2d_bias_relu(x, w, b, cc.a, 6.f);
+      REQUIRE(got.shape() == want.shape());
+      int64_t clamped = 0;
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+        REQUIRE(got6.data()[i] == clamp_relu_value(got.data()[i], 6.f));
+        clamped += got6.data()[i] == 0.f || got6.data()[i] == 6.f;
+      }
+      CHECK(clamped > 0);
+    }
+  }
+  set_num_threads(1);
+}
+
 TEST_CASE("conv2d gradients match finite differences") {
   for (const auto& cc : kConvCases) {
     CAPTURE(cc.n);
