@@ -44,6 +44,18 @@ void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
            int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;
   if (!trans_a && !trans_b && alpha == 1.f && beta == 0.f && own_gemm(m, n, k, a, lda, b, ldb, c, ldc, nullptr)) return;
+  if (m == 1 && !trans_a && trans_b && k > 0) {
+    // One row times B^T (a linear layer at batch 1): matrix-vector products over blocks of B's rows
+    // on the pool, B read once in place. sgemm packs all of B first, serially below 4 MFLOP:
+    // MobileNetV2's 1280x1000 classifier took 0.52 ms, now 0.09-0.11 (AMD EPYC Zen 4, 2 threads).
+    parallel_for(n, 64, [&](int64_t j, int64_t e) {
+      float* y = c + j;
+      if (beta == 0.f) std::fill(y, y + (e - j), 0.f);  // as sgemm: C's old values unread, NaN or not
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(e - j), k, alpha, b + j * ldb, ldb, a, 1,
+                  beta == 0.f ? 1.f : beta, y, 1);
+    });
+    return;
+  }
   const int t = num_threads();
   const double flops = 2.0 * m * n * k;
   if (t <= 1 || flops < 4e6) return sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

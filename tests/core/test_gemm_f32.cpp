@@ -5,8 +5,10 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/kernels/dispatch.h"
 #include "core/ops/gemm_f32.h"
@@ -191,4 +193,37 @@ TEST_CASE("gemm_f32_dot: the level's kernel where it pays, none with QFORGE_GEMM
   CHECK(gemm_f32_dot_pays(512, 49, 4608));
   CHECK_FALSE(gemm_f32_dot_pays(256, 196, 2304));
   CHECK_FALSE(gemm_f32_dot_pays(512, 49, 576));
+}
+
+TEST_CASE("sgemm: one row times B^T (a linear layer at batch 1) by matrix-vector products over the threads") {
+  std::mt19937 g(11);
+  std::normal_distribution<float> d;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& [n, k, ldb] : {std::tuple{1000, 1280, 1280}, std::tuple{200, 7, 9}, std::tuple{3, 300, 301}}) {
+      for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{2.f, 1.f}, std::pair{1.f, 0.5f}}) {
+        CAPTURE(threads);
+        CAPTURE(n);
+        CAPTURE(beta);
+        std::vector<float> a(k), b(static_cast<size_t>(n) * ldb), c(n), c0(n);
+        for (float& v : a) v = d(g);
+        for (float& v : b) v = d(g);
+        for (float& v : c0) v = d(g);
+        // With beta 0, C's old values are not read, NaN or not (BLAS's rule).
+        if (beta == 0.f) std::fill(c0.begin(), c0.end(), std::numeric_limits<float>::quiet_NaN());
+        c = c0;
+        sgemm(false, true, 1, n, k, alpha, a.data(), k, b.data(), ldb, beta, c.data(), n);
+        for (int j = 0; j < n; ++j) {
+          double want = 0, mag = 0;
+          for (int p = 0; p < k; ++p) {
+            want += double(a[p]) * b[static_cast<size_t>(j) * ldb + p];
+            mag += std::fabs(double(a[p]) * b[static_cast<size_t>(j) * ldb + p]);
+          }
+          want = alpha * want + (beta == 0.f ? 0.0 : beta * double(c0[j]));
+          REQUIRE(std::fabs(c[j] - want) <= 1e-5 * (mag + (beta == 0.f ? 0.0 : std::fabs(c0[j]))) + 1e-6);
+        }
+      }
+    }
+  }
+  set_num_threads(1);
 }
