@@ -14,7 +14,8 @@ using depthwise_detail::depthwise_planes__avx512;
 using depthwise_detail::depthwise_planes__ref;
 
 constexpr FloatKernelTable kScalar = {
-    Isa::scalar, "scalar", nullptr, "openblas", nullptr, "none", nullptr, "none", &depthwise_planes__ref};
+    Isa::scalar, "scalar", nullptr,           "openblas",       nullptr, "none", nullptr, "none", &depthwise_planes__ref,
+    bias_clamp__ref, "bias_clamp__ref"};
 constexpr FloatKernelTable kAvx2 = {Isa::avx2,
                                     "avx2",
                                     nullptr,
@@ -23,7 +24,9 @@ constexpr FloatKernelTable kAvx2 = {Isa::avx2,
                                     "none",
                                     &winograd_f4x4_blocks__avx2,
                                     "winograd_f4x4_blocks__avx2",
-                                    &depthwise_planes__avx2};
+                                    &depthwise_planes__avx2,
+                                    bias_clamp__avx2,
+                                    "bias_clamp__avx2"};
 constexpr FloatKernelTable kAvx512 = {Isa::avx512,
                                       "avx512",
                                       gemm_f32_6x64__avx512,
@@ -32,7 +35,9 @@ constexpr FloatKernelTable kAvx512 = {Isa::avx512,
                                       "gemm_f32_dot_4x6__avx512",
                                       &winograd_f4x4_blocks__avx512,
                                       "winograd_f4x4_blocks__avx512",
-                                      &depthwise_planes__avx512};
+                                      &depthwise_planes__avx512,
+                                      bias_clamp__avx512,
+                                      "bias_clamp__avx512"};
 
 const FloatKernelTable& table_at_or_below(Isa isa) {
   switch (isa) {

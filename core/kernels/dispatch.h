@@ -27,6 +27,9 @@ struct FloatKernelTable {
   // Depthwise convolution planes (core/ops/depthwise.h); every level has one, all with the
   // reference's bits. Its name is the symbol's.
   const depthwise_detail::DepthwiseKernels* depthwise;
+  // A convolution's bias and activation clamp (kernels.h); every level has one, with the reference's bits.
+  BiasClampKernel bias_clamp;
+  const char* bias_clamp_name;
 };
 
 // The highest table at or below `isa`; throws qforge::Error if this CPU lacks `isa`.

@@ -34,4 +34,12 @@ void gemm_f32_dot__ref(int m, int n, int k, const float* a, int64_t lda, const f
 void gemm_f32_dot_4x6__avx512(int m, int n, int k, const float* a, int64_t lda, const float* bt, int64_t ldbt, float* c,
                               int64_t ldc);
 
+// A convolution's epilogue with an activation: dst[p] = clamp(src[p] + bias, 0, hi), NaN to 0
+// (ReLU: hi = inf, ReLU6: 6), p < n; dst may be src. One source for every level (bias_clamp.inc).
+using BiasClampKernel = void (*)(float* dst, const float* src, int64_t n, float bias, float hi);
+
+void bias_clamp__ref(float* dst, const float* src, int64_t n, float bias, float hi);
+void bias_clamp__avx2(float* dst, const float* src, int64_t n, float bias, float hi);
+void bias_clamp__avx512(float* dst, const float* src, int64_t n, float bias, float hi);
+
 }  // namespace qforge

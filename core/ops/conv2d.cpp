@@ -9,6 +9,7 @@
 #include "core/autograd.h"
 #include "core/blas.h"
 #include "core/error.h"
+#include "core/kernels/dispatch.h"
 #include "core/ops/depthwise.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/scratch.h"
@@ -235,8 +236,9 @@ struct Epilogue {
       for (int64_t p = 0; p < len; ++p) dst[p] = src[p] + bv;
       return;
     }
-    // + 0 (no bias) changes no value the clamp keeps.
-    for (int64_t p = 0; p < len; ++p) dst[p] = clamp_relu_value(src[p] + bv, hi);
+    // + 0 (no bias) changes no value the clamp keeps. The selected level's loop: the baseline
+    // build's 4-wide one took 6% of MobileNetV2's float inference at 224x224 batch 1.
+    float_kernels().bias_clamp(dst, src, len, bv, hi);
   }
   // Channels [oc0, oc0 + count), their first len values at o, o + stride, ..., finished in place.
   void run_channels(float* o, int64_t stride, int64_t len, int64_t oc0, int64_t count) const {

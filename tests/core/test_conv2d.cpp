@@ -1,12 +1,16 @@
 // Tests of conv2d (core/ops/conv2d.h): the op and its raw pair against the definition and finite differences.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "conv_reference.h"
 #include "core/error.h"
+#include "core/kernels/dispatch.h"
+#include "core/kernels/kernels.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/elementwise.h"
 #include "core/threads.h"
@@ -145,4 +149,40 @@ TEST_CASE("conv2d_bias_relu: relu(conv2d) and relu6(conv2d) in one pass, the sam
   Tensor x = Tensor::randn({1, 2, 5, 5}, rng()), w = Tensor::randn({3, 2, 3, 3}, rng());
   w.requires_grad_();
   CHECK_THROWS_AS(conv2d_bias_relu(x, w, Tensor(), {}, 6.f), Error);
+}
+
+TEST_CASE("bias_clamp: every level's epilogue gives the reference's bits") {
+  std::mt19937 g(7);
+  std::normal_distribution<float> d(0.f, 4.f);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  int levels = 0;
+  for (Isa isa : supported_isas()) {
+    const FloatKernelTable& t = float_kernels_for(isa);
+    if (t.bias_clamp == bias_clamp__ref) continue;
+    ++levels;
+    CAPTURE(t.bias_clamp_name);
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 33, 64, 100}) {
+      for (float bias : {0.f, -1.5f, 2.25f}) {
+        for (float hi : {inf, 6.f}) {
+          std::vector<float> src(n);
+          for (float& v : src) v = d(g);
+          // Values the rules decide: NaN, both zeros, infinities, the bound itself, just past it.
+          const float special[] = {nan, -0.f, 0.f, -inf, inf, hi - bias, 6.f, -bias, std::nextafter(6.f - bias, 7.f)};
+          for (int64_t i = 0; i < n; i += 3) src[i] = special[(i / 3) % 9];
+          std::vector<float> want(n, -9.f), got(n, -9.f), inplace = src;
+          bias_clamp__ref(want.data(), src.data(), n, bias, hi);
+          t.bias_clamp(got.data(), src.data(), n, bias, hi);
+          t.bias_clamp(inplace.data(), inplace.data(), n, bias, hi);
+          REQUIRE(std::memcmp(got.data(), want.data(), n * sizeof(float)) == 0);
+          REQUIRE(std::memcmp(inplace.data(), want.data(), n * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
+  // The reference's own rules: NaN to 0, -0 to +0, clamp at hi.
+  float v[3] = {nan, -0.f, 9.f}, out[3];
+  bias_clamp__ref(out, v, 3, 0.f, 6.f);
+  CHECK(std::signbit(out[1]) == false);
+  CHECK((out[0] == 0.f && out[1] == 0.f && out[2] == 6.f));
+  if (levels == 0) MESSAGE("skipped: this CPU has only the reference epilogue");
 }

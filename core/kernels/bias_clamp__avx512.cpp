@@ -1,0 +1,3 @@
+// The convolutions' bias and clamp compiled for the avx512 level (core/kernels/bias_clamp.inc).
+#define QFORGE_BIAS_CLAMP_ISA bias_clamp__avx512
+#include "core/kernels/bias_clamp.inc"
