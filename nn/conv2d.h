@@ -33,7 +33,8 @@ class Conv2d : public Module {
   const ConvGeometry& geometry() const { return opt_.geometry; }
   Tensor weight, bias;  // bias undefined when the layer has none
   // Its filters prepared for inference calls (core/ops/conv2d.h), for the ops that run this layer's
-  // weights (its own forward, quant's fused modules).
+  // weights (its own forward, quant's fused modules). A copy of the layer shares it, which stays
+  // correct (each call checks the weights) but remakes the filters when the two alternate.
   ConvFilterCache* filter_cache() const { return cache_.get(); }
 
  private:

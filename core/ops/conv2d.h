@@ -35,7 +35,10 @@ bool conv2d_row_blocked(const Conv2dShape& s);
 // filters), owned by the layer (nn::Conv2d) and passed to the calls below. Every call first checks
 // that the weights still hold the bytes the filters were made from, and remakes them if not, so a
 // write to the weights by any route (an optimizer step, a load, data()) is never missed. Calls that
-// record gradients do not use it: in training the weights change every step.
+// record gradients do not use it: in training the weights change every step. Where it holds filters
+// (winograd.h: winograd_caches), a call with it may take Winograd where one without takes im2col
+// (from 16 tiles instead of 32), so the two can differ in the last bits; calls given the same cache
+// agree bit for bit.
 struct ConvFilterCache;
 std::shared_ptr<ConvFilterCache> make_conv_filter_cache();
 int64_t conv_filter_cache_bytes(const ConvFilterCache& cache);  // what it holds now
@@ -52,7 +55,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry ar
 
 // Inference (records no history): the convolution, its bias and an activation clamp(v, 0, hi)
 // (hi = inf: ReLU, 6: ReLU6) in one pass over the output instead of three, for convolutions with
-// BatchNorm folded in (quant::ConvBnAct). The same values as relu(conv2d(x, w, b)), bit for bit.
+// BatchNorm folded in (quant::ConvBnAct). The same values as relu(conv2d(x, w, b)) given the same
+// cache, bit for bit.
 Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvGeometry args, float hi,
                         ConvFilterCache* cache = nullptr);
 

@@ -204,16 +204,21 @@ bool same_bytes(const float* a, const float* b, size_t n) {
 }
 
 // The layer's transformed filters from its cache, remade unless the weights hold the bytes they were
-// made from.
+// made from. The lock only guards the pointer: filters never change once made, so callers compare
+// and make them without it.
 std::shared_ptr<const WinogradFilters> cached_filters(WinogradFilterCache& cache, const float* weight, int oc, int c) {
   const size_t n = static_cast<size_t>(oc) * c * 9;
-  std::lock_guard<std::mutex> lock(cache.mu);
-  const std::shared_ptr<const WinogradFilters>& f = cache.filters;
+  std::shared_ptr<const WinogradFilters> f;
+  {
+    std::lock_guard<std::mutex> lock(cache.mu);
+    f = cache.filters;
+  }
   if (f && f->source.size() == n && same_bytes(f->source.data(), weight, n)) return f;
   auto made = std::make_shared<WinogradFilters>();
   made->source.assign(weight, weight + n);
   made->u = scratch_floats(kXi * plane_stride(static_cast<int64_t>(oc) * c));
   transform_filter(made->u.get(), made->source.data(), oc, c, false);
+  std::lock_guard<std::mutex> lock(cache.mu);
   cache.filters = made;
   return made;
 }

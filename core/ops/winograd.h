@@ -28,7 +28,7 @@ struct WinogradFilters {
   Scratch u;                  // [xi][oc][c], planes plane_stride(OC * C) apart
 };
 struct WinogradFilterCache {
-  mutable std::mutex mu;
+  mutable std::mutex mu;                           // guards the pointer only
   std::shared_ptr<const WinogradFilters> filters;  // a call keeps its own reference while it runs
 };
 

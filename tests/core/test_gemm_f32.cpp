@@ -227,3 +227,41 @@ TEST_CASE("sgemm: one row times B^T (a linear layer at batch 1) by matrix-vector
   }
   set_num_threads(1);
 }
+
+TEST_CASE("sgemm_finished: every element finished once, after its sum, by qforge's GEMM or after OpenBLAS's") {
+  // k x n of 16 K (qforge's 6x64 blocks), 1024 x 64 (the depth-vector GEMM) and 1100 x 2000, past the
+  // 8 MB of B that qforge's GEMM reads in place (OpenBLAS's product, then the finish over rows).
+  std::mt19937 g(12);
+  std::normal_distribution<float> d;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& [m, n, k] : {std::tuple{50, 300, 55}, std::tuple{20, 64, 1024}, std::tuple{9, 2000, 1100}}) {
+      CAPTURE(threads);
+      CAPTURE(n);
+      std::vector<float> a(static_cast<size_t>(m) * k), b(static_cast<size_t>(k) * n), c(static_cast<size_t>(m) * n);
+      for (float& v : a) v = d(g);
+      for (float& v : b) v = d(g);
+      std::vector<int> times(c.size(), 0);
+      std::vector<float> seen(c.size());
+      sgemm_finished(m, n, k, a.data(), k, b.data(), n, c.data(), n, [&](int i0, int rows, int j0, int cols) {
+        for (int i = i0; i < i0 + rows; ++i)
+          for (int j = j0; j < j0 + cols; ++j) {
+            ++times[static_cast<size_t>(i) * n + j];
+            seen[static_cast<size_t>(i) * n + j] = c[static_cast<size_t>(i) * n + j];
+          }
+      });
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; j += 7) {
+          const size_t at = static_cast<size_t>(i) * n + j;
+          double want = 0, mag = 0;
+          for (int p = 0; p < k; ++p) {
+            want += double(a[static_cast<size_t>(i) * k + p]) * b[static_cast<size_t>(p) * n + j];
+            mag += std::fabs(double(a[static_cast<size_t>(i) * k + p]) * b[static_cast<size_t>(p) * n + j]);
+          }
+          REQUIRE(std::fabs(seen[at] - want) <= 1e-5 * mag + 1e-6);  // the sum was complete when finished
+        }
+      for (int t : times) REQUIRE(t == 1);
+    }
+  }
+  set_num_threads(1);
+}

@@ -225,6 +225,14 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
       CHECK(bits(conv2d_bias_relu(x, w, b, same, 6.f, cache.get())) ==
             bits(conv2d_bias_relu(x, w, b, same, 6.f, make_conv_filter_cache().get())));
     }
+    // Weights of 73,728 floats, compared in two pieces: a change in the second is seen too.
+    Tensor x = Tensor::randn({1, 64, 14, 14}, rng()), w = Tensor::randn({128, 64, 3, 3}, rng());
+    auto cache = make_conv_filter_cache();
+    const Tensor first = conv2d(x, w, Tensor(), same, cache.get());
+    w.data()[w.numel() - 10] = -w.data()[w.numel() - 10];
+    const Tensor fresh = conv2d(x, w, Tensor(), same, make_conv_filter_cache().get());
+    CHECK(bits(conv2d(x, w, Tensor(), same, cache.get())) == bits(fresh));
+    CHECK(bits(fresh) != bits(first));
   }
   set_num_threads(1);
 }

@@ -89,4 +89,5 @@ TEST_CASE("resnet18: evaluations between training steps see the new weights (the
   cross_entropy(net->forward(x), {3}).backward();
   opt.step();
   CHECK(same_as_twin());
+  set_num_threads(1);
 }
