@@ -6,6 +6,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/blas.h"
@@ -33,6 +34,26 @@ Problem make_problem(int m, int n, int k, std::mt19937& rng) {
   for (float& x : p.a) x = d(rng);
   for (float& x : p.b) x = d(rng);
   return p;
+}
+
+// n normal floats.
+std::vector<float> normals(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// The sum over p < k of x[p * xs] * y[p * ys] in double, and the sum of the terms' magnitudes (the
+// scale of float rounding).
+std::pair<double, double> dot_and_magnitude(const float* x, int64_t xs, const float* y, int64_t ys, int k) {
+  double sum = 0, mag = 0;
+  for (int p = 0; p < k; ++p) {
+    const double t = double(x[p * xs]) * y[p * ys];
+    sum += t;
+    mag += std::fabs(t);
+  }
+  return {sum, mag};
 }
 
 // C filled with NaN: the gaps between rows must stay NaN, every element of C must be written.
@@ -197,7 +218,6 @@ TEST_CASE("gemm_f32_dot: the level's kernel where it pays, none with QFORGE_GEMM
 
 TEST_CASE("sgemm: one row times B^T (a linear layer at batch 1) by matrix-vector products over the threads") {
   std::mt19937 g(11);
-  std::normal_distribution<float> d;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& [n, k, ldb] : {std::tuple{1000, 1280, 1280}, std::tuple{200, 7, 9}, std::tuple{3, 300, 301}}) {
@@ -205,20 +225,14 @@ TEST_CASE("sgemm: one row times B^T (a linear layer at batch 1) by matrix-vector
         CAPTURE(threads);
         CAPTURE(n);
         CAPTURE(beta);
-        std::vector<float> a(k), b(static_cast<size_t>(n) * ldb), c(n), c0(n);
-        for (float& v : a) v = d(g);
-        for (float& v : b) v = d(g);
-        for (float& v : c0) v = d(g);
+        const std::vector<float> a = normals(k, g), b = normals(static_cast<size_t>(n) * ldb, g);
+        std::vector<float> c0 = normals(n, g);
         // With beta 0, C's old values are not read, NaN or not (BLAS's rule).
         if (beta == 0.f) std::fill(c0.begin(), c0.end(), std::numeric_limits<float>::quiet_NaN());
-        c = c0;
+        std::vector<float> c = c0;
         sgemm(false, true, 1, n, k, alpha, a.data(), k, b.data(), ldb, beta, c.data(), n);
         for (int j = 0; j < n; ++j) {
-          double want = 0, mag = 0;
-          for (int p = 0; p < k; ++p) {
-            want += double(a[p]) * b[static_cast<size_t>(j) * ldb + p];
-            mag += std::fabs(double(a[p]) * b[static_cast<size_t>(j) * ldb + p]);
-          }
+          auto [want, mag] = dot_and_magnitude(a.data(), 1, b.data() + static_cast<size_t>(j) * ldb, 1, k);
           want = alpha * want + (beta == 0.f ? 0.0 : beta * double(c0[j]));
           REQUIRE(std::fabs(c[j] - want) <= 1e-5 * (mag + (beta == 0.f ? 0.0 : std::fabs(c0[j]))) + 1e-6);
         }
@@ -232,15 +246,13 @@ TEST_CASE("sgemm_finished: every element finished once, after its sum, by qforge
   // k x n of 16 K (qforge's 6x64 blocks), 1024 x 64 (the depth-vector GEMM) and 1100 x 2000, past the
   // 8 MB of B that qforge's GEMM reads in place (OpenBLAS's product, then the finish over rows).
   std::mt19937 g(12);
-  std::normal_distribution<float> d;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& [m, n, k] : {std::tuple{50, 300, 55}, std::tuple{20, 64, 1024}, std::tuple{9, 2000, 1100}}) {
       CAPTURE(threads);
       CAPTURE(n);
-      std::vector<float> a(static_cast<size_t>(m) * k), b(static_cast<size_t>(k) * n), c(static_cast<size_t>(m) * n);
-      for (float& v : a) v = d(g);
-      for (float& v : b) v = d(g);
+      const std::vector<float> a = normals(static_cast<size_t>(m) * k, g), b = normals(static_cast<size_t>(k) * n, g);
+      std::vector<float> c(static_cast<size_t>(m) * n);
       std::vector<int> times(c.size(), 0);
       std::vector<float> seen(c.size());
       sgemm_finished(m, n, k, a.data(), k, b.data(), n, c.data(), n, [&](int i0, int rows, int j0, int cols) {
@@ -253,11 +265,7 @@ TEST_CASE("sgemm_finished: every element finished once, after its sum, by qforge
       for (int i = 0; i < m; ++i)
         for (int j = 0; j < n; j += 7) {
           const size_t at = static_cast<size_t>(i) * n + j;
-          double want = 0, mag = 0;
-          for (int p = 0; p < k; ++p) {
-            want += double(a[static_cast<size_t>(i) * k + p]) * b[static_cast<size_t>(p) * n + j];
-            mag += std::fabs(double(a[static_cast<size_t>(i) * k + p]) * b[static_cast<size_t>(p) * n + j]);
-          }
+          const auto [want, mag] = dot_and_magnitude(a.data() + static_cast<size_t>(i) * k, 1, b.data() + j, n, k);
           REQUIRE(std::fabs(seen[at] - want) <= 1e-5 * mag + 1e-6);  // the sum was complete when finished
         }
       for (int t : times) REQUIRE(t == 1);
