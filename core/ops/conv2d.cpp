@@ -354,9 +354,10 @@ static WinogradFilterCache* winograd_cache(const Conv2dShape& s, ConvFilterCache
 }
 
 // kAuto: Winograd where it applies, unless the option winograd (QFORGE_WINOGRAD=off) asks for im2col everywhere.
-static bool use_winograd(const Conv2dShape& s, ConvAlgo algo, ConvFilterCache* cache = nullptr) {
+// cached: the layer's Winograd filter cache (winograd_cache) or null.
+static bool use_winograd(const Conv2dShape& s, ConvAlgo algo, const WinogradFilterCache* cached = nullptr) {
   return algo == ConvAlgo::kAuto && options().winograd == WinogradMode::automatic &&
-         winograd_applies(s, winograd_cache(s, cache) != nullptr);
+         winograd_applies(s, cached != nullptr);
 }
 
 // kAuto: depthwise layers (groups == C) run direct loops per plane (depthwise.h).
@@ -386,8 +387,9 @@ bool conv2d_row_blocked(const Conv2dShape& s) {
 static void forward_finished(float* out, const float* inp, const float* weight, const Conv2dShape& s, ConvAlgo algo,
                              const Epilogue& ep, ConvFilterCache* cache) {
   if (use_depthwise(s, algo)) return depthwise_forward(out, inp, weight, ep.bias, s, ep.relu, ep.hi);
-  if (use_winograd(s, algo, cache)) {
-    winograd_forward(out, inp, weight, s, 0, winograd_cache(s, cache));
+  WinogradFilterCache* cached = winograd_cache(s, cache);
+  if (use_winograd(s, algo, cached)) {
+    winograd_forward(out, inp, weight, s, 0, cached);
     return ep.run_all(out, s);
   }
   conv2d_im2col(out, inp, weight, s, ep);

@@ -47,6 +47,12 @@ int64_t plane_stride(int64_t floats) { return floats + kLanes; }
 
 int64_t Tiles::plane(int channels) const { return plane_stride(channels * ts); }
 
+// The floats of the transformed filters of a rows x cols filter matrix: 36 planes.
+int64_t filter_floats(int64_t filters) { return kXi * plane_stride(filters); }
+
+// 4x4 output tiles per image.
+int64_t tiles_per_image(const Conv2dShape& s) { return static_cast<int64_t>((s.oh + 3) / 4) * ((s.ow + 3) / 4); }
+
 // The transformed input and output of a chunk stay within this many floats
 // (2 MB, so they stay in the caches between the transforms and the products;
 // measured against 1 to 16 MB on ResNet18's layers at batch 128).
@@ -55,7 +61,7 @@ constexpr int64_t kChunkFloats = int64_t{1} << 19;
 Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
   Tiles t;
   t.th = (s.oh + 3) / 4, t.tw = (s.ow + 3) / 4;
-  t.per_image = static_cast<int64_t>(t.th) * t.tw;
+  t.per_image = tiles_per_image(s);
   if (chunk_images <= 0) {
     const int64_t per = kXi * static_cast<int64_t>(s.c + s.oc) * t.per_image;
     // Where the transformed filters are larger, as deep in a ResNet, bigger
@@ -216,7 +222,7 @@ std::shared_ptr<const WinogradFilters> cached_filters(WinogradFilterCache& cache
   if (f && f->source.size() == n && same_bytes(f->source.data(), weight, n)) return f;
   auto made = std::make_shared<WinogradFilters>();
   made->source.assign(weight, weight + n);
-  made->u = scratch_floats(kXi * plane_stride(static_cast<int64_t>(oc) * c));
+  made->u = scratch_floats(filter_floats(static_cast<int64_t>(oc) * c));
   transform_filter(made->u.get(), made->source.data(), oc, c, false);
   std::lock_guard<std::mutex> lock(cache.mu);
   cache.filters = made;
@@ -229,15 +235,15 @@ bool winograd_caches(const Conv2dShape& s) {
   // From 32 tiles the products take most of a call: there one buffer, transformed into and read
   // while it is in the caches, was faster than each layer's own filters read back from memory and
   // checked (ResNet18's 28x28 layers at 224x224 batch 1: 0.62 ms against 0.57 per 128x128 layer).
-  const int64_t tiles = static_cast<int64_t>(s.n) * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
-  return tiles < 32 && kXi * plane_stride(static_cast<int64_t>(s.oc) * s.c) * int64_t{sizeof(float)} <= (int64_t{16} << 20);
+  return s.n * tiles_per_image(s) < 32 &&
+         filter_floats(static_cast<int64_t>(s.oc) * s.c) * int64_t{sizeof(float)} <= (int64_t{16} << 20);
 }
 
 int64_t winograd_cache_bytes(const WinogradFilterCache& cache) {
   std::lock_guard<std::mutex> lock(cache.mu);
   if (!cache.filters) return 0;
   const int64_t n = static_cast<int64_t>(cache.filters->source.size());
-  return (n + kXi * plane_stride(n / 9)) * int64_t{sizeof(float)};
+  return (n + filter_floats(n / 9)) * int64_t{sizeof(float)};
 }
 
 bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
@@ -252,7 +258,7 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
   if (static_cast<int64_t>(std::max(s.c, s.oc)) * s.oh * s.ow > INT32_MAX) return false;
   // Maps so small that most of a 4x4 tile is padding save too few multiplies
   // (a 2x2 map: 36 per tile against 9 x 4 direct).
-  const int64_t per_image = static_cast<int64_t>((s.oh + 3) / 4) * ((s.ow + 3) / 4);
+  const int64_t per_image = tiles_per_image(s);
   if (2 * kXi * per_image > 9 * static_cast<int64_t>(s.oh) * s.ow) return false;
   // With fewer tiles in all, the 36 products are too thin to pay for the
   // transforms (measured: 16 tiles of 14x14 or 7x7 with 256-512 channels are
@@ -274,7 +280,7 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
     kept = cached_filters(*cache, weight, OC, C);
     u = kept->u.get();
   } else {
-    float* b = filter_buffer(0, kXi * plane_stride(static_cast<int64_t>(OC) * C));
+    float* b = filter_buffer(0, filter_floats(static_cast<int64_t>(OC) * C));
     transform_filter(b, weight, OC, C, false);
     u = b;
   }
@@ -291,7 +297,7 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   const TileTable tt(full.tc, full.per_image, full.tw);
-  const int64_t us = plane_stride(static_cast<int64_t>(OC) * C), nu = kXi * us;
+  const int64_t us = plane_stride(static_cast<int64_t>(OC) * C), nu = filter_floats(static_cast<int64_t>(OC) * C);
   // a: OC channels of transformed tiles (dY's), b: C channels (dX's or X's).
   auto a = scratch_floats(kXi * full.plane(OC)), b = scratch_floats(kXi * full.plane(C));
   float *u = nullptr, *du = nullptr;
