@@ -16,17 +16,34 @@ typedef float V16 __attribute__((vector_size(64)));
 
 inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
+// The 36 values of a block's cnt tiles (or filters) into their planes, xs apart: plain stores for a
+// full block, masked ones for the last, shorter block of a row (on an AMD EPYC Zen 4 a masked store
+// costs several plain ones: with them the final stores took a quarter of the input block's time).
+inline void store_planes(float* v, int64_t xs, const V16* o, int cnt) {
+  if (cnt == 16) {
+    for (int xi = 0; xi < kXi; ++xi) _mm512_storeu_ps(v + xi * xs, o[xi]);
+  } else {
+    const __mmask16 lanes = tail_mask(cnt);
+    for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(v + xi * xs, lanes, o[xi]);
+  }
+}
+
 // Each tile's 6x6 window read row by row with masked loads (zeros outside the
 // plane) into 36 consecutive floats, then turned to 16 tiles per value by
 // three 16x16 transposes. With 36 gathers of 16 floats instead, this block took
 // 16% of a ResNet18 training step at 28x28 batch 128 on an AMD EPYC Zen 4
 // (perf, 2 threads), 0.78 of the time in OpenBLAS's GEMM kernel; now 9%, 0.37.
 void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
-  const __mmask16 lanes = tail_mask(cnt);
+  // Plain stores only: on an AMD EPYC Zen 4 the masked stores (a row's 6 floats into the window,
+  // the 36 planes' 16 lanes) took two thirds of this block's time (perf). A row's load zeroes its
+  // lanes 6 and 7 (past the window), so its 8-float store leaves zeros in the next row's first two
+  // floats, which that row's store then writes; the last row's two lie in the unused 36 .. 47.
   alignas(64) float win[16][48];
   for (int t = 0; t < 16; ++t) {
+    _mm512_store_ps(win[t] + 32, _mm512_setzero_ps());  // 32 .. 47: the last row's 32 .. 35 come next
     if (t >= cnt) {
-      for (int k = 0; k < 48; k += 16) _mm512_store_ps(win[t] + k, _mm512_setzero_ps());
+      _mm512_store_ps(win[t], _mm512_setzero_ps());
+      _mm512_store_ps(win[t] + 16, _mm512_setzero_ps());
       continue;
     }
     const int row = tt.row[t0 + t] - 1, col = tt.col[t0 + t] - 1;  // the window's top-left
@@ -37,9 +54,8 @@ void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const
       const int y = row + r;
       const __m256 x = y >= 0 && y < p.h ? _mm256_maskz_loadu_ps(cols, base + static_cast<int64_t>(y) * p.w + col)
                                          : _mm256_setzero_ps();
-      _mm256_mask_storeu_ps(win[t] + 6 * r, 0x3F, x);
+      _mm256_storeu_ps(win[t] + 6 * r, x);
     }
-    _mm512_mask_storeu_ps(win[t] + 32, 0xFFF0, _mm512_setzero_ps());  // 36 .. 47, unused
   }
   V16 d[48], o[kXi];
   for (int g = 0; g < 3; ++g) {
@@ -47,7 +63,7 @@ void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const
     transpose16(d + 16 * g);
   }
   input_2d(o, d);
-  for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(v + xi * xs + t0, lanes, o[xi]);
+  store_planes(v + t0, xs, o, cnt);
 }
 
 typedef int I16 __attribute__((vector_size(64)));
@@ -107,21 +123,26 @@ void output_block_avx512(const Plane<float>& p, const float* m, int64_t xs, cons
     const TileSpot s = tile_spot(tt, t0 + t, p.img_stride, p.h, p.w);
     if (accumulate) y[t] = load_tile(p.base, s, p.w) + y[t];  // old value first, as the portable loop adds
     const V16 rows[4] = {y[t], row_to_front<1>(y[t]), row_to_front<2>(y[t]), row_to_front<3>(y[t])};
-    for (int a = 0; a < s.rows; ++a)
-      _mm512_mask_storeu_ps(p.base + s.at + static_cast<int64_t>(a) * p.w, s.cols, rows[a]);
+    float* at = p.base + s.at;
+    if (s.cols == 0xF) {  // the tile's 4 columns inside the plane: plain 4-float stores
+      // (a generic shuffle for the low 4 lanes: GCC's cast intrinsic warns, GCC bug 105593)
+      for (int a = 0; a < s.rows; ++a)
+        _mm_storeu_ps(at + static_cast<int64_t>(a) * p.w, __m128(__builtin_shufflevector(rows[a], rows[a], 0, 1, 2, 3)));
+    } else {
+      for (int a = 0; a < s.rows; ++a) _mm512_mask_storeu_ps(at + static_cast<int64_t>(a) * p.w, s.cols, rows[a]);
+    }
   }
 }
 
 // Each tile's 4x4 gradient, turned to 16 tiles per value.
 void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0,
                                  int cnt) {
-  const __mmask16 lanes = tail_mask(cnt);
   V16 dy[16], o[kXi];
   for (int t = 0; t < 16; ++t)
     dy[t] = t < cnt ? load_tile(p.base, tile_spot(tt, t0 + t, p.img_stride, p.h, p.w), p.w) : V16{};
   transpose16(dy);
   output_adjoint_2d(o, dy);
-  for (int xi = 0; xi < kXi; ++xi) _mm512_mask_storeu_ps(dm + xi * xs + t0, lanes, o[xi]);
+  store_planes(dm + t0, xs, o, cnt);
 }
 
 // The 16 filters' 9 elements loaded filter by filter (each filter's 9 floats are consecutive,
@@ -130,7 +151,7 @@ void output_adjoint_block_avx512(float* dm, int64_t xs, const Plane<const float>
 // tile's: it is bound by its stores of the 36 transformed planes.
 void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,
                          int cnt) {
-  const __mmask16 lanes = tail_mask(cnt);  // es is 1 or -1 (winograd_f4x4_blocks.h)
+  // es is 1 or -1 (winograd_f4x4_blocks.h)
   const float* base = w + r * rs + k0 * ks;
   V16 g[16], o[kXi];
   const I16 reverse = {8, 7, 6, 5, 4, 3, 2, 1, 0, 9, 10, 11, 12, 13, 14, 15};
@@ -145,8 +166,7 @@ void filter_block_avx512(float* u, const float* w, int64_t rs, int64_t ks, int e
   }
   transpose16(g);  // g[e] lane t: element e of filter t
   filter_2d(o, g);
-  for (int xi = 0; xi < kXi; ++xi)
-    _mm512_mask_storeu_ps(u + xi * us + static_cast<int64_t>(r) * cols + k0, lanes, o[xi]);
+  store_planes(u + static_cast<int64_t>(r) * cols + k0, us, o, cnt);
 }
 
 // The 16 filters' 9-element gradients turned by a 16x16 transpose to 9 per filter, added to the

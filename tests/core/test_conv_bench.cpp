@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -28,6 +29,17 @@ double median_ms(const std::function<void()>& f, int runs) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+double min_ms(const std::function<void()>& f, int runs) {
+  double best = 1e30;
+  f();
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
 }
 
 void bench(const char* title, int n, const int (*layers)[2], int count, bool backward) {
@@ -63,4 +75,25 @@ TEST_CASE("bench conv2d: Winograd against im2col on ResNet18's 3x3 stride-1 laye
   bench("224x224 batch 1, forward", 1, imagenet, 4, false);
   bench("28x28 batch 128, forward", 128, fashion, 4, false);
   bench("28x28 batch 128, backward (dX and dW)", 128, fashion, 4, true);
+}
+
+TEST_CASE("bench conv2d: Winograd backward, dX and dW apart, 28x28 batch 128" * doctest::skip()) {
+  const char* th = std::getenv("BENCH_THREADS");
+  set_num_threads(th ? std::atoi(th) : 2);
+  const int fashion[][2] = {{28, 64}, {14, 128}, {7, 256}, {4, 512}};
+  std::printf("%-14s %10s %10s %14s\n", "layer", "dX ms", "dW ms", "dW GFLOP/s");
+  std::mt19937_64 rng(0);
+  const int n = 128;
+  for (const auto& l : fashion) {
+    const int hw = l[0], c = l[1];
+    Tensor x = Tensor::randn({n, c, hw, hw}, rng), w = Tensor::randn({c, c, 3, 3}, rng);
+    Tensor dy = Tensor::randn({n, c, hw, hw}, rng), dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w.shape());
+    Conv2dShape s = conv2d_shape(x.shape(), w.shape(), {1, 1, 1, 1, 1, 1, 1});
+    const char* mn = std::getenv("BENCH_MIN");  // the fastest of the runs instead of the median
+    auto time = [&](const std::function<void()>& f) { return mn ? min_ms(f, std::atoi(mn)) : median_ms(f, 7); };
+    const double tdx = time([&] { conv2d_backward(dx.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), s, ConvAlgo::kAuto); });
+    const double tdw = time([&] { conv2d_backward(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), s, ConvAlgo::kAuto); });
+    const double tiles = static_cast<double>(n) * ((hw + 3) / 4) * ((hw + 3) / 4);
+    std::printf("%dx%d c%-8d %10.3f %10.3f %14.1f\n", hw, hw, c, tdx, tdw, 2.0 * 36 * c * c * tiles / (tdw * 1e6));
+  }
 }
