@@ -8,6 +8,7 @@
 #include "core/blas.h"
 #include "core/kernels/dispatch.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
+#include "core/ops/gemm_f32.h"
 #include "core/ops/scratch.h"
 #include "core/threads.h"
 
@@ -143,13 +144,19 @@ void for_each_filter_block(int rows, int cols, F&& f) {
   });
 }
 
-// u[xi][r][k] = (G g G^T)[xi] for weight (OC, C, 3, 3). Forward: rows = OC,
-// cols = C, g = w[r][k]. flip (for dX): rows = C, cols = OC, g = w[k][r]
-// turned by 180 degrees.
-void transform_filter(float* u, const float* w, int rows, int cols, bool flip) {
+// How transform_filter lays out the transformed filters of a weight (OC, C, 3, 3).
+enum class FilterLayout {
+  out_in,          // rows = OC, cols = C, g = w[r][k]: the forward products
+  in_out,          // rows = C, cols = OC, g = w[k][r]: the forward products turned (few_tile_products)
+  in_out_flipped,  // as in_out, each filter turned by 180 degrees: dX's products
+};
+
+// u[xi][r][k] = (G g G^T)[xi], rows and cols and g as the layout says.
+void transform_filter(float* u, const float* w, int rows, int cols, FilterLayout layout) {
   const BlockKernels& k = blocks();
   // Element e of filter (r, k) sits at w + r * rs + k * ks + e * es.
-  const int64_t rs = flip ? 9 : int64_t{9} * cols, ks = flip ? int64_t{9} * rows : 9;
+  const bool in_out = layout != FilterLayout::out_in, flip = layout == FilterLayout::in_out_flipped;
+  const int64_t rs = in_out ? 9 : int64_t{9} * cols, ks = in_out ? int64_t{9} * rows : 9;
   const int es = flip ? -1 : 1;
   const float* w0 = flip ? w + 8 : w;
   const int64_t us = plane_stride(static_cast<int64_t>(rows) * cols);
@@ -171,17 +178,54 @@ void for_each_xi(F&& f) {
   });
 }
 
+// Whether few_tile_products serves a layer of ci input and co output channels: where qforge's 6x64
+// tile computes the usual products (sgemm's choice, core/blas.cpp), so the two give the same bits.
+// Below level avx512 sgemm is OpenBLAS's, whose sums may run in another order; where the
+// depth-vector kernel takes the usual product, it reads the filters in place and pays already.
+bool few_tiles_turned(int ci, int co) {
+  const GemmF32DotKernel dot = gemm_f32_dot_kernel();
+  return gemm_f32_kernel() != nullptr && !(dot && gemm_f32_dot_pays(co, 1, ci));
+}
+
+// m[xi] = u[xi] v[xi] with the filters turned (u [xi][ci][co], transform_filter's in_out) for a chunk
+// of few tiles (fewer than 32: cached filters). The usual product has that few columns: the 6x64
+// tile then fills one vector of 16, and each of its 6 broadcasts of a filter serves one FMA,
+// reading the filters from memory at a third of the FMA peak (ResNet18's 256-channel layers at
+// 224x224 batch 1). Here the tiles are the rows (v's planes turned) and the output channels the
+// columns: 24 FMAs per 4 loads of filters, which stream once. Each element is the same chain of
+// FMAs over ci as in the usual product, so the same bits.
+void few_tile_products(float* m, const float* v, const float* u, int ci, int co, const Tiles& t) {
+  const GemmF32Kernel kernel = gemm_f32_kernel();
+  const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
+  parallel_pieces(kXi, 1, [&](int64_t b, int64_t e) {
+    auto a = scratch_floats(static_cast<size_t>(tc) * ci), c = scratch_floats(static_cast<size_t>(tc) * co);
+    for (int64_t x = b; x < e; ++x) {
+      const float* vx = v + x * t.plane(ci);
+      for (int k = 0; k < ci; ++k)
+        for (int r = 0; r < tc; ++r) a[static_cast<int64_t>(r) * ci + k] = vx[static_cast<int64_t>(k) * ts + r];
+      gemm_f32(kernel, tc, co, ci, a.get(), ci, u + x * plane_stride(static_cast<int64_t>(co) * ci), co, c.get(), co);
+      float* mx = m + x * t.plane(co);
+      for (int j = 0; j < co; ++j)
+        for (int r = 0; r < tc; ++r) mx[static_cast<int64_t>(j) * ts + r] = c[static_cast<int64_t>(r) * co + j];
+    }
+  });
+}
+
 // out (co channels) = (or +=, accumulating) the convolution of in (ci
-// channels) with the transformed filters u [xi][co][ci], for one chunk; v and
-// m hold the chunk's transformed input and output.
+// channels) with the transformed filters u, for one chunk: u [xi][co][ci], or [xi][ci][co] if
+// turned (few_tile_products); v and m hold the chunk's transformed input and output.
 void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t,
-                const TileTable& tt, int n0, float* v, float* m, bool accumulate) {
+                const TileTable& tt, int n0, float* v, float* m, bool accumulate, bool turned = false) {
   const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   transform_input(v, in, ci, h, w, t, tt, n0);
-  for_each_xi([&](int x) {
-    sgemm(false, false, co, tc, ci, 1.f, u + x * plane_stride(static_cast<int64_t>(co) * ci), ci, v + x * t.plane(ci),
-          ts, 0.f, m + x * t.plane(co), ts);
-  });
+  if (turned) {
+    few_tile_products(m, v, u, ci, co, t);
+  } else {
+    for_each_xi([&](int x) {
+      sgemm(false, false, co, tc, ci, 1.f, u + x * plane_stride(static_cast<int64_t>(co) * ci), ci,
+            v + x * t.plane(ci), ts, 0.f, m + x * t.plane(co), ts);
+    });
+  }
   transform_output(out, m, co, h, w, t, tt, n0, accumulate);
 }
 
@@ -223,7 +267,11 @@ std::shared_ptr<const WinogradFilters> cached_filters(WinogradFilterCache& cache
   auto made = std::make_shared<WinogradFilters>();
   made->source.assign(weight, weight + n);
   made->u = scratch_floats(filter_floats(static_cast<int64_t>(oc) * c));
-  transform_filter(made->u.get(), made->source.data(), oc, c, false);
+  made->turned = few_tiles_turned(c, oc);
+  if (made->turned)
+    transform_filter(made->u.get(), made->source.data(), c, oc, FilterLayout::in_out);
+  else
+    transform_filter(made->u.get(), made->source.data(), oc, c, FilterLayout::out_in);
   std::lock_guard<std::mutex> lock(cache.mu);
   cache.filters = made;
   return made;
@@ -276,18 +324,20 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
   const TileTable tt(full.tc, full.per_image, full.tw);
   std::shared_ptr<const WinogradFilters> kept;
   const float* u;
+  bool turned = false;
   if (cache) {
     kept = cached_filters(*cache, weight, OC, C);
     u = kept->u.get();
+    turned = kept->turned;
   } else {
     float* b = filter_buffer(0, filter_floats(static_cast<int64_t>(OC) * C));
-    transform_filter(b, weight, OC, C, false);
+    transform_filter(b, weight, OC, C, FilterLayout::out_in);
     u = b;
   }
   auto v = scratch_floats(kXi * full.plane(C)), m = scratch_floats(kXi * full.plane(OC));
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, tt, n0, v.get(), m.get(), false);
+    conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, tt, n0, v.get(), m.get(), false, turned);
   }
 }
 
@@ -303,7 +353,7 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   float *u = nullptr, *du = nullptr;
   if (dinp) {  // dX = dY convolved with the filter turned by 180 degrees, C and OC swapped
     u = filter_buffer(0, nu);
-    transform_filter(u, weight, C, OC, true);
+    transform_filter(u, weight, C, OC, FilterLayout::in_out_flipped);
   }
   if (dweight) {
     du = filter_buffer(1, nu);

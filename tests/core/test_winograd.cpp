@@ -1,6 +1,8 @@
 // Tests of Winograd F(4x4,3x3) (core/ops/winograd.h) against the definition, im2col and its portable loops.
 #include <doctest/doctest.h>
 
+#include <array>
+
 #include <algorithm>
 #include <cstring>
 #include <random>
@@ -233,6 +235,18 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
     const Tensor fresh = conv2d(x, w, Tensor(), same, make_conv_filter_cache().get());
     CHECK(bits(conv2d(x, w, Tensor(), same, cache.get())) == bits(fresh));
     CHECK(bits(fresh) != bits(first));
+    // Products with the tiles as rows (winograd.cpp's few_tile_products) over several 64-column
+    // blocks, 128-deep passes and a partial last vector, against the filters transformed for the call.
+    for (const auto& [n, hw, c, oc] : {std::array{1, 14, 200, 150}, std::array{1, 16, 24, 70}}) {
+      CAPTURE(hw);
+      Tensor xs = Tensor::randn({n, c, hw, hw}, rng()), ws = Tensor::randn({oc, c, 3, 3}, rng());
+      const Conv2dShape s = conv2d_shape(xs.shape(), ws.shape(), same);
+      CHECK(winograd_applies(s, true) == simd);  // 16 tiles, where the filters are cached
+      if (!simd) continue;
+      Tensor plain = Tensor::empty({n, oc, hw, hw});
+      winograd_forward(plain.data(), xs.data(), ws.data(), s);
+      CHECK(bits(conv2d(xs, ws, Tensor(), same, make_conv_filter_cache().get())) == bits(plain));
+    }
   }
   set_num_threads(1);
 }
