@@ -20,16 +20,24 @@ static void sgemm1(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 // C = A B by qforge's kernels, finished block by block (finish may be null), where they apply and
 // B is at most 8 MB: beyond, reading B in place (rows many pages apart) falls behind OpenBLAS, which
 // packs it (measured 0.85x at m 512, k 2304, n 1808). False where they do not.
+GemmRoute sgemm_route(int m, int n, int k) {
+  if (!gemm_f32_kernel() || k <= 0 || static_cast<int64_t>(k) * n > (int64_t{2} << 20)) return GemmRoute::openblas;
+  return gemm_f32_dot_kernel() && gemm_f32_dot_pays(m, n, k) ? GemmRoute::dot : GemmRoute::tile;
+}
+
 static bool own_gemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
                      const GemmFinish* finish) {
-  GemmF32Kernel kernel = gemm_f32_kernel();
-  if (!kernel || k <= 0 || static_cast<int64_t>(k) * n > (int64_t{2} << 20)) return false;
-  const GemmF32DotKernel dot = gemm_f32_dot_kernel();
-  if (dot && gemm_f32_dot_pays(m, n, k))
-    gemm_f32_dot(dot, m, n, k, a, lda, b, ldb, c, ldc, finish);
-  else
-    gemm_f32(kernel, m, n, k, a, lda, b, ldb, c, ldc, finish);
-  return true;
+  switch (sgemm_route(m, n, k)) {
+    case GemmRoute::openblas:
+      return false;
+    case GemmRoute::dot:
+      gemm_f32_dot(gemm_f32_dot_kernel(), m, n, k, a, lda, b, ldb, c, ldc, finish);
+      return true;
+    case GemmRoute::tile:
+      gemm_f32(gemm_f32_kernel(), m, n, k, a, lda, b, ldb, c, ldc, finish);
+      return true;
+  }
+  return false;
 }
 
 void sgemm_finished(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,

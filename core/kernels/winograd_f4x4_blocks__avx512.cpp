@@ -34,8 +34,9 @@ inline void store_planes(float* v, int64_t xs, const V16* o, int cnt) {
 // 16% of a ResNet18 training step at 28x28 batch 128 on an AMD EPYC Zen 4
 // (perf, 2 threads), 0.78 of the time in OpenBLAS's GEMM kernel; now 9%, 0.37.
 void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
-  // Plain stores only: on an AMD EPYC Zen 4 the masked stores (a row's 6 floats into the window,
-  // the 36 planes' 16 lanes) took two thirds of this block's time (perf). A row's load zeroes its
+  // Plain stores (masked ones only for a row's last, shorter block): on an AMD EPYC Zen 4 the masked
+  // stores (a row's 6 floats into the window, the 36 planes' 16 lanes) took two thirds of this
+  // block's time (perf). A row's load zeroes its
   // lanes 6 and 7 (past the window), so its 8-float store leaves zeros in the next row's first two
   // floats, which that row's store then writes; the last row's two lie in the unused 36 .. 47.
   alignas(64) float win[16][48];

@@ -178,18 +178,32 @@ void for_each_xi(F&& f) {
   });
 }
 
-// Whether few_tile_products serves a layer of ci input and co output channels: where qforge's 6x64
-// tile computes the usual products (sgemm's choice, core/blas.cpp), so the two give the same bits.
-// Below level avx512 sgemm is OpenBLAS's, whose sums may run in another order; where the
-// depth-vector kernel takes the usual product, it reads the filters in place and pays already.
+// The transformed filters of a 512x512 layer take 38 MB, above the size (32 MB) from which malloc
+// maps fresh pages on every call: each thread keeps its buffers between calls instead. Slots 0 and
+// 1: the filters and their gradient; 2 and 3: few_tile_products' turned input and product.
+float* thread_buffer(int slot, size_t n) {
+  thread_local Scratch buf[4];
+  thread_local size_t cap[4] = {0, 0, 0, 0};
+  if (cap[slot] < n) {
+    buf[slot].reset();
+    buf[slot] = scratch_floats(n);
+    cap[slot] = n;
+  }
+  return buf[slot].get();
+}
+
+// Whether few_tile_products serves a layer of ci input and co output channels: where the usual
+// product, sgemm(co, tiles, ci) with 16 to 31 tiles (cached filters), runs qforge's 6x64 tile, so
+// the two give the same bits. Not where it runs OpenBLAS (below level avx512), whose sums may run
+// in another order, nor where it runs the depth-vector kernel, which reads the filters in place and
+// pays already. The conditions only tighten as the tiles grow (core/blas.cpp), so the two ends decide.
 bool few_tiles_turned(int ci, int co) {
-  const GemmF32DotKernel dot = gemm_f32_dot_kernel();
-  return gemm_f32_kernel() != nullptr && !(dot && gemm_f32_dot_pays(co, 1, ci));
+  return sgemm_route(co, 16, ci) == GemmRoute::tile && sgemm_route(co, 31, ci) == GemmRoute::tile;
 }
 
 // m[xi] = u[xi] v[xi] with the filters turned (u [xi][ci][co], transform_filter's in_out) for a chunk
 // of few tiles (fewer than 32: cached filters). The usual product has that few columns: the 6x64
-// tile then fills one vector of 16, and each of its 6 broadcasts of a filter serves one FMA,
+// tile then fills one or two vectors of 16, and each of its 6 broadcasts of a filter serves one or two FMAs,
 // reading the filters from memory at a third of the FMA peak (ResNet18's 256-channel layers at
 // 224x224 batch 1). Here the tiles are the rows (v's planes turned) and the output channels the
 // columns: 24 FMAs per 4 loads of filters, which stream once. Each element is the same chain of
@@ -198,12 +212,13 @@ void few_tile_products(float* m, const float* v, const float* u, int ci, int co,
   const GemmF32Kernel kernel = gemm_f32_kernel();
   const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   parallel_pieces(kXi, 1, [&](int64_t b, int64_t e) {
-    auto a = scratch_floats(static_cast<size_t>(tc) * ci), c = scratch_floats(static_cast<size_t>(tc) * co);
+    float* a = thread_buffer(2, static_cast<size_t>(tc) * ci);
+    float* c = thread_buffer(3, static_cast<size_t>(tc) * co);
     for (int64_t x = b; x < e; ++x) {
       const float* vx = v + x * t.plane(ci);
       for (int k = 0; k < ci; ++k)
         for (int r = 0; r < tc; ++r) a[static_cast<int64_t>(r) * ci + k] = vx[static_cast<int64_t>(k) * ts + r];
-      gemm_f32(kernel, tc, co, ci, a.get(), ci, u + x * plane_stride(static_cast<int64_t>(co) * ci), co, c.get(), co);
+      gemm_f32(kernel, tc, co, ci, a, ci, u + x * plane_stride(static_cast<int64_t>(co) * ci), co, c, co);
       float* mx = m + x * t.plane(co);
       for (int j = 0; j < co; ++j)
         for (int r = 0; r < tc; ++r) mx[static_cast<int64_t>(j) * ts + r] = c[static_cast<int64_t>(r) * co + j];
@@ -215,7 +230,7 @@ void few_tile_products(float* m, const float* v, const float* u, int ci, int co,
 // channels) with the transformed filters u, for one chunk: u [xi][co][ci], or [xi][ci][co] if
 // turned (few_tile_products); v and m hold the chunk's transformed input and output.
 void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t,
-                const TileTable& tt, int n0, float* v, float* m, bool accumulate, bool turned = false) {
+                const TileTable& tt, int n0, float* v, float* m, bool accumulate, bool turned) {
   const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
   transform_input(v, in, ci, h, w, t, tt, n0);
   if (turned) {
@@ -227,20 +242,6 @@ void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int
     });
   }
   transform_output(out, m, co, h, w, t, tt, n0, accumulate);
-}
-
-// The transformed filters of a 512x512 layer take 38 MB, above the size (32
-// MB) from which malloc maps fresh pages on every call: each thread keeps its
-// two filter buffers (filters, their gradient) between calls instead.
-float* filter_buffer(int slot, size_t n) {
-  thread_local Scratch buf[2];
-  thread_local size_t cap[2] = {0, 0};
-  if (cap[slot] < n) {
-    buf[slot].reset();
-    buf[slot] = scratch_floats(n);
-    cap[slot] = n;
-  }
-  return buf[slot].get();
 }
 
 // Whether a and b hold the same n floats' bytes, compared on the pool's threads.
@@ -330,7 +331,7 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
     u = kept->u.get();
     turned = kept->turned;
   } else {
-    float* b = filter_buffer(0, filter_floats(static_cast<int64_t>(OC) * C));
+    float* b = thread_buffer(0, filter_floats(static_cast<int64_t>(OC) * C));
     transform_filter(b, weight, OC, C, FilterLayout::out_in);
     u = b;
   }
@@ -352,17 +353,17 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   auto a = scratch_floats(kXi * full.plane(OC)), b = scratch_floats(kXi * full.plane(C));
   float *u = nullptr, *du = nullptr;
   if (dinp) {  // dX = dY convolved with the filter turned by 180 degrees, C and OC swapped
-    u = filter_buffer(0, nu);
+    u = thread_buffer(0, nu);
     transform_filter(u, weight, C, OC, FilterLayout::in_out_flipped);
   }
   if (dweight) {
-    du = filter_buffer(1, nu);
+    du = thread_buffer(1, nu);
     std::fill(du, du + nu, 0.f);  // the chunks add into it
   }
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
     const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
-    if (dinp) conv_chunk(dinp, dout, u, OC, C, s.h, s.w, t, tt, n0, a.get(), b.get(), true);
+    if (dinp) conv_chunk(dinp, dout, u, OC, C, s.h, s.w, t, tt, n0, a.get(), b.get(), true, /*turned=*/false);
     if (dweight) {
       transform_output_adjoint(a.get(), dout, OC, s.oh, s.ow, t, tt, n0);
       transform_input(b.get(), inp, C, s.h, s.w, t, tt, n0);

@@ -1,9 +1,8 @@
 // Tests of Winograd F(4x4,3x3) (core/ops/winograd.h) against the definition, im2col and its portable loops.
 #include <doctest/doctest.h>
 
-#include <array>
-
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -235,17 +234,31 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
     const Tensor fresh = conv2d(x, w, Tensor(), same, make_conv_filter_cache().get());
     CHECK(bits(conv2d(x, w, Tensor(), same, cache.get())) == bits(fresh));
     CHECK(bits(fresh) != bits(first));
-    // Products with the tiles as rows (winograd.cpp's few_tile_products) over several 64-column
-    // blocks, 128-deep passes and a partial last vector, against the filters transformed for the call.
-    for (const auto& [n, hw, c, oc] : {std::array{1, 14, 200, 150}, std::array{1, 16, 24, 70}}) {
+    // Products with the tiles as rows (winograd.cpp's few_tile_products, at level avx512) against the
+    // filters transformed for the call: 16 to 31 tiles (fewer than the rows' stride of 32 from 17),
+    // one to three images per chunk, two 24-row blocks, several 64-column blocks, a second block of
+    // columns (700 channels: 128 per block), 128-deep passes and a partial last vector.
+    for (const auto& [n, hw, c, oc] : {std::array{1, 14, 200, 150}, std::array{1, 16, 24, 70},
+                                       std::array{1, 17, 200, 150}, std::array{5, 6, 24, 70},
+                                       std::array{3, 12, 40, 30}, std::array{1, 17, 700, 140}}) {
+      CAPTURE(n);
       CAPTURE(hw);
+      CAPTURE(c);
       Tensor xs = Tensor::randn({n, c, hw, hw}, rng()), ws = Tensor::randn({oc, c, 3, 3}, rng());
       const Conv2dShape s = conv2d_shape(xs.shape(), ws.shape(), same);
-      CHECK(winograd_applies(s, true) == simd);  // 16 tiles, where the filters are cached
+      REQUIRE(winograd_caches(s));
+      CHECK(winograd_applies(s, true) == simd);
       if (!simd) continue;
-      Tensor plain = Tensor::empty({n, oc, hw, hw});
-      winograd_forward(plain.data(), xs.data(), ws.data(), s);
-      CHECK(bits(conv2d(xs, ws, Tensor(), same, make_conv_filter_cache().get())) == bits(plain));
+      for (int chunk : {0, 1, 2}) {
+        CAPTURE(chunk);
+        Tensor plain = Tensor::empty({n, oc, hw, hw}), cached = Tensor::empty({n, oc, hw, hw});
+        winograd_forward(plain.data(), xs.data(), ws.data(), s, chunk);
+        WinogradFilterCache cache;
+        for (int call = 0; call < 2; ++call) {  // the filters made, then reused
+          winograd_forward(cached.data(), xs.data(), ws.data(), s, chunk, &cache);
+          CHECK(bits(cached) == bits(plain));
+        }
+      }
     }
   }
   set_num_threads(1);
