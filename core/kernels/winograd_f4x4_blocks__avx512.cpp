@@ -28,23 +28,36 @@ inline void store_planes(float* v, int64_t xs, const V16* o, int cnt) {
   }
 }
 
-// Each tile's 6x6 window read row by row with masked loads (zeros outside the
-// plane) into 36 consecutive floats, then turned to 16 tiles per value by
-// three 16x16 transposes. With 36 gathers of 16 floats instead, this block took
-// 16% of a ResNet18 training step at 28x28 batch 128 on an AMD EPYC Zen 4
-// (perf, 2 threads), 0.78 of the time in OpenBLAS's GEMM kernel; now 9%, 0.37.
+typedef int I16 __attribute__((vector_size(64)));
+
+// GCC's generic shuffle with a mask vector. Clang (the fuzz build, tests/fuzz) has no such builtin:
+// there it is the same permutation as AVX-512's two- and one-source permutes.
+#if defined(__clang__)
+inline V16 shuffle(V16 a, V16 b, I16 m) { return (V16)_mm512_permutex2var_ps((__m512)a, (__m512i)m, (__m512)b); }
+inline V16 shuffle(V16 a, I16 m) { return (V16)_mm512_permutexvar_ps((__m512i)m, (__m512)a); }
+#define QF_SHUFFLE shuffle
+#else
+#define QF_SHUFFLE __builtin_shuffle
+#endif
+
+// Each tile's 6x6 window read row by row with masked loads (zeros outside the plane) into 36
+// consecutive floats, then turned to 16 tiles per value: floats 0-31 by two 16x16 transposes, 32-35
+// by a 16x4 one (against a third 16x16 transpose of 32-47, of which 36-47 were unused: the block
+// 211-220 ns against 189 in L1 on an AMD EPYC Zen 4). With 36 gathers of 16 floats instead, this
+// block took 16% of a ResNet18 training step at 28x28 batch 128 on that Zen 4 (perf, 2 threads),
+// 0.78 of the time in OpenBLAS's GEMM kernel; now 9%, 0.37.
 void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt) {
-  // Plain stores (masked ones only for a row's last, shorter block): on an AMD EPYC Zen 4 the masked
+  // Plain stores (masked ones only for a row's last, shorter block): on the Zen 4 the masked
   // stores (a row's 6 floats into the window, the 36 planes' 16 lanes) took two thirds of this
-  // block's time (perf). A row's load zeroes its
-  // lanes 6 and 7 (past the window), so its 8-float store leaves zeros in the next row's first two
-  // floats, which that row's store then writes; the last row's two lie in the unused 36 .. 47.
+  // block's time (perf). A row's load zeroes its lanes 6 and 7 (past the window), so its 8-float
+  // store leaves zeros in the next row's first two floats, which that row's store then writes; the
+  // last row's two fall on 36 and 37, unused.
   alignas(64) float win[16][48];
   for (int t = 0; t < 16; ++t) {
-    _mm512_store_ps(win[t] + 32, _mm512_setzero_ps());  // 32 .. 47: the last row's 32 .. 35 come next
     if (t >= cnt) {
       _mm512_store_ps(win[t], _mm512_setzero_ps());
       _mm512_store_ps(win[t] + 16, _mm512_setzero_ps());
+      _mm_store_ps(win[t] + 32, _mm_setzero_ps());
       continue;
     }
     const int row = tt.row[t0 + t] - 1, col = tt.col[t0 + t] - 1;  // the window's top-left
@@ -58,26 +71,33 @@ void input_block_avx512(float* v, int64_t xs, const Plane<const float>& p, const
       _mm256_storeu_ps(win[t] + 6 * r, x);
     }
   }
-  V16 d[48], o[kXi];
-  for (int g = 0; g < 3; ++g) {
+  V16 d[kXi], o[kXi];
+  for (int g = 0; g < 2; ++g) {
     for (int t = 0; t < 16; ++t) d[16 * g + t] = _mm512_load_ps(win[t] + 16 * g);
     transpose16(d + 16 * g);
   }
+  // Floats 32-35: z[q] lanes 4i .. 4i+3 are tile 4q+i's; the tiles of two z in lanes 0-7 and 8-15.
+  V16 z[4];
+  for (int q = 0; q < 4; ++q) {
+    __m512 x = _mm512_castps128_ps512(_mm_load_ps(win[4 * q] + 32));
+    x = _mm512_insertf32x4(x, _mm_load_ps(win[4 * q + 1] + 32), 1);
+    x = _mm512_insertf32x4(x, _mm_load_ps(win[4 * q + 2] + 32), 2);
+    z[q] = _mm512_insertf32x4(x, _mm_load_ps(win[4 * q + 3] + 32), 3);
+  }
+  const I16 even = {0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29};  // floats 32, 33
+  const I16 odd = {2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};  // floats 34, 35
+  const I16 first = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const I16 second = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const V16 a0 = QF_SHUFFLE(z[0], z[1], even), a1 = QF_SHUFFLE(z[0], z[1], odd);
+  const V16 b0 = QF_SHUFFLE(z[2], z[3], even), b1 = QF_SHUFFLE(z[2], z[3], odd);
+  d[32] = QF_SHUFFLE(a0, b0, first);
+  d[33] = QF_SHUFFLE(a0, b0, second);
+  d[34] = QF_SHUFFLE(a1, b1, first);
+  d[35] = QF_SHUFFLE(a1, b1, second);
   input_2d(o, d);
   store_planes(v + t0, xs, o, cnt);
 }
 
-typedef int I16 __attribute__((vector_size(64)));
-
-// GCC's generic shuffle with a mask vector. Clang (the fuzz build, tests/fuzz) has no such builtin:
-// there it is the same permutation as AVX-512's two- and one-source permutes.
-#if defined(__clang__)
-inline V16 shuffle(V16 a, V16 b, I16 m) { return (V16)_mm512_permutex2var_ps((__m512)a, (__m512i)m, (__m512)b); }
-inline V16 shuffle(V16 a, I16 m) { return (V16)_mm512_permutexvar_ps((__m512i)m, (__m512)a); }
-#define QF_SHUFFLE shuffle
-#else
-#define QF_SHUFFLE __builtin_shuffle
-#endif
 
 // Where tile t of a block puts its 4x4 outputs: the top-left element, and
 // which rows and columns are inside the plane.
