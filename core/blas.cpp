@@ -17,14 +17,15 @@ static void sgemm1(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 
 // OpenBLAS runs single-threaded (its spinning workers would fight the pool for
 // the cores); large products are split into column or row panels over the pool.
-// C = A B by qforge's kernels, finished block by block (finish may be null), where they apply and
-// B is at most 8 MB: beyond, reading B in place (rows many pages apart) falls behind OpenBLAS, which
-// packs it (measured 0.85x at m 512, k 2304, n 1808). False where they do not.
+// qforge's kernels where they apply and B is at most 8 MB: beyond, reading B in place (rows many
+// pages apart) falls behind OpenBLAS, which packs it (measured 0.85x at m 512, k 2304, n 1808).
 GemmRoute sgemm_route(int m, int n, int k) {
   if (!gemm_f32_kernel() || k <= 0 || static_cast<int64_t>(k) * n > (int64_t{2} << 20)) return GemmRoute::openblas;
   return gemm_f32_dot_kernel() && gemm_f32_dot_pays(m, n, k) ? GemmRoute::dot : GemmRoute::tile;
 }
 
+// C = A B by qforge's kernels, finished block by block (finish may be null), where sgemm_route
+// picks them. False where it picks OpenBLAS.
 static bool own_gemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
                      const GemmFinish* finish) {
   switch (sgemm_route(m, n, k)) {

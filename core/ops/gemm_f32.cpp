@@ -63,6 +63,11 @@ GemmF32DotKernel gemm_f32_dot_kernel() {
 
 bool gemm_f32_dot_pays(int m, int n, int k) { return m > 0 && n > 0 && n <= 64 && k >= 1024; }
 
+void transpose_floats(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols) {
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < rows; ++i) dst[j * ldd + i] = src[i * lds + j];
+}
+
 void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b,
                   int64_t ldb, float* c, int64_t ldc, const GemmFinish* finish) {
   auto bt = scratch_floats(static_cast<size_t>(n) * k);  // fully written before it is read
@@ -70,8 +75,7 @@ void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, 
   parallel_pieces((k + 15) / 16, 8, [&](int64_t pb, int64_t pe) {
     for (int64_t q = pb; q < pe; ++q) {
       const int p0 = static_cast<int>(q) * 16, p1 = std::min(k, p0 + 16);
-      for (int j = 0; j < n; ++j)
-        for (int p = p0; p < p1; ++p) bt[static_cast<int64_t>(j) * k + p] = b[p * ldb + j];
+      transpose_floats(bt.get() + p0, k, b + p0 * ldb, ldb, p1 - p0, n);
     }
   });
   constexpr int kBlockRows = 16;  // four of the kernel's 4-row tiles

@@ -215,13 +215,9 @@ void few_tile_products(float* m, const float* v, const float* u, int ci, int co,
     float* a = thread_buffer(2, static_cast<size_t>(tc) * ci);
     float* c = thread_buffer(3, static_cast<size_t>(tc) * co);
     for (int64_t x = b; x < e; ++x) {
-      const float* vx = v + x * t.plane(ci);
-      for (int k = 0; k < ci; ++k)
-        for (int r = 0; r < tc; ++r) a[static_cast<int64_t>(r) * ci + k] = vx[static_cast<int64_t>(k) * ts + r];
+      transpose_floats(a, ci, v + x * t.plane(ci), ts, ci, tc);
       gemm_f32(kernel, tc, co, ci, a, ci, u + x * plane_stride(static_cast<int64_t>(co) * ci), co, c, co);
-      float* mx = m + x * t.plane(co);
-      for (int j = 0; j < co; ++j)
-        for (int r = 0; r < tc; ++r) mx[static_cast<int64_t>(j) * ts + r] = c[static_cast<int64_t>(r) * co + j];
+      transpose_floats(m + x * t.plane(co), ts, c, co, tc, co);
     }
   });
 }

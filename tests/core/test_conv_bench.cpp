@@ -19,7 +19,8 @@ using namespace qforge;
 
 namespace {
 
-double median_ms(const std::function<void()>& f, int runs) {
+// The times of runs calls of f (after one untimed), fastest first.
+std::vector<double> times_ms(const std::function<void()>& f, int runs) {
   std::vector<double> t;
   f();
   for (int i = 0; i < runs; ++i) {
@@ -28,18 +29,12 @@ double median_ms(const std::function<void()>& f, int runs) {
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return t;
 }
 
-double min_ms(const std::function<void()>& f, int runs) {
-  double best = 1e30;
-  f();
-  for (int i = 0; i < runs; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
+double median_ms(const std::function<void()>& f, int runs) {
+  const std::vector<double> t = times_ms(f, runs);
+  return t[t.size() / 2];
 }
 
 void bench(const char* title, int n, const int (*layers)[2], int count, bool backward) {
@@ -90,7 +85,7 @@ TEST_CASE("bench conv2d: Winograd backward, dX and dW apart, 28x28 batch 128" * 
     Tensor dy = Tensor::randn({n, c, hw, hw}, rng), dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w.shape());
     Conv2dShape s = conv2d_shape(x.shape(), w.shape(), {1, 1, 1, 1, 1, 1, 1});
     const char* mn = std::getenv("BENCH_MIN");  // the fastest of the runs instead of the median
-    auto time = [&](const std::function<void()>& f) { return mn ? min_ms(f, std::atoi(mn)) : median_ms(f, 7); };
+    auto time = [&](const std::function<void()>& f) { return mn ? times_ms(f, std::atoi(mn)).front() : median_ms(f, 7); };
     const double tdx = time([&] { conv2d_backward(dx.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), s, ConvAlgo::kAuto); });
     const double tdw = time([&] { conv2d_backward(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), s, ConvAlgo::kAuto); });
     const double tiles = static_cast<double>(n) * ((hw + 3) / 4) * ((hw + 3) / 4);
