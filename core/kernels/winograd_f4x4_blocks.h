@@ -6,12 +6,11 @@
 // a fused multiply-add in one and not the other would change the bits.
 #pragma once
 #include <cstdint>
-#include <vector>
 
 namespace qforge::winograd_detail {
 
 constexpr int kXi = 36;     // elements of a transformed 6x6 tile
-constexpr int kLanes = 16;  // tiles (or filters) per block
+constexpr int kLanes = 16;  // channels (or filters) per block
 
 // Each 1-D step reads in[i * is] and writes out[i * os].
 #define QF_INLINE inline __attribute__((always_inline))
@@ -114,45 +113,28 @@ QF_INLINE void filter_adjoint_2d(V* h, const V* du) {
   for (int q = 0; q < 3; ++q) gt_1d(h + q, 3, t + q, 3);
 }
 
-// Per tile of a chunk (numbered image by image, row by row): its image in the
-// chunk and its top-left output (row, column). A shorter last chunk uses a prefix.
-struct TileTable {
-  std::vector<int32_t> img, row, col;
-  TileTable(int64_t tiles, int64_t per_image, int tw) : img(tiles), row(tiles), col(tiles) {
-    for (int64_t k = 0; k < tiles; ++k) {
-      const int64_t r = k % per_image;
-      img[k] = static_cast<int32_t>(k / per_image);
-      row[k] = static_cast<int32_t>(4 * (r / tw));
-      col[k] = static_cast<int32_t>(4 * (r % tw));
-    }
-  }
-};
-
-// One channel of the chunk's images: channel c of image n0 at base, the next
-// image img_stride floats further; h x w.
-template <typename T>
-struct Plane {
-  T* base;
-  int64_t img_stride;
-  int h, w;
-  bool inside(int y, int x) const { return y >= 0 && y < h && x >= 0 && x < w; }
-};
-
-// The blocks, one table per instruction set. A block is up to kLanes tiles
-// t0 .. t0 + cnt of one channel, or filters k0 .. k0 + cnt of one row. The
-// transformed planes are [xi][channel][tile]: the channel's row of plane xi
-// is at v + xi * xs. The drivers keep plane strides (xs, us) off multiples of
-// 4 KB: a block touches all 36 planes, and at such strides they would share
-// one set of the L1 cache.
+// The blocks, one table per instruction set. The tiles' transforms run on
+// channels-last copies of the chunk's images (NHWC, channels rounded up to a
+// multiple of kLanes with zeros), kLanes channels at once: a tile's window is
+// then 36 loads of kLanes channels, with no gathers or transposes of tiles.
+// A transformed plane xi is [tile][channel], tiles cp floats apart; plane xi
+// starts at v + xi * xs. The drivers keep plane strides off multiples of 4 KB:
+// a tile touches all 36 planes, and at such strides they would share one set
+// of the L1 cache. Tiles come as a run of consecutive tiles along a tile row.
 struct BlockKernels {
-  // v = B^T d B for the 6x6 input patch d of each tile (rows and columns
-  // 4i-1 .. 4i+4, zero outside the plane).
-  void (*input)(float* v, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt);
-  // A^T m A, written (or added, accumulating) where the 4x4 outputs fall inside the plane.
-  void (*output)(const Plane<float>& p, const float* m, int64_t xs, const TileTable& tt, int64_t t0, int cnt,
-                 bool accumulate);
-  // dm = A dy A^T for each tile's 4x4 output gradient (zero outside the plane).
-  void (*output_adjoint)(float* dm, int64_t xs, const Plane<const float>& p, const TileTable& tt, int64_t t0, int cnt);
+  // v = B^T d B for each tile's 6x6 window d (all cp channels): tile j's window at x + 4 * j * cp,
+  // its rows rs apart and pixels cp apart; its transform at v + j * cp (+ xi * xs).
+  void (*input)(float* v, int64_t xs, const float* x, int64_t rs, int cp, int tiles);
+  // y = A^T m A: tile j's 4x4 outputs at y + 4 * j * cp (rows rs apart, pixels cp apart), from m + j * cp.
+  void (*output)(float* y, int64_t rs, const float* m, int64_t xs, int cp, int tiles);
+  // dm = A dy A^T: the adjoint of output, tile j's 4x4 gradient read at dy + 4 * j * cp.
+  void (*output_adjoint)(float* dm, int64_t xs, const float* dy, int64_t rs, int cp, int tiles);
+  // One block of 16 channels (nc of them real) of an h x w image to channels last:
+  // dst[y * rs + x * ps + i] = src[i * cs + y * w + x] for i < nc, 0 for nc <= i < 16.
+  void (*to_nhwc)(float* dst, int64_t rs, int64_t ps, const float* src, int64_t cs, int h, int w, int nc);
+  // And back: dst[i * cs + y * w + x] = (or +=, accumulating) src[y * rs + x * ps + i] for i < nc.
+  void (*from_nhwc)(float* dst, int64_t cs, const float* src, int64_t rs, int64_t ps, int h, int w, int nc,
+                    bool accumulate);
   // u[xi][r][k] = (G g G^T)[xi] at u + xi * us + r * cols + k, g the 3x3
   // filter at w + r * rs + k * ks, its element e at + e * es; es is 1 or -1 (a filter's 9 floats are
   // consecutive, in order or turned by 180 degrees).
@@ -162,8 +144,8 @@ struct BlockKernels {
   void (*filter_adjoint)(float* dw, const float* du, int64_t us, int c_n, int oc, int c0, int cnt);
 };
 
-extern const BlockKernels winograd_f4x4_blocks__ref;     // tile by tile, any CPU
-extern const BlockKernels winograd_f4x4_blocks__avx2;    // 8 tiles at once, gathered
-extern const BlockKernels winograd_f4x4_blocks__avx512;  // 16 tiles at once, gathered and scattered
+extern const BlockKernels winograd_f4x4_blocks__ref;     // channel by channel, any CPU
+extern const BlockKernels winograd_f4x4_blocks__avx2;    // 16 channels at once, in two registers
+extern const BlockKernels winograd_f4x4_blocks__avx512;  // 16 channels at once
 
 }  // namespace qforge::winograd_detail

@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <climits>
 #include <cstring>
 
 #include "core/blas.h"
 #include "core/kernels/dispatch.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
-#include "core/ops/gemm_f32.h"
 #include "core/ops/scratch.h"
 #include "core/threads.h"
 
@@ -28,25 +26,33 @@ const BlockKernels& blocks() {
 
 // ---------------------------------------------------------------------------
 // Tiles. A chunk of images is transformed and multiplied at once; its tiles
-// are numbered image by image, row by row, and are the columns of the products.
+// are numbered image by image, row by row, and are the rows of the products.
+// The transforms run on channels-last copies of the chunk's images (NHWC,
+// channels rounded up to kLanes with zeros; winograd_f4x4_blocks.h), each
+// image's rows and columns framed by zeros so that every tile's 6x6 window
+// (rows and columns 4i-1 .. 4i+4) lies inside: pixel (y, x) of image i at
+// ((i * ph + y + 1) * pw + x + 1) * cp. The outputs' copies use the same frame.
 
 struct Tiles {
   int th, tw;         // tile rows and columns per image
   int64_t per_image;  // th * tw
+  int ph, pw;         // rows and columns of an image's channels-last copy: 4 th + 2, 4 tw + 2
   int nb;             // images in this chunk
   int64_t tc;         // tiles in this chunk
-  int64_t ts;         // stride of a channel's row of tiles in the transformed planes: the full chunk's tc
-                      // rounded up to 16, so that every block of 16 tiles is one aligned cache line
-  int64_t plane(int channels) const;  // stride of the transformed planes of this many channels
+  int64_t most;       // tiles in a full chunk: the transformed planes' rows
+  int64_t plane(int cp) const;   // stride of the transformed planes of cp (rounded) channels
+  int64_t pixels() const { return static_cast<int64_t>(nb) * ph * pw; }
 };
 
-// A plane stride one cache line longer than the plane: the 36 planes a block
-// reads or writes then do not all fall in one set of the L1 cache, as they did
-// at 64-channel planes, whose sizes are multiples of 4 KB (the transforms of
-// ResNet18's 28x28 layers took 1.5-2x as long).
+// A plane stride one cache line longer than the plane: a tile's 36 planes
+// then do not all fall in one set of the L1 cache, as they would at planes
+// whose sizes are multiples of 4 KB.
 int64_t plane_stride(int64_t floats) { return floats + kLanes; }
 
-int64_t Tiles::plane(int channels) const { return plane_stride(channels * ts); }
+int64_t Tiles::plane(int cp) const { return plane_stride(most * cp); }
+
+// Channels rounded up to a multiple of kLanes, as the channels-last copies hold them.
+int lanes_up(int c) { return (c + kLanes - 1) / kLanes * kLanes; }
 
 // The floats of the transformed filters of a rows x cols filter matrix: 36 planes.
 int64_t filter_floats(int64_t filters) { return kXi * plane_stride(filters); }
@@ -63,18 +69,16 @@ Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
   Tiles t;
   t.th = (s.oh + 3) / 4, t.tw = (s.ow + 3) / 4;
   t.per_image = tiles_per_image(s);
+  t.ph = 4 * t.th + 2, t.pw = 4 * t.tw + 2;
   if (chunk_images <= 0) {
-    const int64_t per = kXi * static_cast<int64_t>(s.c + s.oc) * t.per_image;
+    const int64_t per = kXi * static_cast<int64_t>(lanes_up(s.c) + lanes_up(s.oc)) * t.per_image;
     // Where the transformed filters are larger, as deep in a ResNet, bigger
     // chunks read them fewer times.
     const int64_t budget = std::max(kChunkFloats, kXi * static_cast<int64_t>(s.c) * s.oc);
     chunk_images = static_cast<int>(std::clamp<int64_t>(budget / per, 1, s.n));
   }
-  // The gathers index a chunk's planes with 32-bit offsets.
-  const int64_t image = static_cast<int64_t>(std::max(s.c, s.oc)) * s.oh * s.ow;
-  t.nb = static_cast<int>(std::min<int64_t>({chunk_images, s.n, INT32_MAX / image}));
-  t.tc = t.nb * t.per_image;
-  t.ts = (t.tc + kLanes - 1) / kLanes * kLanes;
+  t.nb = std::min(chunk_images, s.n);
+  t.tc = t.most = t.nb * t.per_image;
   return t;
 }
 
@@ -84,50 +88,97 @@ Tiles last_chunk(Tiles t, int images) {
   return t;
 }
 
-// ---------------------------------------------------------------------------
-// Whole transforms, over channels x blocks on the pool's threads.
+// A chunk's buffers: floats for the transforms of a and b rounded channels, and channels-last
+// copies of xa and xb rounded channels; planes of channels not a multiple of kLanes are zeroed
+// once, so that the transforms never read uninitialised floats past the products' columns.
+Scratch transformed(const Tiles& t, int c) {
+  Scratch p = scratch_floats(kXi * t.plane(lanes_up(c)));
+  if (c % kLanes) std::fill(p.get(), p.get() + kXi * t.plane(lanes_up(c)), 0.f);
+  return p;
+}
+Scratch channels_last(const Tiles& t, int c) { return scratch_floats(t.pixels() * lanes_up(c)); }
 
-// Calls f(plane, row, first tile, tiles) for every block of every channel of
-// x (N, ch, h, w) in the chunk: plane is the channel's images, row the offset
-// of its row of tiles in the transformed planes.
-template <typename T, typename F>
-void for_each_block(T* x, int ch, int h, int w, const Tiles& t, int n0, F&& f) {
-  const int64_t hw = static_cast<int64_t>(h) * w, blocks = (t.tc + kLanes - 1) / kLanes;
-  parallel_pieces(ch * blocks, 8, [&](int64_t b, int64_t e) {
+// A channels-last buffer for to_channels_last, zeroed once: the copies write only inside the
+// frame, which stays zero from chunk to chunk. (The outputs' copies cover whole tiles, into the
+// frame where a size is not a multiple of 4: they have buffers of their own.)
+Scratch framed(const Tiles& t, int c) {
+  Scratch p = channels_last(t, c);
+  std::fill(p.get(), p.get() + t.pixels() * lanes_up(c), 0.f);
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Whole transforms on the pool's threads.
+
+// Calls f(image, first channel) for every block of kLanes channels of the chunk's images.
+template <typename F>
+void for_each_channel_block(const Tiles& t, int c, F&& f) {
+  const int blocks = lanes_up(c) / kLanes;
+  parallel_pieces(static_cast<int64_t>(t.nb) * blocks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(i / blocks, static_cast<int>(i % blocks) * kLanes);
+  });
+}
+
+// xl = the chunk's images n0 .. of x (N, c, h, w), channels last inside their frame (a framed
+// buffer: its frame stays zero).
+void to_channels_last(float* xl, const float* x, int c, int h, int w, const Tiles& t, int n0) {
+  const BlockKernels& k = blocks();
+  const int cp = lanes_up(c);
+  const int64_t hw = static_cast<int64_t>(h) * w, rs = int64_t{t.pw} * cp;
+  for_each_channel_block(t, c, [&](int64_t img, int c0) {
+    k.to_nhwc(xl + (img * t.ph + 1) * rs + cp + c0, rs, cp, x + ((n0 + img) * c + c0) * hw, hw, h, w,
+              std::min(kLanes, c - c0));
+  });
+}
+
+// out (N, c, h, w) images n0 .. = (or +=, accumulating) the chunk's channels-last yl.
+void from_channels_last(float* out, const float* yl, int c, int h, int w, const Tiles& t, int n0, bool accumulate) {
+  const BlockKernels& k = blocks();
+  const int cp = lanes_up(c);
+  const int64_t hw = static_cast<int64_t>(h) * w, rs = int64_t{t.pw} * cp;
+  for_each_channel_block(t, c, [&](int64_t img, int c0) {
+    k.from_nhwc(out + ((n0 + img) * c + c0) * hw, hw, yl + (img * t.ph + 1) * rs + cp + c0, rs, cp, h, w,
+                std::min(kLanes, c - c0), accumulate);
+  });
+}
+
+// Calls f(image, tile row, first tile) for every row of tiles of the chunk.
+template <typename F>
+void for_each_tile_row(const Tiles& t, F&& f) {
+  parallel_pieces(static_cast<int64_t>(t.nb) * t.th, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const int64_t c = i / blocks, t0 = (i % blocks) * kLanes;
-      const Plane<T> p{x + (static_cast<int64_t>(n0) * ch + c) * hw, ch * hw, h, w};
-      f(p, c * t.ts, t0, static_cast<int>(std::min<int64_t>(kLanes, t.tc - t0)));
+      const int64_t img = i / t.th, r = i % t.th;
+      f(img, r, img * t.per_image + r * t.tw);
     }
   });
 }
 
-// v[xi][c][tile] = (B^T d B)[xi] for the 6x6 input patch d of each tile (rows
-// and columns 4i-1 .. 4i+4, zero outside the image); x (N, ch, h, w).
-void transform_input(float* v, const float* x, int ch, int h, int w, const Tiles& t, const TileTable& tt, int n0) {
+// v[xi][tile][c] = (B^T d B)[xi] for the 6x6 window d of each tile, from the channels-last xl.
+void transform_input(float* v, const float* xl, int c, const Tiles& t) {
   const BlockKernels& k = blocks();
-  for_each_block(x, ch, h, w, t, n0, [&](const Plane<const float>& p, int64_t row, int64_t t0, int cnt) {
-    k.input(v + row, t.plane(ch), p, tt, t0, cnt);
+  const int cp = lanes_up(c);
+  for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
+    k.input(v + t0 * cp, t.plane(cp), xl + (img * t.ph + 4 * r) * t.pw * cp, int64_t{t.pw} * cp, cp, t.tw);
   });
 }
 
-// out = A^T m A for each tile, where its 4x4 outputs fall inside the image
-// (added to out when accumulating); out (N, ch, h, w).
-void transform_output(float* out, const float* m, int ch, int h, int w, const Tiles& t, const TileTable& tt, int n0,
-                      bool accumulate) {
+// yl = A^T m A for each tile's 4x4 outputs, channels last.
+void transform_output(float* yl, const float* m, int c, const Tiles& t) {
   const BlockKernels& k = blocks();
-  for_each_block(out, ch, h, w, t, n0, [&](const Plane<float>& p, int64_t row, int64_t t0, int cnt) {
-    k.output(p, m + row, t.plane(ch), tt, t0, cnt, accumulate);
+  const int cp = lanes_up(c);
+  for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
+    k.output(yl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cp, int64_t{t.pw} * cp, m + t0 * cp, t.plane(cp), cp, t.tw);
   });
 }
 
-// The adjoint of transform_output: dm = A dy A^T for each tile's 4x4 output
-// gradient (zero outside the image).
-void transform_output_adjoint(float* dm, const float* dy, int ch, int h, int w, const Tiles& t, const TileTable& tt,
-                              int n0) {
+// The adjoint of transform_output: dm = A dy A^T for each tile's 4x4 output gradient, from the
+// channels-last dyl (zero outside the image).
+void transform_output_adjoint(float* dm, const float* dyl, int c, const Tiles& t) {
   const BlockKernels& k = blocks();
-  for_each_block(dy, ch, h, w, t, n0, [&](const Plane<const float>& p, int64_t row, int64_t t0, int cnt) {
-    k.output_adjoint(dm + row, t.plane(ch), p, tt, t0, cnt);
+  const int cp = lanes_up(c);
+  for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
+    k.output_adjoint(dm + t0 * cp, t.plane(cp), dyl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cp, int64_t{t.pw} * cp,
+                     cp, t.tw);
   });
 }
 
@@ -146,19 +197,18 @@ void for_each_filter_block(int rows, int cols, F&& f) {
 
 // How transform_filter lays out the transformed filters of a weight (OC, C, 3, 3).
 enum class FilterLayout {
-  out_in,          // rows = OC, cols = C, g = w[r][k]: the forward products
-  in_out,          // rows = C, cols = OC, g = w[k][r]: the forward products turned (few_tile_products)
-  in_out_flipped,  // as in_out, each filter turned by 180 degrees: dX's products
+  in_out,          // rows = C, cols = OC, g = w[k][r]: the forward products
+  out_in_flipped,  // rows = OC, cols = C, g = w[r][k] turned by 180 degrees: dX's products
 };
 
 // u[xi][r][k] = (G g G^T)[xi], rows and cols and g as the layout says.
 void transform_filter(float* u, const float* w, int rows, int cols, FilterLayout layout) {
   const BlockKernels& k = blocks();
   // Element e of filter (r, k) sits at w + r * rs + k * ks + e * es.
-  const bool in_out = layout != FilterLayout::out_in, flip = layout == FilterLayout::in_out_flipped;
+  const bool in_out = layout == FilterLayout::in_out;
   const int64_t rs = in_out ? 9 : int64_t{9} * cols, ks = in_out ? int64_t{9} * rows : 9;
-  const int es = flip ? -1 : 1;
-  const float* w0 = flip ? w + 8 : w;
+  const int es = in_out ? 1 : -1;
+  const float* w0 = in_out ? w : w + 8;
   const int64_t us = plane_stride(static_cast<int64_t>(rows) * cols);
   for_each_filter_block(rows, cols, [&](int r, int k0, int cnt) { k.filter(u, w0, rs, ks, es, us, cols, r, k0, cnt); });
 }
@@ -180,10 +230,10 @@ void for_each_xi(F&& f) {
 
 // The transformed filters of a 512x512 layer take 38 MB, above the size (32 MB) from which malloc
 // maps fresh pages on every call: each thread keeps its buffers between calls instead. Slots 0 and
-// 1: the filters and their gradient; 2 and 3: few_tile_products' turned input and product.
+// 1: the filters and their gradient.
 float* thread_buffer(int slot, size_t n) {
-  thread_local Scratch buf[4];
-  thread_local size_t cap[4] = {0, 0, 0, 0};
+  thread_local Scratch buf[2];
+  thread_local size_t cap[2] = {0, 0};
   if (cap[slot] < n) {
     buf[slot].reset();
     buf[slot] = scratch_floats(n);
@@ -192,52 +242,21 @@ float* thread_buffer(int slot, size_t n) {
   return buf[slot].get();
 }
 
-// Whether few_tile_products serves a layer of ci input and co output channels: where the usual
-// product, sgemm(co, tiles, ci) with 16 to 31 tiles (cached filters), runs qforge's 6x64 tile, so
-// the two give the same bits. Not where it runs OpenBLAS (below level avx512), whose sums may run
-// in another order, nor where it runs the depth-vector kernel, which reads the filters in place and
-// pays already. The conditions only tighten as the tiles grow (core/blas.cpp), so the two ends decide.
-bool few_tiles_turned(int ci, int co) {
-  return sgemm_route(co, 16, ci) == GemmRoute::tile && sgemm_route(co, 31, ci) == GemmRoute::tile;
-}
-
-// m[xi] = u[xi] v[xi] with the filters turned (u [xi][ci][co], transform_filter's in_out) for a chunk
-// of few tiles (fewer than 32: cached filters). The usual product has that few columns: the 6x64
-// tile then fills one or two vectors of 16, and each of its 6 broadcasts of a filter serves one or two FMAs,
-// reading the filters from memory at a third of the FMA peak (ResNet18's 256-channel layers at
-// 224x224 batch 1). Here the tiles are the rows (v's planes turned) and the output channels the
-// columns: 24 FMAs per 4 loads of filters, which stream once. Each element is the same chain of
-// FMAs over ci as in the usual product, so the same bits.
-void few_tile_products(float* m, const float* v, const float* u, int ci, int co, const Tiles& t) {
-  const GemmF32Kernel kernel = gemm_f32_kernel();
-  const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
-  parallel_pieces(kXi, 1, [&](int64_t b, int64_t e) {
-    float* a = thread_buffer(2, static_cast<size_t>(tc) * ci);
-    float* c = thread_buffer(3, static_cast<size_t>(tc) * co);
-    for (int64_t x = b; x < e; ++x) {
-      transpose_floats(a, ci, v + x * t.plane(ci), ts, ci, tc);
-      gemm_f32(kernel, tc, co, ci, a, ci, u + x * plane_stride(static_cast<int64_t>(co) * ci), co, c, co);
-      transpose_floats(m + x * t.plane(co), ts, c, co, tc, co);
-    }
+// out (co channels) = (or +=, accumulating) the convolution of in (ci channels) with the
+// transformed filters u ([xi][ci][co]), for one chunk: xl and yl hold the channels-last copies of
+// the input (framed) and the output, v and m the transformed input and output. The products have
+// the tiles as rows and the output channels as columns.
+void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t, int n0,
+                float* xl, float* yl, float* v, float* m, bool accumulate) {
+  const int tc = static_cast<int>(t.tc);
+  to_channels_last(xl, in, ci, h, w, t, n0);
+  transform_input(v, xl, ci, t);
+  for_each_xi([&](int x) {
+    sgemm(false, false, tc, co, ci, 1.f, v + x * t.plane(lanes_up(ci)), lanes_up(ci),
+          u + x * plane_stride(static_cast<int64_t>(ci) * co), co, 0.f, m + x * t.plane(lanes_up(co)), lanes_up(co));
   });
-}
-
-// out (co channels) = (or +=, accumulating) the convolution of in (ci
-// channels) with the transformed filters u, for one chunk: u [xi][co][ci], or [xi][ci][co] if
-// turned (few_tile_products); v and m hold the chunk's transformed input and output.
-void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t,
-                const TileTable& tt, int n0, float* v, float* m, bool accumulate, bool turned) {
-  const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
-  transform_input(v, in, ci, h, w, t, tt, n0);
-  if (turned) {
-    few_tile_products(m, v, u, ci, co, t);
-  } else {
-    for_each_xi([&](int x) {
-      sgemm(false, false, co, tc, ci, 1.f, u + x * plane_stride(static_cast<int64_t>(co) * ci), ci,
-            v + x * t.plane(ci), ts, 0.f, m + x * t.plane(co), ts);
-    });
-  }
-  transform_output(out, m, co, h, w, t, tt, n0, accumulate);
+  transform_output(yl, m, co, t);
+  from_channels_last(out, yl, co, h, w, t, n0, accumulate);
 }
 
 // Whether a and b hold the same n floats' bytes, compared on the pool's threads.
@@ -264,11 +283,7 @@ std::shared_ptr<const WinogradFilters> cached_filters(WinogradFilterCache& cache
   auto made = std::make_shared<WinogradFilters>();
   made->source.assign(weight, weight + n);
   made->u = scratch_floats(filter_floats(static_cast<int64_t>(oc) * c));
-  made->turned = few_tiles_turned(c, oc);
-  if (made->turned)
-    transform_filter(made->u.get(), made->source.data(), c, oc, FilterLayout::in_out);
-  else
-    transform_filter(made->u.get(), made->source.data(), oc, c, FilterLayout::out_in);
+  transform_filter(made->u.get(), made->source.data(), c, oc, FilterLayout::in_out);
   std::lock_guard<std::mutex> lock(cache.mu);
   cache.filters = made;
   return made;
@@ -299,8 +314,6 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
   // Tile by tile, the transforms cost more than the products save (ResNet18's
   // 28x28 layer at batch 128: 74 ms against im2col's 57; with AVX2 32 ms).
   if (float_kernels().winograd == nullptr) return false;
-  // The gathers' 32-bit offsets must reach across one image's channels.
-  if (static_cast<int64_t>(std::max(s.c, s.oc)) * s.oh * s.ow > INT32_MAX) return false;
   // Maps so small that most of a 4x4 tile is padding save too few multiplies
   // (a 2x2 map: 36 per tile against 9 x 4 direct).
   const int64_t per_image = tiles_per_image(s);
@@ -318,39 +331,39 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
                       WinogradFilterCache* cache) {
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
-  const TileTable tt(full.tc, full.per_image, full.tw);
   std::shared_ptr<const WinogradFilters> kept;
   const float* u;
-  bool turned = false;
   if (cache) {
     kept = cached_filters(*cache, weight, OC, C);
     u = kept->u.get();
-    turned = kept->turned;
   } else {
     float* b = thread_buffer(0, filter_floats(static_cast<int64_t>(OC) * C));
-    transform_filter(b, weight, OC, C, FilterLayout::out_in);
+    transform_filter(b, weight, C, OC, FilterLayout::in_out);
     u = b;
   }
-  auto v = scratch_floats(kXi * full.plane(C)), m = scratch_floats(kXi * full.plane(OC));
+  auto xl = framed(full, C), yl = channels_last(full, OC);
+  auto v = transformed(full, C), m = transformed(full, OC);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, tt, n0, v.get(), m.get(), false, turned);
+    conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, n0, xl.get(), yl.get(), v.get(), m.get(), false);
   }
 }
 
 void winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                        const Conv2dShape& s, int chunk_images) {
   if (!dinp && !dweight) return;
-  const int C = s.c, OC = s.oc;
+  const int C = s.c, OC = s.oc, cp = lanes_up(C), ocp = lanes_up(OC);
   const Tiles full = make_tiles(s, chunk_images);
-  const TileTable tt(full.tc, full.per_image, full.tw);
   const int64_t us = plane_stride(static_cast<int64_t>(OC) * C), nu = filter_floats(static_cast<int64_t>(OC) * C);
-  // a: OC channels of transformed tiles (dY's), b: C channels (dX's or X's).
-  auto a = scratch_floats(kXi * full.plane(OC)), b = scratch_floats(kXi * full.plane(C));
+  // a: OC channels of transformed tiles (dY's), b: C channels (dX's or X's); channels last: dyl
+  // dY's, xl X's, yl dX's.
+  auto a = transformed(full, OC), b = transformed(full, C);
+  auto dyl = framed(full, OC);
+  Scratch xl = dweight ? framed(full, C) : nullptr, yl = dinp ? channels_last(full, C) : nullptr;
   float *u = nullptr, *du = nullptr;
   if (dinp) {  // dX = dY convolved with the filter turned by 180 degrees, C and OC swapped
     u = thread_buffer(0, nu);
-    transform_filter(u, weight, C, OC, FilterLayout::in_out_flipped);
+    transform_filter(u, weight, OC, C, FilterLayout::out_in_flipped);
   }
   if (dweight) {
     du = thread_buffer(1, nu);
@@ -358,13 +371,23 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   }
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    const int tc = static_cast<int>(t.tc), ts = static_cast<int>(t.ts);
-    if (dinp) conv_chunk(dinp, dout, u, OC, C, s.h, s.w, t, tt, n0, a.get(), b.get(), true, /*turned=*/false);
+    const int tc = static_cast<int>(t.tc);
+    to_channels_last(dyl.get(), dout, OC, s.oh, s.ow, t, n0);
+    if (dinp) {
+      transform_input(a.get(), dyl.get(), OC, t);
+      for_each_xi([&](int x) {
+        sgemm(false, false, tc, C, OC, 1.f, a.get() + x * t.plane(ocp), ocp, u + x * us, C, 0.f,
+              b.get() + x * t.plane(cp), cp);
+      });
+      transform_output(yl.get(), b.get(), C, t);
+      from_channels_last(dinp, yl.get(), C, s.h, s.w, t, n0, true);
+    }
     if (dweight) {
-      transform_output_adjoint(a.get(), dout, OC, s.oh, s.ow, t, tt, n0);
-      transform_input(b.get(), inp, C, s.h, s.w, t, tt, n0);
-      for_each_xi([&](int x) {  // du += dm v^T
-        sgemm(false, true, OC, C, tc, 1.f, a.get() + x * t.plane(OC), ts, b.get() + x * t.plane(C), ts, 1.f,
+      transform_output_adjoint(a.get(), dyl.get(), OC, t);
+      to_channels_last(xl.get(), inp, C, s.h, s.w, t, n0);
+      transform_input(b.get(), xl.get(), C, t);
+      for_each_xi([&](int x) {  // du += dm^T v
+        sgemm(true, false, OC, C, tc, 1.f, a.get() + x * t.plane(ocp), ocp, b.get() + x * t.plane(cp), cp, 1.f,
               du + x * us, C);
       });
     }

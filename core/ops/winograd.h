@@ -25,8 +25,7 @@ namespace qforge {
 // when anything differs: writes to the weights by any route are never missed.
 struct WinogradFilters {
   std::vector<float> source;  // the weights (OC, C, 3, 3) they were made from
-  Scratch u;                  // [xi][oc][c], or [xi][c][oc] if turned; planes plane_stride(OC * C) apart
-  bool turned = false;        // laid out for the products with the tiles as rows (winograd.cpp)
+  Scratch u;                  // [xi][c][oc], planes plane_stride(OC * C) apart (winograd.cpp)
 };
 struct WinogradFilterCache {
   mutable std::mutex mu;                           // guards the pointer only

@@ -99,9 +99,12 @@ std::vector<float> random_floats(size_t n, std::mt19937& g) {
 TEST_CASE("winograd: every level's transform blocks give the reference blocks' bits") {
   using namespace winograd_detail;
   const BlockKernels& ref = winograd_blocks_for(Isa::scalar);
-  // Images n x h x w (blocks of 16 tiles, full and partial, tiles cut by the
-  // edges), and filter matrices rows x cols (blocks of 16 filters).
-  const int planes[][3] = {{2, 5, 37}, {1, 34, 33}, {3, 6, 7}, {2, 1, 2}, {2, 6, 5}};
+  // Runs of tiles over channels-last windows (cp channels, one or more blocks of 16), images
+  // to and from channels last, and filter matrices rows x cols (blocks of 16 filters).
+  const int runs[][2] = {{16, 1}, {16, 7}, {48, 3}, {32, 2}};
+  // Images h x w x nc channels: planes of 1 to 16 pixels, full and partial blocks of 16 pixels,
+  // blocks across rows.
+  const int images[][3] = {{1, 1, 1}, {1, 5, 15}, {4, 4, 16}, {3, 7, 9}, {28, 28, 16}, {7, 7, 3}, {5, 37, 11}};
   const int filters[][2] = {{4, 3}, {3, 2}, {5, 4}, {17, 20}, {2, 33}};
   std::mt19937 g(5);
   int levels = 0;
@@ -112,37 +115,58 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
     tested = &k;
     ++levels;
     CAPTURE(isa_name(isa));
-    for (const auto& [n, h, w] : planes) {
-      CAPTURE(h);
-      CAPTURE(w);
-      const int th = (h + 3) / 4, tw = (w + 3) / 4;
-      const int64_t per_image = int64_t{th} * tw, tiles = n * per_image, xs = tiles + 3;
-      const TileTable tt(tiles, per_image, tw);
-      const int64_t img_stride = int64_t{h} * w + 5;  // images apart, as channels interleave them
-      const std::vector<float> x = random_floats(n * img_stride, g), m = random_floats(kXi * xs, g);
-      const Plane<const float> in{x.data(), img_stride, h, w};
-      auto blocks = [&](auto&& f) {
-        for (int64_t t0 = 0; t0 < tiles; t0 += kLanes) f(t0, static_cast<int>(std::min<int64_t>(kLanes, tiles - t0)));
-      };
-      std::vector<float> v[2], dm[2], y[2], ya[2];
+    for (const auto& [cp, tiles] : runs) {
+      CAPTURE(cp);
+      CAPTURE(tiles);
+      // A frame of 6 rows of 4 * tiles + 2 pixels, rows rs apart (3 floats more: rows off the
+      // pixel grid); planes xs apart.
+      const int64_t rs = (4 * tiles + 2) * int64_t{cp} + 3, xs = int64_t{tiles} * cp + 5;
+      const std::vector<float> x = random_floats(6 * rs, g), m = random_floats(kXi * xs, g);
+      std::vector<float> v[2], dm[2], y[2];
       for (int i : {0, 1}) {
         const BlockKernels& b = i ? k : ref;
         v[i].assign(kXi * xs, -7.f);
         dm[i].assign(kXi * xs, -7.f);
-        y[i] = x;
-        ya[i] = x;
-        const Plane<float> out{y[i].data(), img_stride, h, w}, acc{ya[i].data(), img_stride, h, w};
-        blocks([&](int64_t t0, int cnt) {
-          b.input(v[i].data(), xs, in, tt, t0, cnt);
-          b.output_adjoint(dm[i].data(), xs, in, tt, t0, cnt);
-          b.output(out, m.data(), xs, tt, t0, cnt, false);
-          b.output(acc, m.data(), xs, tt, t0, cnt, true);
-        });
+        y[i].assign(x.size(), -7.f);
+        b.input(v[i].data(), xs, x.data(), rs, cp, tiles);
+        b.output_adjoint(dm[i].data(), xs, x.data(), rs, cp, tiles);
+        b.output(y[i].data(), rs, m.data(), xs, cp, tiles);
       }
       CHECK(same_bits(v[0], v[1]));
       CHECK(same_bits(dm[0], dm[1]));
       CHECK(same_bits(y[0], y[1]));
-      CHECK(same_bits(ya[0], ya[1]));
+      CHECK(std::count(v[0].begin(), v[0].end(), -7.f) == kXi * 5);  // every tile's values written
+    }
+    for (const auto& [h, w, nc] : images) {
+      CAPTURE(h);
+      CAPTURE(w);
+      CAPTURE(nc);
+      // Channels' planes cs apart (3 floats more than the plane); channels-last pixels ps apart and
+      // rows rs apart (5 floats more than the row).
+      const int64_t cs = int64_t{h} * w + 3, ps = kLanes + 2, rs = w * ps + 5;
+      const std::vector<float> x = random_floats(nc * cs, g), xl = random_floats(h * rs, g);
+      std::vector<float> l[2], o[2], oa[2];
+      for (int i : {0, 1}) {
+        const BlockKernels& b = i ? k : ref;
+        l[i].assign(h * rs, -7.f);
+        o[i].assign(x.size(), -7.f);
+        oa[i] = x;
+        b.to_nhwc(l[i].data(), rs, ps, x.data(), cs, h, w, nc);
+        b.from_nhwc(o[i].data(), cs, xl.data(), rs, ps, h, w, nc, false);
+        b.from_nhwc(oa[i].data(), cs, xl.data(), rs, ps, h, w, nc, true);
+      }
+      CHECK(same_bits(l[0], l[1]));
+      CHECK(same_bits(o[0], o[1]));
+      CHECK(same_bits(oa[0], oa[1]));
+      // The reference's layout, spelled out: the last pixel of the last channel, the lanes past nc
+      // zero, the gaps between pixels, rows and channels untouched.
+      const int64_t last = (h - 1) * rs + (w - 1) * ps;
+      CHECK(l[0][last + nc - 1] == x[(nc - 1) * cs + int64_t{h} * w - 1]);
+      if (nc < kLanes) CHECK(l[0][last + nc] == 0.f);
+      CHECK(l[0][last + kLanes] == -7.f);
+      CHECK(l[0][h * rs - 1] == -7.f);
+      CHECK(o[0][(nc - 1) * cs + int64_t{h} * w - 1] == xl[last + nc - 1]);
+      CHECK(o[0][int64_t{h} * w] == -7.f);
     }
     for (const auto& [rows, cols] : filters) {
       CAPTURE(rows);
