@@ -10,6 +10,7 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/kernels/dispatch.h"
+#include "core/ops/channels_last.h"
 #include "core/ops/depthwise.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/scratch.h"
@@ -360,6 +361,11 @@ static bool use_winograd(const Conv2dShape& s, ConvAlgo algo, const WinogradFilt
          winograd_applies(s, cached != nullptr);
 }
 
+// kAuto: strided layers on channels-last copies where they apply (channels_last.h).
+static bool use_channels_last(const Conv2dShape& s, ConvAlgo algo) {
+  return algo == ConvAlgo::kAuto && channels_last_applies(s);
+}
+
 // kAuto: depthwise layers (groups == C) run direct loops per plane (depthwise.h).
 static bool use_depthwise(const Conv2dShape& s, ConvAlgo algo) {
   return algo == ConvAlgo::kAuto && depthwise_applies(s);
@@ -392,6 +398,10 @@ static void forward_finished(float* out, const float* inp, const float* weight, 
     winograd_forward(out, inp, weight, s, 0, cached);
     return ep.run_all(out, s);
   }
+  if (use_channels_last(s, algo)) {
+    channels_last_forward(out, inp, weight, s);
+    return ep.run_all(out, s);
+  }
   conv2d_im2col(out, inp, weight, s, ep);
 }
 
@@ -420,6 +430,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
   if (!dinp && !dweight) return;
   if (use_winograd(s, algo)) return winograd_backward(dinp, dweight, dout, inp, weight, s);
+  if (use_channels_last(s, algo)) return channels_last_backward(dinp, dweight, dout, inp, weight, s);
   const int chunk = images_per_chunk(s);
   // Scratch, fully written before it is read.
   auto col = scratch_floats(static_cast<size_t>(k) * chunk * ohw);

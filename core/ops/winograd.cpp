@@ -7,6 +7,7 @@
 #include "core/blas.h"
 #include "core/kernels/dispatch.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
+#include "core/ops/channels_last.h"
 #include "core/ops/scratch.h"
 #include "core/threads.h"
 
@@ -51,8 +52,6 @@ int64_t plane_stride(int64_t floats) { return floats + kLanes; }
 
 int64_t Tiles::plane(int cp) const { return plane_stride(most * cp); }
 
-// Channels rounded up to a multiple of kLanes, as the channels-last copies hold them.
-int lanes_up(int c) { return (c + kLanes - 1) / kLanes * kLanes; }
 
 // The floats of the transformed filters of a rows x cols filter matrix: 36 planes.
 int64_t filter_floats(int64_t filters) { return kXi * plane_stride(filters); }
@@ -71,7 +70,7 @@ Tiles make_tiles(const Conv2dShape& s, int chunk_images) {
   t.per_image = tiles_per_image(s);
   t.ph = 4 * t.th + 2, t.pw = 4 * t.tw + 2;
   if (chunk_images <= 0) {
-    const int64_t per = kXi * static_cast<int64_t>(lanes_up(s.c) + lanes_up(s.oc)) * t.per_image;
+    const int64_t per = kXi * static_cast<int64_t>(channel_lanes(s.c) + channel_lanes(s.oc)) * t.per_image;
     // Where the transformed filters are larger, as deep in a ResNet, bigger
     // chunks read them fewer times.
     const int64_t budget = std::max(kChunkFloats, kXi * static_cast<int64_t>(s.c) * s.oc);
@@ -92,55 +91,26 @@ Tiles last_chunk(Tiles t, int images) {
 // copies of xa and xb rounded channels; planes of channels not a multiple of kLanes are zeroed
 // once, so that the transforms never read uninitialised floats past the products' columns.
 Scratch transformed(const Tiles& t, int c) {
-  Scratch p = scratch_floats(kXi * t.plane(lanes_up(c)));
-  if (c % kLanes) std::fill(p.get(), p.get() + kXi * t.plane(lanes_up(c)), 0.f);
+  Scratch p = scratch_floats(kXi * t.plane(channel_lanes(c)));
+  if (c % kLanes) std::fill(p.get(), p.get() + kXi * t.plane(channel_lanes(c)), 0.f);
   return p;
 }
-Scratch channels_last(const Tiles& t, int c) { return scratch_floats(t.pixels() * lanes_up(c)); }
+Scratch channels_last(const Tiles& t, int c) { return scratch_floats(t.pixels() * channel_lanes(c)); }
 
 // A channels-last buffer for to_channels_last, zeroed once: the copies write only inside the
 // frame, which stays zero from chunk to chunk. (The outputs' copies cover whole tiles, into the
 // frame where a size is not a multiple of 4: they have buffers of their own.)
 Scratch framed(const Tiles& t, int c) {
   Scratch p = channels_last(t, c);
-  std::fill(p.get(), p.get() + t.pixels() * lanes_up(c), 0.f);
+  std::fill(p.get(), p.get() + t.pixels() * channel_lanes(c), 0.f);
   return p;
 }
 
 // ---------------------------------------------------------------------------
 // Whole transforms on the pool's threads.
 
-// Calls f(image, first channel) for every block of kLanes channels of the chunk's images.
-template <typename F>
-void for_each_channel_block(const Tiles& t, int c, F&& f) {
-  const int blocks = lanes_up(c) / kLanes;
-  parallel_pieces(static_cast<int64_t>(t.nb) * blocks, 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) f(i / blocks, static_cast<int>(i % blocks) * kLanes);
-  });
-}
-
-// xl = the chunk's images n0 .. of x (N, c, h, w), channels last inside their frame (a framed
-// buffer: its frame stays zero).
-void to_channels_last(float* xl, const float* x, int c, int h, int w, const Tiles& t, int n0) {
-  const BlockKernels& k = blocks();
-  const int cp = lanes_up(c);
-  const int64_t hw = static_cast<int64_t>(h) * w, rs = int64_t{t.pw} * cp;
-  for_each_channel_block(t, c, [&](int64_t img, int c0) {
-    k.to_nhwc(xl + (img * t.ph + 1) * rs + cp + c0, rs, cp, x + ((n0 + img) * c + c0) * hw, hw, h, w,
-              std::min(kLanes, c - c0));
-  });
-}
-
-// out (N, c, h, w) images n0 .. = (or +=, accumulating) the chunk's channels-last yl.
-void from_channels_last(float* out, const float* yl, int c, int h, int w, const Tiles& t, int n0, bool accumulate) {
-  const BlockKernels& k = blocks();
-  const int cp = lanes_up(c);
-  const int64_t hw = static_cast<int64_t>(h) * w, rs = int64_t{t.pw} * cp;
-  for_each_channel_block(t, c, [&](int64_t img, int c0) {
-    k.from_nhwc(out + ((n0 + img) * c + c0) * hw, hw, yl + (img * t.ph + 1) * rs + cp + c0, rs, cp, h, w,
-                std::min(kLanes, c - c0), accumulate);
-  });
-}
+// The chunk's frame: every tile's window (rows and columns 4i-1 .. 4i+4) inside.
+ChannelsLastFrame frame(const Tiles& t) { return {t.ph, t.pw, 1, 1}; }
 
 // Calls f(image, tile row, first tile) for every row of tiles of the chunk.
 template <typename F>
@@ -156,7 +126,7 @@ void for_each_tile_row(const Tiles& t, F&& f) {
 // v[xi][tile][c] = (B^T d B)[xi] for the 6x6 window d of each tile, from the channels-last xl.
 void transform_input(float* v, const float* xl, int c, const Tiles& t) {
   const BlockKernels& k = blocks();
-  const int cp = lanes_up(c);
+  const int cp = channel_lanes(c);
   for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
     k.input(v + t0 * cp, t.plane(cp), xl + (img * t.ph + 4 * r) * t.pw * cp, int64_t{t.pw} * cp, cp, t.tw);
   });
@@ -165,7 +135,7 @@ void transform_input(float* v, const float* xl, int c, const Tiles& t) {
 // yl = A^T m A for each tile's 4x4 outputs, channels last.
 void transform_output(float* yl, const float* m, int c, const Tiles& t) {
   const BlockKernels& k = blocks();
-  const int cp = lanes_up(c);
+  const int cp = channel_lanes(c);
   for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
     k.output(yl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cp, int64_t{t.pw} * cp, m + t0 * cp, t.plane(cp), cp, t.tw);
   });
@@ -175,7 +145,7 @@ void transform_output(float* yl, const float* m, int c, const Tiles& t) {
 // channels-last dyl (zero outside the image).
 void transform_output_adjoint(float* dm, const float* dyl, int c, const Tiles& t) {
   const BlockKernels& k = blocks();
-  const int cp = lanes_up(c);
+  const int cp = channel_lanes(c);
   for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
     k.output_adjoint(dm + t0 * cp, t.plane(cp), dyl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cp, int64_t{t.pw} * cp,
                      cp, t.tw);
@@ -249,14 +219,14 @@ float* thread_buffer(int slot, size_t n) {
 void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t, int n0,
                 float* xl, float* yl, float* v, float* m, bool accumulate) {
   const int tc = static_cast<int>(t.tc);
-  to_channels_last(xl, in, ci, h, w, t, n0);
+  to_channels_last(xl, frame(t), in + int64_t{n0} * ci * h * w, t.nb, ci, h, w);
   transform_input(v, xl, ci, t);
   for_each_xi([&](int x) {
-    sgemm(false, false, tc, co, ci, 1.f, v + x * t.plane(lanes_up(ci)), lanes_up(ci),
-          u + x * plane_stride(static_cast<int64_t>(ci) * co), co, 0.f, m + x * t.plane(lanes_up(co)), lanes_up(co));
+    sgemm(false, false, tc, co, ci, 1.f, v + x * t.plane(channel_lanes(ci)), channel_lanes(ci),
+          u + x * plane_stride(static_cast<int64_t>(ci) * co), co, 0.f, m + x * t.plane(channel_lanes(co)), channel_lanes(co));
   });
   transform_output(yl, m, co, t);
-  from_channels_last(out, yl, co, h, w, t, n0, accumulate);
+  from_channels_last(out + int64_t{n0} * co * h * w, yl, frame(t), t.nb, co, h, w, accumulate);
 }
 
 // Whether a and b hold the same n floats' bytes, compared on the pool's threads.
@@ -352,7 +322,7 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
 void winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                        const Conv2dShape& s, int chunk_images) {
   if (!dinp && !dweight) return;
-  const int C = s.c, OC = s.oc, cp = lanes_up(C), ocp = lanes_up(OC);
+  const int C = s.c, OC = s.oc, cp = channel_lanes(C), ocp = channel_lanes(OC);
   const Tiles full = make_tiles(s, chunk_images);
   const int64_t us = plane_stride(static_cast<int64_t>(OC) * C), nu = filter_floats(static_cast<int64_t>(OC) * C);
   // a: OC channels of transformed tiles (dY's), b: C channels (dX's or X's); channels last: dyl
@@ -372,7 +342,7 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
     const int tc = static_cast<int>(t.tc);
-    to_channels_last(dyl.get(), dout, OC, s.oh, s.ow, t, n0);
+    to_channels_last(dyl.get(), frame(t), dout + int64_t{n0} * OC * s.oh * s.ow, t.nb, OC, s.oh, s.ow);
     if (dinp) {
       transform_input(a.get(), dyl.get(), OC, t);
       for_each_xi([&](int x) {
@@ -380,11 +350,11 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
               b.get() + x * t.plane(cp), cp);
       });
       transform_output(yl.get(), b.get(), C, t);
-      from_channels_last(dinp, yl.get(), C, s.h, s.w, t, n0, true);
+      from_channels_last(dinp + int64_t{n0} * C * s.h * s.w, yl.get(), frame(t), t.nb, C, s.h, s.w, true);
     }
     if (dweight) {
       transform_output_adjoint(a.get(), dyl.get(), OC, t);
-      to_channels_last(xl.get(), inp, C, s.h, s.w, t, n0);
+      to_channels_last(xl.get(), frame(t), inp + int64_t{n0} * C * s.h * s.w, t.nb, C, s.h, s.w);
       transform_input(b.get(), xl.get(), C, t);
       for_each_xi([&](int x) {  // du += dm^T v
         sgemm(true, false, OC, C, tc, 1.f, a.get() + x * t.plane(ocp), ocp, b.get() + x * t.plane(cp), cp, 1.f,

@@ -92,3 +92,30 @@ TEST_CASE("bench conv2d: Winograd backward, dX and dW apart, 28x28 batch 128" * 
     std::printf("%dx%d c%-8d %10.3f %10.3f %14.1f\n", hw, hw, c, tdx, tdw, 2.0 * 36 * c * c * tiles / (tdw * 1e6));
   }
 }
+
+TEST_CASE("bench conv2d: ResNet18's stride-2 layers, forward, dX and dW apart, 28x28 batch 128" * doctest::skip()) {
+  const char* th = std::getenv("BENCH_THREADS");
+  set_num_threads(th ? std::atoi(th) : 2);
+  // hw of the input, c, oc, kernel: the 3x3 stride-2 convolutions and the 1x1 downsamples.
+  const int layers[][4] = {{28, 64, 128, 3}, {14, 128, 256, 3}, {7, 256, 512, 3},
+                           {28, 64, 128, 1}, {14, 128, 256, 1}, {7, 256, 512, 1}};
+  std::printf("%-18s %10s %10s %10s %12s\n", "layer", "fwd ms", "dX ms", "dW ms", "fwd GFLOP/s");
+  std::mt19937_64 rng(0);
+  const int n = 128;
+  for (const auto& l : layers) {
+    const int hw = l[0], c = l[1], oc = l[2], k = l[3], pad = k / 2;
+    Tensor x = Tensor::randn({n, c, hw, hw}, rng), w = Tensor::randn({oc, c, k, k}, rng);
+    Conv2dShape s = conv2d_shape(x.shape(), w.shape(), {2, 2, pad, pad, 1, 1, 1});
+    Tensor out = Tensor::empty({n, oc, s.oh, s.ow}), dy = Tensor::randn(out.shape(), rng);
+    Tensor dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w.shape());
+    const char* mn = std::getenv("BENCH_MIN");
+    auto time = [&](const std::function<void()>& f) { return mn ? times_ms(f, std::atoi(mn)).front() : median_ms(f, 7); };
+    const double tf = time([&] { conv2d_forward(out.data(), x.data(), w.data(), nullptr, s, ConvAlgo::kAuto); });
+    const double tdx = time([&] { conv2d_backward(dx.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), s, ConvAlgo::kAuto); });
+    const double tdw = time([&] { conv2d_backward(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), s, ConvAlgo::kAuto); });
+    char name[40];
+    std::snprintf(name, sizeof name, "%dx%d %d->%d k%d", hw, hw, c, oc, k);
+    std::printf("%-18s %10.3f %10.3f %10.3f %12.1f\n", name, tf, tdx, tdw,
+                2.0 * n * oc * c * k * k * s.oh * s.ow / (tf * 1e6));
+  }
+}

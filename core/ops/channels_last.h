@@ -1,0 +1,50 @@
+// Channels-last (NHWC) copies of NCHW images, and the convolutions that run on them: the
+// Winograd transforms (winograd.cpp) and, here, the strided convolutions of a ResNet (3x3 stride 2
+// and the 1x1 stride-2 downsamples). On channels-last copies im2col is a copy of whole pixels (C
+// consecutive floats per tap) and the products have the pixels as rows and the output channels as
+// columns, the shape qforge's GEMM tile runs best; NCHW's im2col gathers every second float there.
+#pragma once
+#include <cstdint>
+
+#include "core/ops/conv2d.h"
+#include "core/ops/scratch.h"
+
+namespace qforge {
+
+// Channels rounded up to a multiple of 16, as the channels-last copies hold them.
+inline int channel_lanes(int c) { return (c + 15) / 16 * 16; }
+
+// Where a chunk of images sits in a channels-last buffer: image i's pixel (y, x), channel c at
+// ((i * ph + y + top) * pw + x + left) * channel_lanes(C) + c. Rows and columns around the image
+// (the frame) are not written by to_channels_last.
+struct ChannelsLastFrame {
+  int ph, pw;     // rows and columns per image
+  int top, left;  // where the image's pixel (0, 0) sits
+  int64_t offset(int64_t img, int y, int x, int cp) const {
+    return ((img * ph + y + top) * pw + x + left) * cp;
+  }
+};
+
+// Channels past c are written as zeros, so the rounded channels can be read as a whole.
+// x: the chunk's first image (nb images of (c, h, w)).
+void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int nb, int c, int h, int w);
+
+// out (nb images of (c, h, w)) = (or +=, accumulating) the channels-last yl.
+void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f, int nb, int c, int h, int w,
+                        bool accumulate);
+
+// Whether the convolution runs on channels-last copies (channels_last_forward): one group, input
+// and output channels multiples of 16, stride 2 or more, enough output pixels over the batch to pay
+// for the copies and for turning the weights (measured: see channels_last.cpp).
+bool channels_last_applies(const Conv2dShape& s);
+
+// out (N, OC, OH, OW) is written (no bias). chunk_images: images per pass (0 = chosen from the
+// sizes; tests set it to cover the chunking).
+void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
+                           int chunk_images = 0);
+
+// Adds into dinp and dweight (either may be null).
+void channels_last_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                            const Conv2dShape& s, int chunk_images = 0);
+
+}  // namespace qforge

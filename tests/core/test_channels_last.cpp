@@ -1,0 +1,117 @@
+// Tests of the channels-last copies and the strided convolutions on them (core/ops/channels_last.h)
+// against the definition and im2col.
+#include <doctest/doctest.h>
+
+#include <array>
+#include <vector>
+
+#include "conv_reference.h"
+#include "core/kernels/dispatch.h"
+#include "core/ops/channels_last.h"
+#include "core/ops/conv2d.h"
+#include "core/threads.h"
+#include "op_test_util.h"
+
+using namespace qforge;
+using qforge::testing::naive_conv;
+using qforge::testing::rng;
+
+TEST_CASE("channels last: images to and from a framed channels-last buffer") {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    // Channels a multiple of 16 or not (zeros past them), frames on every side, two images.
+    for (const auto& [c, h, w] : {std::array{5, 3, 4}, std::array{16, 7, 7}, std::array{33, 2, 9}}) {
+      CAPTURE(c);
+      CAPTURE(h);
+      CAPTURE(w);
+      const int nb = 2, cp = channel_lanes(c);
+      const ChannelsLastFrame f{h + 3, w + 2, 2, 1};
+      Tensor x = Tensor::randn({nb, c, h, w}, rng());
+      std::vector<float> xl(size_t(nb) * f.ph * f.pw * cp, -7.f);
+      to_channels_last(xl.data(), f, x.data(), nb, c, h, w);
+      for (int i = 0; i < nb; ++i)
+        for (int y = -f.top; y < f.ph - f.top; ++y)
+          for (int xx = -f.left; xx < f.pw - f.left; ++xx)
+            for (int ch = 0; ch < cp; ++ch) {
+              const float got = xl[f.offset(i, y, xx, cp) + ch];
+              const bool inside = y >= 0 && y < h && xx >= 0 && xx < w;
+              const float want = !inside ? -7.f : ch < c ? x.data()[((i * c + ch) * h + y) * w + xx] : 0.f;
+              REQUIRE(got == want);
+            }
+      Tensor back = Tensor::empty(x.shape()), twice = x.clone();
+      from_channels_last(back.data(), xl.data(), f, nb, c, h, w, false);
+      from_channels_last(twice.data(), xl.data(), f, nb, c, h, w, true);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        REQUIRE(back.data()[i] == x.data()[i]);
+        REQUIRE(twice.data()[i] == x.data()[i] + x.data()[i]);
+      }
+    }
+  }
+  set_num_threads(1);
+}
+
+TEST_CASE("channels last: strided convolutions match the definition and im2col, forward and backward") {
+  const bool simd = float_kernels().winograd != nullptr;
+  // n, c, h, w, oc, k, geometry: ResNet's 3x3 stride 2 (even and odd sizes), no padding, stride 3,
+  // dilation, stride 2 across only; enough output pixels (1024) to apply.
+  struct Case {
+    int n, c, h, w, oc, k;
+    ConvGeometry a;
+  };
+  const Case cases[] = {{16, 16, 16, 16, 32, 3, {2, 2, 1, 1, 1, 1, 1}}, {12, 32, 15, 21, 16, 3, {2, 2, 1, 1, 1, 1, 1}},
+                        {64, 16, 9, 9, 16, 3, {2, 2, 0, 0, 1, 1, 1}},   {40, 16, 17, 16, 16, 3, {3, 3, 1, 1, 1, 1, 1}},
+                        {16, 16, 19, 19, 16, 3, {2, 2, 2, 2, 2, 2, 1}}, {4, 16, 8, 70, 16, 5, {1, 2, 2, 2, 1, 1, 1}}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Case& k : cases) {
+      CAPTURE(k.n);
+      CAPTURE(k.h);
+      CAPTURE(k.w);
+      CAPTURE(k.k);
+      CAPTURE(k.a.stride_h);
+      Tensor x = Tensor::randn({k.n, k.c, k.h, k.w}, rng()), wt = Tensor::randn({k.oc, k.c, k.k, k.k}, rng());
+      const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), k.a);
+      REQUIRE(channels_last_applies(s) == simd);
+      if (!simd) continue;
+      const Tensor want = naive_conv(x, wt, Tensor(), k.a);
+      const Tensor dy = Tensor::randn(want.shape(), rng());
+      Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
+      Tensor dx_ref = dx0.clone(), dw_ref = dw0.clone();
+      conv2d_backward(dx_ref.data(), dw_ref.data(), nullptr, dy.data(), x.data(), wt.data(), s, ConvAlgo::kIm2col);
+      for (int chunk : {1, 3, 0}) {
+        CAPTURE(chunk);
+        Tensor got = Tensor::empty(want.shape());
+        channels_last_forward(got.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < got.numel(); ++i)
+          REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+        Tensor dx = dx0.clone(), dw = dw0.clone();
+        channels_last_backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < dx.numel(); ++i)
+          REQUIRE(dx.data()[i] == doctest::Approx(dx_ref.data()[i]).epsilon(1e-4).scale(1));
+        for (int64_t i = 0; i < dw.numel(); ++i)
+          REQUIRE(dw.data()[i] == doctest::Approx(dw_ref.data()[i]).epsilon(1e-4).scale(1));
+        Tensor dw_only = dw0.clone(), dx_only = dx0.clone();  // each gradient alone
+        channels_last_backward(nullptr, dw_only.data(), dy.data(), x.data(), wt.data(), s, chunk);
+        channels_last_backward(dx_only.data(), nullptr, dy.data(), x.data(), wt.data(), s, chunk);
+        for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
+        for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
+      }
+      // Through conv2d's dispatch (kAuto) the same bits as the direct call.
+      Tensor via = Tensor::empty(want.shape()), direct = Tensor::empty(want.shape());
+      conv2d_forward(via.data(), x.data(), wt.data(), nullptr, s);
+      channels_last_forward(direct.data(), x.data(), wt.data(), s);
+      for (int64_t i = 0; i < via.numel(); ++i) REQUIRE(via.data()[i] == direct.data()[i]);
+    }
+  }
+  set_num_threads(1);
+  // Anything else stays on im2col: a 1x1 kernel, stride 1, channels not multiples of 16, groups,
+  // too few output pixels.
+  const ConvGeometry s2{2, 2, 1, 1, 1, 1, 1};
+  CHECK_FALSE(channels_last_applies(conv2d_shape({64, 16, 16, 16}, {16, 16, 1, 1}, {2, 2, 0, 0, 1, 1, 1})));
+  CHECK_FALSE(channels_last_applies(conv2d_shape({64, 16, 16, 16}, {16, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1})));
+  CHECK_FALSE(channels_last_applies(conv2d_shape({64, 24, 16, 16}, {16, 24, 3, 3}, s2)));
+  CHECK_FALSE(channels_last_applies(conv2d_shape({64, 16, 16, 16}, {24, 16, 3, 3}, s2)));
+  CHECK_FALSE(channels_last_applies(conv2d_shape({64, 32, 16, 16}, {32, 16, 3, 3}, {2, 2, 1, 1, 1, 1, 2})));
+  CHECK_FALSE(channels_last_applies(conv2d_shape({15, 16, 16, 16}, {16, 16, 3, 3}, s2)));  // 960 pixels
+  CHECK(channels_last_applies(conv2d_shape({16, 16, 16, 16}, {16, 16, 3, 3}, s2)) == simd);  // 1024
+}
