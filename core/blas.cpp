@@ -17,9 +17,11 @@ static void sgemm1(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 
 // OpenBLAS runs single-threaded (its spinning workers would fight the pool for
 // the cores); large products are split into column or row panels over the pool.
+// Which kernel a plain product C(m,n) = A B (sgemm's no transposes, alpha 1, beta 0) runs:
 // qforge's kernels where they apply and B is at most 8 MB: beyond, reading B in place (rows many
 // pages apart) falls behind OpenBLAS, which packs it (measured 0.85x at m 512, k 2304, n 1808).
-GemmRoute sgemm_route(int m, int n, int k) {
+enum class GemmRoute { tile, dot, openblas };  // qforge's 6x64 tile, its depth-vector kernel, OpenBLAS
+static GemmRoute sgemm_route(int m, int n, int k) {
   if (!gemm_f32_kernel() || k <= 0 || static_cast<int64_t>(k) * n > (int64_t{2} << 20)) return GemmRoute::openblas;
   return gemm_f32_dot_kernel() && gemm_f32_dot_pays(m, n, k) ? GemmRoute::dot : GemmRoute::tile;
 }

@@ -20,10 +20,6 @@ using GemmFinish = std::function<void(int i0, int rows, int j0, int cols)>;
 void sgemm_finished(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
                     const GemmFinish& finish);
 
-// Which kernel a plain product C(m,n) = A B (sgemm's no transposes, alpha 1, beta 0) runs.
-enum class GemmRoute { tile, dot, openblas };  // qforge's 6x64 tile, its depth-vector kernel, OpenBLAS
-GemmRoute sgemm_route(int m, int n, int k);
-
 // What OpenBLAS runs on ("SkylakeX", "Haswell", ...).
 std::string blas_core_name();
 

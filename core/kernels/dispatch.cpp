@@ -70,6 +70,11 @@ const BlockKernels& winograd_blocks_for(Isa isa) {
   return t.winograd ? *t.winograd : winograd_f4x4_blocks__ref;
 }
 
+const BlockKernels& winograd_blocks() {
+  static const BlockKernels& k = winograd_blocks_for(selected_isa());
+  return k;
+}
+
 const char* winograd_blocks_name(Isa isa) {
   const FloatKernelTable& t = float_kernels_for(isa);
   return t.winograd ? t.winograd_name : "winograd_f4x4_blocks__ref";

@@ -41,5 +41,7 @@ const FloatKernelTable& float_kernels();
 // level gets the reference blocks, which every level's blocks must match).
 const winograd_detail::BlockKernels& winograd_blocks_for(Isa isa);
 const char* winograd_blocks_name(Isa isa);
+// The selected level's (the transforms and the channels-last layout passes, core/ops/channels_last.h).
+const winograd_detail::BlockKernels& winograd_blocks();
 
 }  // namespace qforge

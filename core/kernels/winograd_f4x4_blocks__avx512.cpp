@@ -10,7 +10,7 @@
 namespace qforge::winograd_detail {
 namespace {
 
-typedef float V16 __attribute__((vector_size(64)));
+using V16 = Floats16;  // transpose16.h
 
 inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 

@@ -2,21 +2,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "core/blas.h"
+#include "core/error.h"
 #include "core/kernels/dispatch.h"
+#include "core/ops/gemm_f32.h"
+#include "core/options.h"
 #include "core/threads.h"
 
 namespace qforge {
 
 namespace {
-
-// The layout passes are the selected level's (the Winograd blocks' to_nhwc and from_nhwc; every
-// level's are checked against the reference's bits).
-const winograd_detail::BlockKernels& layout() {
-  static const winograd_detail::BlockKernels& k = winograd_blocks_for(selected_isa());
-  return k;
-}
 
 // Calls f(image, first channel) for every block of 16 channels of nb images, on the pool's threads.
 template <typename F>
@@ -33,7 +30,7 @@ void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int
   const int cp = channel_lanes(c);
   const int64_t hw = static_cast<int64_t>(h) * w, rs = static_cast<int64_t>(f.pw) * cp;
   for_each_channel_block(nb, c, [&](int64_t img, int c0) {
-    layout().to_nhwc(xl + f.offset(img, 0, 0, cp) + c0, rs, cp, x + (img * c + c0) * hw, hw, h, w,
+    winograd_blocks().to_nhwc(xl + f.offset(img, 0, 0, cp) + c0, rs, cp, x + (img * c + c0) * hw, hw, h, w,
                      std::min(16, c - c0));
   });
 }
@@ -43,7 +40,7 @@ void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f,
   const int cp = channel_lanes(c);
   const int64_t hw = static_cast<int64_t>(h) * w, rs = static_cast<int64_t>(f.pw) * cp;
   for_each_channel_block(nb, c, [&](int64_t img, int c0) {
-    layout().from_nhwc(out + (img * c + c0) * hw, hw, yl + f.offset(img, 0, 0, cp) + c0, rs, cp, h, w,
+    winograd_blocks().from_nhwc(out + (img * c + c0) * hw, hw, yl + f.offset(img, 0, 0, cp) + c0, rs, cp, h, w,
                        std::min(16, c - c0), accumulate);
   });
 }
@@ -137,6 +134,13 @@ void turn_weights(float* wl, const float* w, const Conv2dShape& s, bool taps_by_
   });
 }
 
+// What the copies and the 16-channel pieces need, whoever calls (channels_last_applies checks it).
+void check_shape(const Conv2dShape& s) {
+  QF_CHECK(s.a.groups == 1 && s.c % 16 == 0 && s.oc % 16 == 0,
+           "channels-last convolution: needs one group and channels in multiples of 16, got " +
+               std::to_string(s.c) + " -> " + std::to_string(s.oc) + " in " + std::to_string(s.a.groups) + " groups");
+}
+
 }  // namespace
 
 bool channels_last_applies(const Conv2dShape& s) {
@@ -145,12 +149,14 @@ bool channels_last_applies(const Conv2dShape& s) {
   // 1x1 kernels: NCHW's im2col is one strided copy of the input there, and its products were
   // faster (ResNet18's stride-2 downsamples at 28x28 batch 128: forward 4.7 ms against 6.9).
   if (s.kh * s.kw == 1) return false;
-  if (float_kernels().winograd == nullptr) return false;  // the SIMD layout passes
+  // Measured with qforge's GEMM tile (level avx512) only; QFORGE_WINOGRAD=off asks for im2col everywhere.
+  if (gemm_f32_kernel() == nullptr || options().winograd != WinogradMode::automatic) return false;
   return static_cast<int64_t>(s.n) * s.oh * s.ow >= 1024;
 }
 
 void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
                            int chunk_images) {
+  check_shape(s);
   const int C = s.c, OC = s.oc;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow,
                 kc = static_cast<int64_t>(s.kh) * s.kw * C;
@@ -162,17 +168,18 @@ void channels_last_forward(float* out, const float* inp, const float* weight, co
   auto col = scratch_floats(nb * ohw * kc), yl = scratch_floats(nb * ohw * OC);
   for (int n0 = 0; n0 < s.n; n0 += nb) {
     const int m = std::min(nb, s.n - n0);
-    to_channels_last(xl.get(), f, inp + n0 * C * hw, m, C, s.h, s.w);
+    to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
     columns(col.get(), xl.get(), f, s, m);
     sgemm(false, false, static_cast<int>(m * ohw), OC, static_cast<int>(kc), 1.f, col.get(), static_cast<int>(kc),
           wl.get(), OC, 0.f, yl.get(), OC);
-    from_channels_last(out + n0 * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false);
+    from_channels_last(out + int64_t{n0} * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false);
   }
 }
 
 void channels_last_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                             const Conv2dShape& s, int chunk_images) {
   if (!dinp && !dweight) return;
+  check_shape(s);
   const int C = s.c, OC = s.oc, taps = s.kh * s.kw;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow,
                 kc = static_cast<int64_t>(taps) * C;
@@ -193,9 +200,9 @@ void channels_last_backward(float* dinp, float* dweight, const float* dout, cons
   for (int n0 = 0; n0 < s.n; n0 += nb) {
     const int m = std::min(nb, s.n - n0);
     const int rows = static_cast<int>(m * ohw);
-    to_channels_last(dyl.get(), fo, dout + n0 * OC * ohw, m, OC, s.oh, s.ow);
+    to_channels_last(dyl.get(), fo, dout + int64_t{n0} * OC * ohw, m, OC, s.oh, s.ow);
     if (dweight) {  // dW (as (KH KW C) x OC) += col^T dY
-      to_channels_last(xl.get(), f, inp + n0 * C * hw, m, C, s.h, s.w);
+      to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
       columns(col.get(), xl.get(), f, s, m);
       sgemm(true, false, static_cast<int>(kc), OC, rows, 1.f, col.get(), static_cast<int>(kc), dyl.get(), OC, 1.f,
             dwl.get(), OC);
@@ -205,7 +212,7 @@ void channels_last_backward(float* dinp, float* dweight, const float* dout, cons
             col.get(), static_cast<int>(kc));
       std::fill(dxl.get(), dxl.get() + framed, 0.f);
       columns_adjoint(dxl.get(), col.get(), f, s, m);
-      from_channels_last(dinp + n0 * C * hw, dxl.get(), f, m, C, s.h, s.w, true);
+      from_channels_last(dinp + int64_t{n0} * C * hw, dxl.get(), f, m, C, s.h, s.w, true);
     }
   }
   if (dweight) {

@@ -1,8 +1,9 @@
 // Channels-last (NHWC) copies of NCHW images, and the convolutions that run on them: the
-// Winograd transforms (winograd.cpp) and, here, the strided convolutions of a ResNet (3x3 stride 2
-// and the 1x1 stride-2 downsamples). On channels-last copies im2col is a copy of whole pixels (C
-// consecutive floats per tap) and the products have the pixels as rows and the output channels as
-// columns, the shape qforge's GEMM tile runs best; NCHW's im2col gathers every second float there.
+// Winograd transforms (winograd.cpp) and, here, the strided convolutions of a ResNet (its 3x3
+// stride-2 layers; the 1x1 stride-2 downsamples were faster on NCHW's im2col). On channels-last
+// copies im2col is a copy of whole pixels (C consecutive floats per tap) and the products have the
+// pixels as rows and the output channels as columns, the shape qforge's GEMM tile runs best; NCHW's
+// im2col gathers every second float there.
 #pragma once
 #include <cstdint>
 
@@ -34,11 +35,13 @@ void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f,
                         bool accumulate);
 
 // Whether the convolution runs on channels-last copies (channels_last_forward): one group, input
-// and output channels multiples of 16, stride 2 or more, enough output pixels over the batch to pay
-// for the copies and for turning the weights (measured: see channels_last.cpp).
+// and output channels multiples of 16, stride 2 or more, a kernel wider than 1x1, enough output
+// pixels over the batch to pay for the copies and for turning the weights, qforge's GEMM tile
+// (level avx512) and QFORGE_WINOGRAD not off (which asks for im2col everywhere).
 bool channels_last_applies(const Conv2dShape& s);
 
-// out (N, OC, OH, OW) is written (no bias). chunk_images: images per pass (0 = chosen from the
+// out (N, OC, OH, OW) is written (no bias). Both calls throw unless there is one group and the
+// channels are multiples of 16. chunk_images: images per pass (0 = chosen from the
 // sizes; tests set it to cover the chunking).
 void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
                            int chunk_images = 0);

@@ -63,7 +63,8 @@ GemmF32DotKernel gemm_f32_dot_kernel() {
 
 bool gemm_f32_dot_pays(int m, int n, int k) { return m > 0 && n > 0 && n <= 64 && k >= 1024; }
 
-void transpose_floats(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols) {
+// dst = src turned: dst[j * ldd + i] = src[i * lds + j] for the rows x cols of src.
+static void transpose_floats(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols) {
   for (int j = 0; j < cols; ++j)
     for (int i = 0; i < rows; ++i) dst[j * ldd + i] = src[i * lds + j];
 }

@@ -40,9 +40,6 @@ void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t
 GemmF32DotKernel gemm_f32_dot_kernel();
 bool gemm_f32_dot_pays(int m, int n, int k);
 
-// dst = src turned: dst[j * ldd + i] = src[i * lds + j] for the rows x cols of src, dst's rows
-// written one after another.
-void transpose_floats(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols);
 
 // C = A B with `kernel`: B turned to (n, k) in scratch, then blocks of rows of C on the pool's threads.
 void gemm_f32_dot(GemmF32DotKernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b,

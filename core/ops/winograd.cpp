@@ -17,14 +17,6 @@ namespace {
 
 using namespace winograd_detail;
 
-// The selected level's blocks (core/kernels/dispatch.cpp); the reference
-// blocks where the level has none, for direct calls (winograd_applies is
-// false there).
-const BlockKernels& blocks() {
-  static const BlockKernels& k = winograd_blocks_for(selected_isa());
-  return k;
-}
-
 // ---------------------------------------------------------------------------
 // Tiles. A chunk of images is transformed and multiplied at once; its tiles
 // are numbered image by image, row by row, and are the rows of the products.
@@ -51,7 +43,6 @@ struct Tiles {
 int64_t plane_stride(int64_t floats) { return floats + kLanes; }
 
 int64_t Tiles::plane(int cp) const { return plane_stride(most * cp); }
-
 
 // The floats of the transformed filters of a rows x cols filter matrix: 36 planes.
 int64_t filter_floats(int64_t filters) { return kXi * plane_stride(filters); }
@@ -87,9 +78,9 @@ Tiles last_chunk(Tiles t, int images) {
   return t;
 }
 
-// A chunk's buffers: floats for the transforms of a and b rounded channels, and channels-last
-// copies of xa and xb rounded channels; planes of channels not a multiple of kLanes are zeroed
-// once, so that the transforms never read uninitialised floats past the products' columns.
+// A chunk's transformed planes of c channels (rounded up to kLanes). Where c is not a multiple of
+// kLanes they are zeroed once: the products write c columns, and the output transform reads the
+// rounded ones.
 Scratch transformed(const Tiles& t, int c) {
   Scratch p = scratch_floats(kXi * t.plane(channel_lanes(c)));
   if (c % kLanes) std::fill(p.get(), p.get() + kXi * t.plane(channel_lanes(c)), 0.f);
@@ -125,7 +116,7 @@ void for_each_tile_row(const Tiles& t, F&& f) {
 
 // v[xi][tile][c] = (B^T d B)[xi] for the 6x6 window d of each tile, from the channels-last xl.
 void transform_input(float* v, const float* xl, int c, const Tiles& t) {
-  const BlockKernels& k = blocks();
+  const BlockKernels& k = winograd_blocks();
   const int cp = channel_lanes(c);
   for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
     k.input(v + t0 * cp, t.plane(cp), xl + (img * t.ph + 4 * r) * t.pw * cp, int64_t{t.pw} * cp, cp, t.tw);
@@ -134,7 +125,7 @@ void transform_input(float* v, const float* xl, int c, const Tiles& t) {
 
 // yl = A^T m A for each tile's 4x4 outputs, channels last.
 void transform_output(float* yl, const float* m, int c, const Tiles& t) {
-  const BlockKernels& k = blocks();
+  const BlockKernels& k = winograd_blocks();
   const int cp = channel_lanes(c);
   for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
     k.output(yl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cp, int64_t{t.pw} * cp, m + t0 * cp, t.plane(cp), cp, t.tw);
@@ -144,7 +135,7 @@ void transform_output(float* yl, const float* m, int c, const Tiles& t) {
 // The adjoint of transform_output: dm = A dy A^T for each tile's 4x4 output gradient, from the
 // channels-last dyl (zero outside the image).
 void transform_output_adjoint(float* dm, const float* dyl, int c, const Tiles& t) {
-  const BlockKernels& k = blocks();
+  const BlockKernels& k = winograd_blocks();
   const int cp = channel_lanes(c);
   for_each_tile_row(t, [&](int64_t img, int64_t r, int64_t t0) {
     k.output_adjoint(dm + t0 * cp, t.plane(cp), dyl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cp, int64_t{t.pw} * cp,
@@ -173,7 +164,7 @@ enum class FilterLayout {
 
 // u[xi][r][k] = (G g G^T)[xi], rows and cols and g as the layout says.
 void transform_filter(float* u, const float* w, int rows, int cols, FilterLayout layout) {
-  const BlockKernels& k = blocks();
+  const BlockKernels& k = winograd_blocks();
   // Element e of filter (r, k) sits at w + r * rs + k * ks + e * es.
   const bool in_out = layout == FilterLayout::in_out;
   const int64_t rs = in_out ? 9 : int64_t{9} * cols, ks = in_out ? int64_t{9} * rows : 9;
@@ -185,7 +176,7 @@ void transform_filter(float* u, const float* w, int rows, int cols, FilterLayout
 
 // The adjoint of transform_filter (forward layout): dw[oc][c] += G^T du[.][oc][c] G.
 void transform_filter_adjoint(float* dw, const float* du, int oc_n, int c_n) {
-  const BlockKernels& k = blocks();
+  const BlockKernels& k = winograd_blocks();
   const int64_t us = plane_stride(static_cast<int64_t>(oc_n) * c_n);
   for_each_filter_block(oc_n, c_n, [&](int oc, int c0, int cnt) { k.filter_adjoint(dw, du, us, c_n, oc, c0, cnt); });
 }
@@ -212,14 +203,13 @@ float* thread_buffer(int slot, size_t n) {
   return buf[slot].get();
 }
 
-// out (co channels) = (or +=, accumulating) the convolution of in (ci channels) with the
-// transformed filters u ([xi][ci][co]), for one chunk: xl and yl hold the channels-last copies of
-// the input (framed) and the output, v and m the transformed input and output. The products have
-// the tiles as rows and the output channels as columns.
-void conv_chunk(float* out, const float* in, const float* u, int ci, int co, int h, int w, const Tiles& t, int n0,
-                float* xl, float* yl, float* v, float* m, bool accumulate) {
+// out (co channels, images n0 ..) = (or +=, accumulating) the convolution of the chunk's
+// channels-last xl (ci channels, framed) with the transformed filters u ([xi][ci][co]): v and m hold
+// the transformed input and output, yl the output's channels-last copy. The products have the
+// tiles as rows and the output channels as columns.
+void conv_chunk(float* out, const float* xl, const float* u, int ci, int co, int h, int w, const Tiles& t, int n0,
+                float* yl, float* v, float* m, bool accumulate) {
   const int tc = static_cast<int>(t.tc);
-  to_channels_last(xl, frame(t), in + int64_t{n0} * ci * h * w, t.nb, ci, h, w);
   transform_input(v, xl, ci, t);
   for_each_xi([&](int x) {
     sgemm(false, false, tc, co, ci, 1.f, v + x * t.plane(channel_lanes(ci)), channel_lanes(ci),
@@ -315,7 +305,8 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
   auto v = transformed(full, C), m = transformed(full, OC);
   for (int n0 = 0; n0 < s.n; n0 += full.nb) {
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
-    conv_chunk(out, inp, u, C, OC, s.oh, s.ow, t, n0, xl.get(), yl.get(), v.get(), m.get(), false);
+    to_channels_last(xl.get(), frame(t), inp + int64_t{n0} * C * s.h * s.w, t.nb, C, s.h, s.w);
+    conv_chunk(out, xl.get(), u, C, OC, s.oh, s.ow, t, n0, yl.get(), v.get(), m.get(), false);
   }
 }
 
@@ -343,15 +334,7 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
     const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
     const int tc = static_cast<int>(t.tc);
     to_channels_last(dyl.get(), frame(t), dout + int64_t{n0} * OC * s.oh * s.ow, t.nb, OC, s.oh, s.ow);
-    if (dinp) {
-      transform_input(a.get(), dyl.get(), OC, t);
-      for_each_xi([&](int x) {
-        sgemm(false, false, tc, C, OC, 1.f, a.get() + x * t.plane(ocp), ocp, u + x * us, C, 0.f,
-              b.get() + x * t.plane(cp), cp);
-      });
-      transform_output(yl.get(), b.get(), C, t);
-      from_channels_last(dinp + int64_t{n0} * C * s.h * s.w, yl.get(), frame(t), t.nb, C, s.h, s.w, true);
-    }
+    if (dinp) conv_chunk(dinp, dyl.get(), u, OC, C, s.h, s.w, t, n0, yl.get(), a.get(), b.get(), true);
     if (dweight) {
       transform_output_adjoint(a.get(), dyl.get(), OC, t);
       to_channels_last(xl.get(), frame(t), inp + int64_t{n0} * C * s.h * s.w, t.nb, C, s.h, s.w);

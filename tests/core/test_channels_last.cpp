@@ -8,7 +8,10 @@
 #include "conv_reference.h"
 #include "core/kernels/dispatch.h"
 #include "core/ops/channels_last.h"
+#include "core/error.h"
 #include "core/ops/conv2d.h"
+#include "core/ops/gemm_f32.h"
+#include "core/options.h"
 #include "core/threads.h"
 #include "op_test_util.h"
 
@@ -51,28 +54,35 @@ TEST_CASE("channels last: images to and from a framed channels-last buffer") {
 }
 
 TEST_CASE("channels last: strided convolutions match the definition and im2col, forward and backward") {
-  const bool simd = float_kernels().winograd != nullptr;
-  // n, c, h, w, oc, k, geometry: ResNet's 3x3 stride 2 (even and odd sizes), no padding, stride 3,
-  // dilation, stride 2 across only; enough output pixels (1024) to apply.
+  // Where conv2d takes this path: qforge's GEMM tile, and QFORGE_WINOGRAD not off. The direct calls
+  // below run at every level.
+  const bool taken = gemm_f32_kernel() != nullptr && options().winograd == WinogradMode::automatic;
+  // n, c, h, w, oc, kernel kh x kw, geometry: ResNet's 3x3 stride 2 (even and odd sizes), no
+  // padding, stride 3, dilation, stride across only, kernels and strides, padding and dilation that
+  // differ between the axes, and a last window that stops short of the image's edge (10x10, stride
+  // 2, no padding: rows 0-8); enough output pixels (1024) to apply.
   struct Case {
-    int n, c, h, w, oc, k;
+    int n, c, h, w, oc, kh, kw;
     ConvGeometry a;
   };
-  const Case cases[] = {{16, 16, 16, 16, 32, 3, {2, 2, 1, 1, 1, 1, 1}}, {12, 32, 15, 21, 16, 3, {2, 2, 1, 1, 1, 1, 1}},
-                        {64, 16, 9, 9, 16, 3, {2, 2, 0, 0, 1, 1, 1}},   {40, 16, 17, 16, 16, 3, {3, 3, 1, 1, 1, 1, 1}},
-                        {16, 16, 19, 19, 16, 3, {2, 2, 2, 2, 2, 2, 1}}, {4, 16, 8, 70, 16, 5, {1, 2, 2, 2, 1, 1, 1}}};
+  const Case cases[] = {{16, 16, 16, 16, 32, 3, 3, {2, 2, 1, 1, 1, 1, 1}}, {12, 32, 15, 21, 16, 3, 3, {2, 2, 1, 1, 1, 1, 1}},
+                        {64, 16, 9, 9, 16, 3, 3, {2, 2, 0, 0, 1, 1, 1}},   {40, 16, 17, 16, 16, 3, 3, {3, 3, 1, 1, 1, 1, 1}},
+                        {16, 16, 19, 19, 16, 3, 3, {2, 2, 2, 2, 2, 2, 1}}, {4, 16, 8, 70, 16, 5, 5, {1, 2, 2, 2, 1, 1, 1}},
+                        {52, 16, 9, 11, 32, 3, 2, {2, 3, 1, 0, 1, 1, 1}},  {52, 16, 12, 9, 16, 2, 3, {3, 2, 0, 1, 2, 1, 1}},
+                        {64, 16, 10, 10, 16, 3, 3, {2, 2, 0, 0, 1, 1, 1}}};
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const Case& k : cases) {
       CAPTURE(k.n);
       CAPTURE(k.h);
       CAPTURE(k.w);
-      CAPTURE(k.k);
+
       CAPTURE(k.a.stride_h);
-      Tensor x = Tensor::randn({k.n, k.c, k.h, k.w}, rng()), wt = Tensor::randn({k.oc, k.c, k.k, k.k}, rng());
+      CAPTURE(k.kw);
+      Tensor x = Tensor::randn({k.n, k.c, k.h, k.w}, rng()), wt = Tensor::randn({k.oc, k.c, k.kh, k.kw}, rng());
       const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), k.a);
-      REQUIRE(channels_last_applies(s) == simd);
-      if (!simd) continue;
+      REQUIRE(s.n * s.oh * s.ow >= 1024);
+      REQUIRE(channels_last_applies(s) == taken);
       const Tensor want = naive_conv(x, wt, Tensor(), k.a);
       const Tensor dy = Tensor::randn(want.shape(), rng());
       Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
@@ -96,11 +106,17 @@ TEST_CASE("channels last: strided convolutions match the definition and im2col, 
         for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
         for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
       }
-      // Through conv2d's dispatch (kAuto) the same bits as the direct call.
+      // Through conv2d's dispatch (kAuto) the same bits as the direct calls where it takes them.
+      if (!taken) continue;
       Tensor via = Tensor::empty(want.shape()), direct = Tensor::empty(want.shape());
       conv2d_forward(via.data(), x.data(), wt.data(), nullptr, s);
       channels_last_forward(direct.data(), x.data(), wt.data(), s);
       for (int64_t i = 0; i < via.numel(); ++i) REQUIRE(via.data()[i] == direct.data()[i]);
+      Tensor dx_via = dx0.clone(), dw_via = dw0.clone(), dx_direct = dx0.clone(), dw_direct = dw0.clone();
+      conv2d_backward(dx_via.data(), dw_via.data(), nullptr, dy.data(), x.data(), wt.data(), s);
+      channels_last_backward(dx_direct.data(), dw_direct.data(), dy.data(), x.data(), wt.data(), s);
+      for (int64_t i = 0; i < dx_via.numel(); ++i) REQUIRE(dx_via.data()[i] == dx_direct.data()[i]);
+      for (int64_t i = 0; i < dw_via.numel(); ++i) REQUIRE(dw_via.data()[i] == dw_direct.data()[i]);
     }
   }
   set_num_threads(1);
@@ -113,5 +129,10 @@ TEST_CASE("channels last: strided convolutions match the definition and im2col, 
   CHECK_FALSE(channels_last_applies(conv2d_shape({64, 16, 16, 16}, {24, 16, 3, 3}, s2)));
   CHECK_FALSE(channels_last_applies(conv2d_shape({64, 32, 16, 16}, {32, 16, 3, 3}, {2, 2, 1, 1, 1, 1, 2})));
   CHECK_FALSE(channels_last_applies(conv2d_shape({15, 16, 16, 16}, {16, 16, 3, 3}, s2)));  // 960 pixels
-  CHECK(channels_last_applies(conv2d_shape({16, 16, 16, 16}, {16, 16, 3, 3}, s2)) == simd);  // 1024
+  CHECK(channels_last_applies(conv2d_shape({16, 16, 16, 16}, {16, 16, 3, 3}, s2)) == taken);  // 1024
+  // Called directly on a shape it cannot take: an error, not a wrong result.
+  Tensor x = Tensor::randn({2, 24, 8, 8}, rng()), w = Tensor::randn({16, 24, 3, 3}, rng());
+  Tensor out = Tensor::empty({2, 16, 4, 4});
+  CHECK_THROWS_WITH_AS(channels_last_forward(out.data(), x.data(), w.data(), conv2d_shape(x.shape(), w.shape(), s2)),
+                       doctest::Contains("multiples of 16"), Error);
 }

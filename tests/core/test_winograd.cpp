@@ -13,6 +13,7 @@
 #include "core/autograd.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/winograd.h"
+#include "core/options.h"
 #include "core/threads.h"
 #include "op_test_util.h"
 
@@ -184,8 +185,8 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
           for (int k0 = 0; k0 < cols; k0 += kLanes) {
             const int cnt = std::min(kLanes, cols - k0);
             b.filter(u[i].data(), wt.data(), int64_t{9} * cols, 9, 1, us, cols, r, k0, cnt);
-            // Flipped and transposed, as for dX: the filter matrix read as cols x rows, turned 180 degrees.
-            b.filter(uf[i].data(), wt.data() + 8, 9, int64_t{9} * rows, -1, us, cols, r, k0, cnt);
+            // Turned 180 degrees, as for dX (winograd.cpp's out_in_flipped: rows the output channels).
+            b.filter(uf[i].data(), wt.data() + 8, int64_t{9} * cols, 9, -1, us, cols, r, k0, cnt);
             b.filter_adjoint(dw[i].data(), du.data(), us, cols, r, k0, cnt);
           }
       }
@@ -199,7 +200,10 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
 
 TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow every change of the weights") {
   ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
+  // winograd_applies with SIMD blocks; conv2d takes Winograd (and caches) where it applies and
+  // QFORGE_WINOGRAD is not off.
   const bool simd = float_kernels().winograd != nullptr;
+  const bool taken = simd && options().winograd == WinogradMode::automatic;
   // One 14x14 image: 16 tiles, enough with cached filters only.
   const Conv2dShape s1 = conv2d_shape({1, 8, 14, 14}, {6, 8, 3, 3}, same);
   CHECK_FALSE(winograd_applies(s1));
@@ -220,7 +224,7 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
       auto uncached = [&](const Tensor& wt) {
         const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
         Tensor out = Tensor::empty({n, wt.size(0), 14, 14});
-        if (simd)
+        if (taken)
           winograd_forward(out.data(), x.data(), wt.data(), s);
         else
           conv2d_forward(out.data(), x.data(), wt.data(), nullptr, s);
@@ -236,7 +240,7 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
       Tensor want = naive_conv(x, w, Tensor(), same);
       for (int64_t i = 0; i < want.numel(); ++i)
         REQUIRE(first.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
-      CHECK((conv_filter_cache_bytes(*cache) > 0) == (simd && n == 1));
+      CHECK((conv_filter_cache_bytes(*cache) > 0) == (taken && n == 1));
       // The same weights again (the filters reused), then one weight changed in place: the filters are remade.
       CHECK(bits(conv2d(x, w, Tensor(), same, cache.get())) == bits(first));
       w.data()[w.numel() - 1] += 0.5f;
@@ -258,10 +262,9 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
     const Tensor fresh = conv2d(x, w, Tensor(), same, make_conv_filter_cache().get());
     CHECK(bits(conv2d(x, w, Tensor(), same, cache.get())) == bits(fresh));
     CHECK(bits(fresh) != bits(first));
-    // Products with the tiles as rows (winograd.cpp's few_tile_products, at level avx512) against the
-    // filters transformed for the call: 16 to 31 tiles (fewer than the rows' stride of 32 from 17),
-    // one to three images per chunk, two 24-row blocks, several 64-column blocks, a second block of
-    // columns (700 channels: 128 per block), 128-deep passes and a partial last vector.
+    // Cached filters against the filters transformed for the call, over 16 to 31 tiles, one to three
+    // images per chunk, channels not multiples of 16 (the rounded planes), several 64-column blocks
+    // of the products, 128-deep passes (700 input channels) and a partial last vector.
     for (const auto& [n, hw, c, oc] : {std::array{1, 14, 200, 150}, std::array{1, 16, 24, 70},
                                        std::array{1, 17, 200, 150}, std::array{5, 6, 24, 70},
                                        std::array{3, 12, 40, 30}, std::array{1, 17, 700, 140}}) {
