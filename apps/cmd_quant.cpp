@@ -89,7 +89,8 @@ void run_qat(const QuantArgs& a) {
   // Evaluate the simulation as it ends (the last weights), then convert those.
   Splits splits = open_splits(cfg);
   data::Loader loader = make_eval_loader(splits.test, cfg, cfg.j["train"]["eval_batch_size"]);
-  EvalResult sim = evaluate(*model, loader, cfg.j["model"]["num_classes"]);
+  // The last epoch's evaluation is that one when this run made it (not when resuming a finished run).
+  EvalResult sim = r.last_eval ? std::move(*r.last_eval) : evaluate(*model, loader, cfg.j["model"]["num_classes"]);
   std::printf("fake-quant simulation: top-1 %.2f%%\n", sim.top1());
   convert_and_check(*model, cfg, splits.classes, input_shape(loader), sim);
 }

@@ -369,6 +369,7 @@ FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o) {
     save(last_path(cfg));
     res.final_acc = ev.top1();
     res.best_acc = info.best_acc;
+    if (epoch + 1 == epochs && !group) res.last_eval = std::move(ev);
   }
   res.finished = true;
   return res;

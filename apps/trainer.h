@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct FitOptions {
 struct FitResult {
   double final_acc = -1, best_acc = -1;
   bool finished = false;  // false when max_steps stopped it early
+  // The last epoch's test-set evaluation, when this run made it with every image's prediction
+  // (not under mpirun): the model as it ends, so callers need not evaluate it again.
+  std::optional<EvalResult> last_eval;
 };
 
 FitResult fit(const Config& cfg, nn::Module& model, const FitOptions& o);

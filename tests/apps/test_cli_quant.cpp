@@ -70,6 +70,16 @@ TEST_CASE("qat, ptq, convert, eval, export, debug and bench from the command lin
   RunResult es = run_qforge("eval --json --model " + (d / "qat/last.safetensors") + " --data " + cfg);
   REQUIRE(es.code == 0);
   CHECK(std::abs(json_top1(es) - json_top1(e1)) <= 3.0);
+  // qat reports the simulation from its last epoch's evaluation: the same figure as evaluating the
+  // checkpoint it saved.
+  {
+    const std::string key = "fake-quant simulation: top-1 ";
+    size_t at = qat.out.find(key);
+    REQUIRE(at != std::string::npos);
+    char want[32];
+    std::snprintf(want, sizeof want, "%.2f%%", json_top1(es));
+    CHECK(qat.out.substr(at + key.size(), std::strlen(want)) == want);
+  }
 
   RunResult ptq = run_qforge("ptq " + cfg + q + " --set quant.calibration_batches=4 --set output.dir=" + (d / "ptq"));
   INFO(ptq.out);
