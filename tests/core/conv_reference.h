@@ -1,8 +1,13 @@
-// The direct convolution (the definition) and the shared conv test cases, for
-// test_conv2d.cpp and test_winograd.cpp.
+// The direct convolution (the definition), the shared conv test cases, and the check of a
+// convolution path against both, for test_conv2d.cpp, test_winograd.cpp and test_channels_last.cpp.
 #pragma once
+#include <doctest/doctest.h>
+
+#include <initializer_list>
+
 #include "core/ops/conv2d.h"
 #include "core/tensor.h"
+#include "op_test_util.h"
 
 namespace qforge::testing {
 
@@ -56,5 +61,38 @@ inline const ConvCase kConvCases[] = {
     {3, 4, 5, 6, 5, 1, {1, 1, 0, 0, 1, 1, 1}, false},   // 30 positions
     {1, 4, 16, 16, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},  // one image: its GEMM over the threads, then the bias
 };
+
+// Checks a convolution path, for each chunk size (0: all images), against the definition
+// (forward) and im2col's gradients added onto a nonzero start, as the op adds them (backward), and
+// each gradient computed alone against both together. forward(out, x, w, s, chunk) and
+// backward(dx, dw, dy, x, w, s, chunk), with dx or dw null to skip it.
+template <typename Forward, typename Backward>
+void check_conv_path(const Tensor& x, const Tensor& wt, ConvGeometry a, std::initializer_list<int> chunks,
+                     Forward&& forward, Backward&& backward) {
+  const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), a);
+  const Tensor want = naive_conv(x, wt, Tensor(), a);
+  const Tensor dy = Tensor::randn(want.shape(), rng());
+  Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
+  Tensor dx_ref = dx0.clone(), dw_ref = dw0.clone();
+  conv2d_backward(dx_ref.data(), dw_ref.data(), nullptr, dy.data(), x.data(), wt.data(), s, ConvAlgo::kIm2col);
+  for (int chunk : chunks) {
+    CAPTURE(chunk);
+    Tensor got = Tensor::empty(want.shape());
+    forward(got.data(), x.data(), wt.data(), s, chunk);
+    for (int64_t i = 0; i < got.numel(); ++i)
+      REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+    Tensor dx = dx0.clone(), dw = dw0.clone();
+    backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
+    for (int64_t i = 0; i < dx.numel(); ++i)
+      REQUIRE(dx.data()[i] == doctest::Approx(dx_ref.data()[i]).epsilon(1e-4).scale(1));
+    for (int64_t i = 0; i < dw.numel(); ++i)
+      REQUIRE(dw.data()[i] == doctest::Approx(dw_ref.data()[i]).epsilon(1e-4).scale(1));
+    Tensor dw_only = dw0.clone(), dx_only = dx0.clone();  // each gradient alone
+    backward(nullptr, dw_only.data(), dy.data(), x.data(), wt.data(), s, chunk);
+    backward(dx_only.data(), nullptr, dy.data(), x.data(), wt.data(), s, chunk);
+    for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
+    for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
+  }
+}
 
 }  // namespace qforge::testing

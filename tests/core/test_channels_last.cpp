@@ -16,7 +16,7 @@
 #include "op_test_util.h"
 
 using namespace qforge;
-using qforge::testing::naive_conv;
+using qforge::testing::check_conv_path;
 using qforge::testing::rng;
 
 TEST_CASE("channels last: images to and from a framed channels-last buffer") {
@@ -83,35 +83,15 @@ TEST_CASE("channels last: strided convolutions match the definition and im2col, 
       const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), k.a);
       REQUIRE(s.n * s.oh * s.ow >= 1024);
       REQUIRE(channels_last_applies(s) == taken);
-      const Tensor want = naive_conv(x, wt, Tensor(), k.a);
-      const Tensor dy = Tensor::randn(want.shape(), rng());
-      Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
-      Tensor dx_ref = dx0.clone(), dw_ref = dw0.clone();
-      conv2d_backward(dx_ref.data(), dw_ref.data(), nullptr, dy.data(), x.data(), wt.data(), s, ConvAlgo::kIm2col);
-      for (int chunk : {1, 3, 0}) {
-        CAPTURE(chunk);
-        Tensor got = Tensor::empty(want.shape());
-        channels_last_forward(got.data(), x.data(), wt.data(), s, chunk);
-        for (int64_t i = 0; i < got.numel(); ++i)
-          REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
-        Tensor dx = dx0.clone(), dw = dw0.clone();
-        channels_last_backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
-        for (int64_t i = 0; i < dx.numel(); ++i)
-          REQUIRE(dx.data()[i] == doctest::Approx(dx_ref.data()[i]).epsilon(1e-4).scale(1));
-        for (int64_t i = 0; i < dw.numel(); ++i)
-          REQUIRE(dw.data()[i] == doctest::Approx(dw_ref.data()[i]).epsilon(1e-4).scale(1));
-        Tensor dw_only = dw0.clone(), dx_only = dx0.clone();  // each gradient alone
-        channels_last_backward(nullptr, dw_only.data(), dy.data(), x.data(), wt.data(), s, chunk);
-        channels_last_backward(dx_only.data(), nullptr, dy.data(), x.data(), wt.data(), s, chunk);
-        for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
-        for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
-      }
+      check_conv_path(x, wt, k.a, {1, 3, 0}, channels_last_forward, channels_last_backward);
       // Through conv2d's dispatch (kAuto) the same bits as the direct calls where it takes them.
       if (!taken) continue;
-      Tensor via = Tensor::empty(want.shape()), direct = Tensor::empty(want.shape());
+      Tensor via = Tensor::empty({s.n, s.oc, s.oh, s.ow}), direct = Tensor::empty(via.shape());
       conv2d_forward(via.data(), x.data(), wt.data(), nullptr, s);
       channels_last_forward(direct.data(), x.data(), wt.data(), s);
       for (int64_t i = 0; i < via.numel(); ++i) REQUIRE(via.data()[i] == direct.data()[i]);
+      const Tensor dy = Tensor::randn(via.shape(), rng()), dx0 = Tensor::randn(x.shape(), rng()),
+                   dw0 = Tensor::randn(wt.shape(), rng());
       Tensor dx_via = dx0.clone(), dw_via = dw0.clone(), dx_direct = dx0.clone(), dw_direct = dw0.clone();
       conv2d_backward(dx_via.data(), dw_via.data(), nullptr, dy.data(), x.data(), wt.data(), s);
       channels_last_backward(dx_direct.data(), dw_direct.data(), dy.data(), x.data(), wt.data(), s);

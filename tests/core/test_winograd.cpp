@@ -18,6 +18,7 @@
 #include "op_test_util.h"
 
 using namespace qforge;
+using qforge::testing::check_conv_path;
 using qforge::testing::kConvCases;
 using qforge::testing::naive_conv;
 using qforge::testing::rng;
@@ -37,31 +38,12 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
       CAPTURE(w);
       CAPTURE(oc);
       Tensor x = Tensor::randn({n, c, h, w}, rng()), wt = Tensor::randn({oc, c, 3, 3}, rng());
-      Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
-      Tensor want = naive_conv(x, wt, Tensor(), same);
-      Tensor dy = Tensor::randn(want.shape(), rng());
-      // im2col's gradients, added onto a nonzero start as the op does.
-      Tensor dx0 = Tensor::randn(x.shape(), rng()), dw0 = Tensor::randn(wt.shape(), rng());
-      Tensor dx_ref = dx0.clone(), dw_ref = dw0.clone();
-      conv2d_backward(dx_ref.data(), dw_ref.data(), nullptr, dy.data(), x.data(), wt.data(), s, ConvAlgo::kIm2col);
-      for (int chunk : {1, 2, 0}) {
-        CAPTURE(chunk);
-        Tensor got = Tensor::empty(want.shape());
-        winograd_forward(got.data(), x.data(), wt.data(), s, chunk);
-        for (int64_t i = 0; i < got.numel(); ++i)
-          REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
-        Tensor dx = dx0.clone(), dw = dw0.clone();
-        winograd_backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
-        for (int64_t i = 0; i < dx.numel(); ++i)
-          REQUIRE(dx.data()[i] == doctest::Approx(dx_ref.data()[i]).epsilon(1e-4).scale(1));
-        for (int64_t i = 0; i < dw.numel(); ++i)
-          REQUIRE(dw.data()[i] == doctest::Approx(dw_ref.data()[i]).epsilon(1e-4).scale(1));
-        Tensor dw_only = dw0.clone(), dx_only = dx0.clone();  // each gradient alone
-        winograd_backward(nullptr, dw_only.data(), dy.data(), x.data(), wt.data(), s, chunk);
-        winograd_backward(dx_only.data(), nullptr, dy.data(), x.data(), wt.data(), s, chunk);
-        for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
-        for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
-      }
+      check_conv_path(
+          x, wt, same, {1, 2, 0},
+          [](float* out, const float* in, const float* w, const Conv2dShape& cs, int chunk) {
+            winograd_forward(out, in, w, cs, chunk);  // without a filter cache
+          },
+          winograd_backward);
     }
   }
   set_num_threads(1);
