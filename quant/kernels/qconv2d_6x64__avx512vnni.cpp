@@ -24,36 +24,36 @@ inline __m512i bcast4(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// Slices: DIRECT: pixel i, tap t at base + i * pstride + tapoff[t]; else ind [taps][kMR] pointers.
-// w: the panel's packed weights [taps][kg][NB*16][4];
+// MR pixels (at most kMR). Slices: DIRECT: pixel i, tap t at base + i * pstride + tapoff[t]; else
+// ind [taps][kMR] pointers. w: the panel's packed weights [taps][kg][NB*16][4];
 // out / out_i32 point at (first pixel, first channel of the panel), row stride OC.
-template <int NB, bool DIRECT>
+template <int NB, int MR, bool DIRECT>
 void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, const int64_t* tapoff, int taps, int kg,
              const int8_t* w, const QConvArgs& a, const avx512::Requant16* rq, int oc0, int oc_valid, uint8_t* out,
-             int32_t* out_i32, int mr_valid, const uint8_t* res) {
-  __m512i acc[kMR][NB];
+             int32_t* out_i32, const uint8_t* res) {
+  __m512i acc[MR][NB];
 #pragma GCC unroll 4
   for (int nb = 0; nb < NB; ++nb) {
     const __m512i b = _mm512_loadu_si512(a.bias_packed + oc0 + 16 * nb);
 #pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i) acc[i][nb] = b;
+    for (int i = 0; i < MR; ++i) acc[i][nb] = b;
   }
   for (int t = 0; t < taps; ++t, ind += kMR) {
-    const uint8_t* p[kMR];
+    const uint8_t* p[MR];
     if constexpr (DIRECT) {
       const uint8_t* b = base + tapoff[t];
 #pragma GCC unroll 6
-      for (int i = 0; i < kMR; ++i) p[i] = b + i * pstride;
+      for (int i = 0; i < MR; ++i) p[i] = b + i * pstride;
     } else {
 #pragma GCC unroll 6
-      for (int i = 0; i < kMR; ++i) p[i] = ind[i];
+      for (int i = 0; i < MR; ++i) p[i] = ind[i];
     }
     for (int g = 0; g < kg; ++g, w += NB * 64) {
       __m512i wv[NB];
 #pragma GCC unroll 4
       for (int nb = 0; nb < NB; ++nb) wv[nb] = _mm512_load_si512(w + nb * 64);
 #pragma GCC unroll 6
-      for (int i = 0; i < kMR; ++i) {
+      for (int i = 0; i < MR; ++i) {
         const __m512i x = bcast4(p[i] + 4 * g);
 #pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb) acc[i][nb] = _mm512_dpbusd_epi32(acc[i][nb], x, wv[nb]);
@@ -71,17 +71,34 @@ void ukernel(const uint8_t* const* ind, const uint8_t* base, int64_t pstride, co
     const __mmask16 m = lanes >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
     if (out_i32) {
 #pragma GCC unroll 6
-      for (int i = 0; i < kMR; ++i)
-        if (i < mr_valid) _mm512_mask_storeu_epi32(out_i32 + size_t(i) * OC + 16 * nb, m, acc[i][nb]);
+      for (int i = 0; i < MR; ++i) _mm512_mask_storeu_epi32(out_i32 + size_t(i) * OC + 16 * nb, m, acc[i][nb]);
       continue;
     }
 #pragma GCC unroll 6
-    for (int i = 0; i < kMR; ++i)
-      if (i < mr_valid) {
-        __m512i v = avx512::requant16(acc[i][nb], rq[nb]);
-        if (res) v = avx512::add16(v, _mm_maskz_loadu_epi8(m, res + size_t(i) * OC + 16 * nb), ac);
-        _mm_mask_storeu_epi8(out + size_t(i) * OC + 16 * nb, m, _mm512_cvtepi32_epi8(v));
-      }
+    for (int i = 0; i < MR; ++i) {
+      __m512i v = avx512::requant16(acc[i][nb], rq[nb]);
+      if (res) v = avx512::add16(v, _mm_maskz_loadu_epi8(m, res + size_t(i) * OC + 16 * nb), ac);
+      _mm_mask_storeu_epi8(out + size_t(i) * OC + 16 * nb, m, _mm512_cvtepi32_epi8(v));
+    }
+  }
+}
+
+// A tile of mr < kMR pixels (the last of a range; always through the indirection array) computes
+// only those: a 7x7 map (49 pixels, 9 tiles) spent 5 of its 54 pixels' work on a full last tile.
+template <int NB>
+void tail(int mr, const uint8_t* const* ind, int taps, int kg, const int8_t* w, const QConvArgs& a,
+          const avx512::Requant16* rq, int oc0, int oc_valid, uint8_t* out, int32_t* out_i32, const uint8_t* res) {
+  switch (mr) {
+#define QF_TAIL(M)                                                                                       \
+  case M:                                                                                                \
+    ukernel<NB, M, false>(ind, nullptr, 0, nullptr, taps, kg, w, a, rq, oc0, oc_valid, out, out_i32, res); \
+    break;
+    QF_TAIL(1)
+    QF_TAIL(2)
+    QF_TAIL(3)
+    QF_TAIL(4)
+    QF_TAIL(5)
+#undef QF_TAIL
   }
 }
 
@@ -123,9 +140,10 @@ void qconv2d_6x64__avx512vnni(uint8_t* out, int32_t* out_i32, const uint8_t* in,
         const uint8_t* res = out && a.residual ? a.residual + p * a.OC + oc0 : nullptr;
         const uint8_t* const* ti = ind + size_t(tile) * taps * kMR;
         const uint8_t* tb = tile_base[tile];
-#define QF_UK(NB)                                                                                            \
-  (tb ? ukernel<NB, true>(ti, tb, pstride, tapoff, taps, kg, w, a, rq, oc0, oc_valid, o, o32, mr_valid, res) \
-      : ukernel<NB, false>(ti, tb, pstride, tapoff, taps, kg, w, a, rq, oc0, oc_valid, o, o32, mr_valid, res))
+#define QF_UK(NB)                                                                                     \
+  (mr_valid < kMR ? tail<NB>(mr_valid, ti, taps, kg, w, a, rq, oc0, oc_valid, o, o32, res)             \
+   : tb           ? ukernel<NB, kMR, true>(ti, tb, pstride, tapoff, taps, kg, w, a, rq, oc0, oc_valid, o, o32, res) \
+                  : ukernel<NB, kMR, false>(ti, tb, pstride, tapoff, taps, kg, w, a, rq, oc0, oc_valid, o, o32, res))
         switch (width / 16) {
           case 4:
             QF_UK(4);
