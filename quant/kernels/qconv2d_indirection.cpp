@@ -1,9 +1,16 @@
 // Indirection arrays for the SIMD conv kernels (generic code, no ISA flags).
+#include <algorithm>
 #include <cstring>
 
 #include "quant/kernels/kernels.h"
 
 namespace qforge::quant {
+
+namespace {
+// A merged slice (kt <= 64 bytes) is assembled with fixed-size writes of up to 64 bytes, which run
+// into the slices after it (assembled later) and, for the last, into this slack.
+constexpr size_t kMergedSlack = 64;
+}  // namespace
 
 void conv_tap_offsets(int64_t* off, const QConvArgs& a) {
   const int64_t row_step = int64_t(a.dilation_h) * a.W * a.C, col_step = int64_t(a.dilation_w) * a.C;
@@ -21,7 +28,7 @@ size_t conv_scratch_bytes(const QConvArgs& a, int mr, int chunk_tiles) {
   const size_t slots = size_t(chunk_tiles) * mr * a.taps;
   size_t seg = 0;
   if (a.row_merged)
-    seg = slots * a.ktp;  // every slice may sit on a border
+    seg = slots * a.ktp + kMergedSlack;  // every slice may sit on a border
   else if (a.kt != a.ktp)
     seg = 3 * size_t(a.ktp);  // only the input's last ceil(3 / C) <= 3 pixels can be short
   // indirection, tile bases, tap offsets, then assembled slices
@@ -33,7 +40,7 @@ void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint
   // Everything in locals: the memcpy / memset below write bytes, which may alias anything.
   const int taps = a.taps, C = a.C, H = a.H, W = a.W, OH = a.OH, OW = a.OW, KH = a.KH, KW = a.KW;
   const int sh = a.stride_h, sw = a.stride_w, ph = a.pad_h, pw = a.pad_w, dh = a.dilation_h, dw = a.dilation_w;
-  const int kt = a.kt, ktp = a.ktp;
+  const int ktp = a.ktp;
   const bool merged = a.row_merged;
   const uint8_t in_zp = static_cast<uint8_t>(a.in_zp);
   const int64_t in_bytes = int64_t(a.N) * H * W * C;
@@ -99,15 +106,13 @@ void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint
           if (iw0 >= 0 && iw0 + KW <= W && off + ktp <= in_bytes) {
             dst[t0 * mr] = in + off;
           } else {  // assemble the slice: out-of-image pixels read as in_zp
+            // Fixed-size writes (inlined stores) and one copy of the columns inside the image, not
+            // a call per column: the 7x7 stem at 224 b1 spent 0.04 of its 0.42 ms here.
             uint8_t* s = seg + size_t(nseg++) * ktp;
-            for (int kw = 0; kw < KW; ++kw) {
-              const int iw = iw0 + kw;
-              if (iw >= 0 && iw < W)
-                std::memcpy(s + kw * C, in + (rowpix + iw) * C, C);
-              else
-                std::memset(s + kw * C, in_zp, C);
-            }
-            std::memset(s + kt, 0, ktp - kt);
+            // (The bytes from kt to ktp meet zero weights: in_zp there is as good as zero.)
+            std::memset(s, in_zp, kMergedSlack);  // kt <= 64
+            const int lo = std::max(0, -iw0), hi = std::min(KW, W - iw0);  // the columns inside
+            if (hi > lo) std::memcpy(s + lo * C, in + (rowpix + iw0 + lo) * C, size_t(hi - lo) * C);
             dst[t0 * mr] = s;
           }
           continue;
