@@ -306,7 +306,7 @@ PackedConvWeights pack_conv_weights(const QConvParams& p, const int8_t* weight, 
     for (size_t i = 0; i < size_t(KH) * KW * C; ++i) w.weight_sum[o] += w.weight[o * size_t(KH) * KW * C + i];
 
   // Small C: merge the KW taps of a kernel row into one slice (the stems).
-  w.row_merged = p.dilation_w == 1 && KW > 1 && C * KW <= 64 && (C % 4 != 0 || C < 16);
+  w.row_merged = p.dilation_w == 1 && KW > 1 && C * KW <= kConvMergedMax && (C % 4 != 0 || C < 16);
   w.taps = w.row_merged ? KH : KH * KW;
   w.kt = w.row_merged ? KW * C : C;
   w.ktp = (w.kt + kConvKGroup - 1) / kConvKGroup * kConvKGroup;

@@ -133,8 +133,10 @@ size_t conv_pos_scratch_bytes(const QConvArgs& a);
 // fails to compile or throws at load instead of computing garbage.
 inline constexpr int kConvOcAlign = 16;              // OCp = roundup(OC, kConvOcAlign)
 inline constexpr int kConvKGroup = 4;                // ktp = roundup(kt, kConvKGroup): 4 bytes per k-group
+inline constexpr int kConvMergedMax = 64;            // a row-merged slice's bytes: KW * C <= this (ktp too)
 inline constexpr int kConvPanelOc__avx2 = 16;        // int16 panels of 16 channels
 inline constexpr int kConvPanelOc__avx512vnni = 64;  // int8 panels of 64 channels (the last one narrower)
+static_assert(kConvMergedMax % kConvKGroup == 0, "a row-merged slice padded to ktp stays within kConvMergedMax");
 static_assert(kConvPanelOc__avx2 == kConvOcAlign, "AVX2 packs whole panels: OCp must be a multiple of their width");
 static_assert(kConvPanelOc__avx512vnni % kConvOcAlign == 0 && kConvPanelOc__avx512vnni / kConvOcAlign <= 4,
               "an AVX-512 panel is cut to OCp in steps of kConvOcAlign (16, 32, 48 or 64 channels)");

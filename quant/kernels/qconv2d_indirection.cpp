@@ -6,12 +6,6 @@
 
 namespace qforge::quant {
 
-namespace {
-// A merged slice (kt <= 64 bytes) is assembled with fixed-size writes of up to 64 bytes, which run
-// into the slices after it (assembled later) and, for the last, into this slack.
-constexpr size_t kMergedSlack = 64;
-}  // namespace
-
 void conv_tap_offsets(int64_t* off, const QConvArgs& a) {
   const int64_t row_step = int64_t(a.dilation_h) * a.W * a.C, col_step = int64_t(a.dilation_w) * a.C;
   int t = 0;
@@ -28,7 +22,9 @@ size_t conv_scratch_bytes(const QConvArgs& a, int mr, int chunk_tiles) {
   const size_t slots = size_t(chunk_tiles) * mr * a.taps;
   size_t seg = 0;
   if (a.row_merged)
-    seg = slots * a.ktp + kMergedSlack;  // every slice may sit on a border
+    // Every slice may sit on a border. One is assembled with a fill of kConvMergedMax bytes, which
+    // runs into the slices after it (assembled later) and, for the last, into this slack.
+    seg = slots * a.ktp + kConvMergedMax;
   else if (a.kt != a.ktp)
     seg = 3 * size_t(a.ktp);  // only the input's last ceil(3 / C) <= 3 pixels can be short
   // indirection, tile bases, tap offsets, then assembled slices
@@ -110,7 +106,7 @@ void build_conv_indirection(const uint8_t** ind, const uint8_t** tile_base, uint
             // a call per column: the 7x7 stem at 224 b1 spent 0.04 of its 0.42 ms here.
             uint8_t* s = seg + size_t(nseg++) * ktp;
             // (The bytes from kt to ktp meet zero weights: in_zp there is as good as zero.)
-            std::memset(s, in_zp, kMergedSlack);  // kt <= 64
+            std::memset(s, in_zp, kConvMergedMax);  // kt <= kConvMergedMax
             const int lo = std::max(0, -iw0), hi = std::min(KW, W - iw0);  // the columns inside
             if (hi > lo) std::memcpy(s + lo * C, in + (rowpix + iw0 + lo) * C, size_t(hi - lo) * C);
             dst[t0 * mr] = s;
