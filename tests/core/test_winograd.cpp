@@ -81,7 +81,8 @@ std::vector<float> random_floats(size_t n, std::mt19937& g) {
 
 TEST_CASE("winograd: chunks split into parts over the threads give the bits of one thread, run after run") {
   // 7 images in chunks of 1 or 2: 7 or 4 chunks, so 2 threads take them in two parts (each part's
-  // chunks on one thread, the filters' gradient summed per part), 1 thread in one.
+  // chunks on one thread, the filters' gradient summed per part), 1 thread in one. All 7 in one
+  // chunk: its 21 rows of tiles in two bands, whose windows reach into each other's rows.
   ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
   Tensor x = Tensor::randn({7, 5, 9, 6}, rng()), w = Tensor::randn({18, 5, 3, 3}, rng());
   Tensor dy = Tensor::randn({7, 18, 9, 6}, rng());
@@ -97,7 +98,7 @@ TEST_CASE("winograd: chunks split into parts over the threads give the bits of o
     auto v = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
     return Result{v(y), v(dx), v(dw)};
   };
-  for (int chunk : {1, 2}) {
+  for (int chunk : {1, 2, 7}) {
     CAPTURE(chunk);
     const Result one = run(1, chunk), two = run(2, chunk), again = run(2, chunk);
     // Each chunk's output and input gradient are its own: the same bits however the chunks are shared.
