@@ -234,4 +234,17 @@ void parallel_pieces(int64_t n, int64_t piece, const std::function<void(int64_t,
   });
 }
 
+
+int parts_for(int64_t units) {
+  const int t = num_threads();
+  return units >= 2 * t ? t : 1;
+}
+
+void run_parts(int parts, const std::function<void(int)>& f) {
+  if (parts <= 1) return f(0);
+  parallel_for(parts, 1, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) f(static_cast<int>(j));
+  });
+}
+
 }  // namespace qforge

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/blas.h"
 #include "core/error.h"
@@ -164,16 +165,21 @@ void channels_last_forward(float* out, const float* inp, const float* weight, co
   const ChannelsLastFrame f = input_frame(s), fo{s.oh, s.ow, 0, 0};
   auto wl = scratch_floats(kc * OC);
   turn_weights(wl.get(), weight, s, true);
-  auto xl = zeroed(static_cast<int64_t>(nb) * f.ph * f.pw * C);  // the frame stays zero
-  auto col = scratch_floats(nb * ohw * kc), yl = scratch_floats(nb * ohw * OC);
-  for (int n0 = 0; n0 < s.n; n0 += nb) {
-    const int m = std::min(nb, s.n - n0);
-    to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
-    columns(col.get(), xl.get(), f, s, m);
-    sgemm(false, false, static_cast<int>(m * ohw), OC, static_cast<int>(kc), 1.f, col.get(), static_cast<int>(kc),
-          wl.get(), OC, 0.f, yl.get(), OC);
-    from_channels_last(out + int64_t{n0} * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false);
-  }
+  // Parts: consecutive runs of passes, each part's through all their steps on one thread (threads.h).
+  const int64_t passes = (s.n + nb - 1) / nb;
+  const int parts = parts_for(passes);
+  run_parts(parts, [&](int j) {
+    auto xl = zeroed(static_cast<int64_t>(nb) * f.ph * f.pw * C);  // the frame stays zero
+    auto col = scratch_floats(nb * ohw * kc), yl = scratch_floats(nb * ohw * OC);
+    for (int64_t p = part_begin(passes, j, parts); p < part_begin(passes, j + 1, parts); ++p) {
+      const int n0 = static_cast<int>(p) * nb, m = std::min(nb, s.n - n0);
+      to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
+      columns(col.get(), xl.get(), f, s, m);
+      sgemm(false, false, static_cast<int>(m * ohw), OC, static_cast<int>(kc), 1.f, col.get(), static_cast<int>(kc),
+            wl.get(), OC, 0.f, yl.get(), OC);
+      from_channels_last(out + int64_t{n0} * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false);
+    }
+  });
 }
 
 void channels_last_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
@@ -186,41 +192,50 @@ void channels_last_backward(float* dinp, float* dweight, const float* dout, cons
   const int nb = images_per_pass(s, chunk_images);
   const ChannelsLastFrame f = input_frame(s), fo{s.oh, s.ow, 0, 0};
   const int64_t framed = static_cast<int64_t>(nb) * f.ph * f.pw * C;
-  Scratch wt, dwl, xl, dxl;
+  Scratch wt;
   if (dinp) {
     wt = scratch_floats(kc * OC);
     turn_weights(wt.get(), weight, s, false);
-    dxl = scratch_floats(framed);
   }
-  if (dweight) {
-    dwl = zeroed(kc * OC);  // the passes add into it
-    xl = zeroed(framed);    // the frame stays zero
-  }
-  auto col = scratch_floats(nb * ohw * kc), dyl = scratch_floats(nb * ohw * OC);
-  for (int n0 = 0; n0 < s.n; n0 += nb) {
-    const int m = std::min(nb, s.n - n0);
-    const int rows = static_cast<int>(m * ohw);
-    to_channels_last(dyl.get(), fo, dout + int64_t{n0} * OC * ohw, m, OC, s.oh, s.ow);
-    if (dweight) {  // dW (as (KH KW C) x OC) += col^T dY
-      to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
-      columns(col.get(), xl.get(), f, s, m);
-      sgemm(true, false, static_cast<int>(kc), OC, rows, 1.f, col.get(), static_cast<int>(kc), dyl.get(), OC, 1.f,
-            dwl.get(), OC);
+  // Parts: consecutive runs of passes, each part's through all their steps on one thread
+  // (threads.h), with its own sum of dW, dwl[j]; the sums are added in part order, so the bits do
+  // not depend on which thread takes which part.
+  const int64_t passes = (s.n + nb - 1) / nb;
+  const int parts = parts_for(passes);
+  std::vector<Scratch> dwl(dweight ? parts : 0);
+  for (Scratch& d : dwl) d = zeroed(kc * OC);  // the passes add into it
+  run_parts(parts, [&](int j) {
+    Scratch xl = dweight ? zeroed(framed) : nullptr, dxl = dinp ? scratch_floats(framed) : nullptr;  // xl's frame stays zero
+    auto col = scratch_floats(nb * ohw * kc), dyl = scratch_floats(nb * ohw * OC);
+    for (int64_t p = part_begin(passes, j, parts); p < part_begin(passes, j + 1, parts); ++p) {
+      const int n0 = static_cast<int>(p) * nb, m = std::min(nb, s.n - n0);
+      const int rows = static_cast<int>(m * ohw);
+      to_channels_last(dyl.get(), fo, dout + int64_t{n0} * OC * ohw, m, OC, s.oh, s.ow);
+      if (dweight) {  // dW (as (KH KW C) x OC) += col^T dY
+        to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
+        columns(col.get(), xl.get(), f, s, m);
+        sgemm(true, false, static_cast<int>(kc), OC, rows, 1.f, col.get(), static_cast<int>(kc), dyl.get(), OC, 1.f,
+              dwl[j].get(), OC);
+      }
+      if (dinp) {  // dcol = dY W, added back onto the input's pixels
+        sgemm(false, false, rows, static_cast<int>(kc), OC, 1.f, dyl.get(), OC, wt.get(), static_cast<int>(kc), 0.f,
+              col.get(), static_cast<int>(kc));
+        std::fill(dxl.get(), dxl.get() + framed, 0.f);
+        columns_adjoint(dxl.get(), col.get(), f, s, m);
+        from_channels_last(dinp + int64_t{n0} * C * hw, dxl.get(), f, m, C, s.h, s.w, true);
+      }
     }
-    if (dinp) {  // dcol = dY W, added back onto the input's pixels
-      sgemm(false, false, rows, static_cast<int>(kc), OC, 1.f, dyl.get(), OC, wt.get(), static_cast<int>(kc), 0.f,
-            col.get(), static_cast<int>(kc));
-      std::fill(dxl.get(), dxl.get() + framed, 0.f);
-      columns_adjoint(dxl.get(), col.get(), f, s, m);
-      from_channels_last(dinp + int64_t{n0} * C * hw, dxl.get(), f, m, C, s.h, s.w, true);
-    }
-  }
+  });
   if (dweight) {
     parallel_pieces(OC, 8, [&](int64_t b, int64_t e) {
       for (int64_t o = b; o < e; ++o)
         for (int c = 0; c < C; ++c)
-          for (int t = 0; t < taps; ++t)
-            dweight[(o * C + c) * taps + t] += dwl[(static_cast<int64_t>(t) * C + c) * OC + o];
+          for (int t = 0; t < taps; ++t) {
+            const int64_t i = (static_cast<int64_t>(t) * C + c) * OC + o;
+            float sum = dwl[0][i];
+            for (int j = 1; j < parts; ++j) sum += dwl[j][i];
+            dweight[(o * C + c) * taps + t] += sum;
+          }
     });
   }
 }

@@ -230,28 +230,6 @@ bool same_bytes(const float* a, const float* b, size_t n) {
   return same.load();
 }
 
-// How many parts a layer's chunks are split into, each part's chunks run one after another
-// through all their steps (input copy, transforms, products, output copy) on one thread, the loops
-// inside serial there: with two or more chunks per thread, one part per thread. Otherwise one part,
-// each step split over the threads. The two cores of a VM can sit on different dies, where a cache
-// line written by one takes ~250 ns to reach the other; split step by step, most of each step's
-// input was written by the other thread (a ping-pong between the two measured 510-580 ns here).
-// ResNet18's training step at 28x28 batch 128 (qforge bench --train, AMD EPYC Zen 5, 2 threads,
-// 6 alternating rounds): 119-142 img/s step by step, 140-179 in parts.
-int split_chunks(int64_t chunks) {
-  const int t = num_threads();
-  return chunks >= 2 * t ? t : 1;
-}
-
-// f(j) for each part j < parts, on the pool's threads (one part: on this one, its loops split).
-template <typename F>
-void run_parts(int parts, F&& f) {
-  if (parts == 1) return f(0);
-  parallel_for(parts, 1, [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) f(static_cast<int>(j));
-  });
-}
-
 // A band: the chunk's tile rows [r0, r1) (numbered image by image, th per image), and f(image,
 // its first and last tile row + 1) for each image it crosses.
 struct Band {
@@ -396,13 +374,13 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
     transform_filter(b, weight, C, OC, FilterLayout::in_out);
     u = b;
   }
-  // Parts: consecutive runs of chunks, each through all its steps on one thread (split_chunks).
+  // Parts: consecutive runs of chunks, each through all its steps on one thread (parts_for, threads.h).
   const int64_t chunks = (s.n + full.nb - 1) / full.nb;
-  const int parts = split_chunks(chunks);
+  const int parts = parts_for(chunks);
   run_parts(parts, [&](int j) {
     auto xl = framed(full, C), yl = channels_last(full, OC);
     auto v = transformed(full, C), m = transformed(full, OC);
-    for (int64_t i = chunks * j / parts; i < chunks * (j + 1) / parts; ++i) {
+    for (int64_t i = part_begin(chunks, j, parts); i < part_begin(chunks, j + 1, parts); ++i) {
       const int n0 = static_cast<int>(i) * full.nb;
       const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
       if (const int bands = parts == 1 ? chunk_bands(t, C, OC) : 1; bands > 1) {
@@ -431,7 +409,7 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   // The runs are fixed by the count of parts, and the sums added in their order: the same bits
   // whichever thread takes which part.
   const int64_t chunks = (s.n + full.nb - 1) / full.nb;
-  const int parts = split_chunks(chunks);
+  const int parts = parts_for(chunks);
   std::vector<float*> du(parts, nullptr);
   std::vector<Scratch> du_more(parts);
   if (dweight)
@@ -450,7 +428,7 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
     auto a = transformed(full, OC), b = transformed(full, C);
     auto dyl = framed(full, OC);
     Scratch xl = dweight ? framed(full, C) : nullptr, yl = dinp ? channels_last(full, C) : nullptr;
-    for (int64_t i = chunks * j / parts; i < chunks * (j + 1) / parts; ++i) {
+    for (int64_t i = part_begin(chunks, j, parts); i < part_begin(chunks, j + 1, parts); ++i) {
       const int n0 = static_cast<int>(i) * full.nb;
       const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
       const int tc = static_cast<int>(t.tc);
