@@ -4,9 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <initializer_list>
+#include <vector>
 
 #include "core/ops/conv2d.h"
 #include "core/tensor.h"
+#include "core/threads.h"
 #include "op_test_util.h"
 
 namespace qforge::testing {
@@ -93,6 +95,37 @@ void check_conv_path(const Tensor& x, const Tensor& wt, ConvGeometry a, std::ini
     for (int64_t i = 0; i < dw.numel(); ++i) REQUIRE(dw_only.data()[i] == dw.data()[i]);
     for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(dx_only.data()[i] == dx.data()[i]);
   }
+}
+
+// forward and backward (as check_conv_path takes them) at 1 and 2 threads, for each chunk size: the
+// output and dX the same bits (each chunk's are its own, however the threads share the chunks), dW
+// the same bits run after run at 2 threads (the parts' sums added in order) and within rounding of
+// 1 thread's.
+template <typename Forward, typename Backward>
+void check_thread_bits(const Tensor& x, const Tensor& wt, ConvGeometry a, std::initializer_list<int> chunks,
+                       Forward&& forward, Backward&& backward) {
+  const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), a);
+  const Tensor dy = Tensor::randn({s.n, s.oc, s.oh, s.ow}, rng());
+  struct Result {
+    std::vector<float> y, dx, dw;
+  };
+  auto run = [&](int threads, int chunk) {
+    set_num_threads(threads);
+    Tensor y = Tensor::empty(dy.shape()), dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(wt.shape());
+    forward(y.data(), x.data(), wt.data(), s, chunk);
+    backward(dx.data(), dw.data(), dy.data(), x.data(), wt.data(), s, chunk);
+    auto v = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
+    return Result{v(y), v(dx), v(dw)};
+  };
+  for (int chunk : chunks) {
+    CAPTURE(chunk);
+    const Result one = run(1, chunk), two = run(2, chunk), again = run(2, chunk);
+    CHECK(two.y == one.y);
+    CHECK(two.dx == one.dx);
+    CHECK(again.dw == two.dw);
+    for (size_t i = 0; i < one.dw.size(); ++i) REQUIRE(two.dw[i] == doctest::Approx(one.dw[i]).epsilon(1e-4));
+  }
+  set_num_threads(1);
 }
 
 }  // namespace qforge::testing

@@ -17,6 +17,7 @@
 
 using namespace qforge;
 using qforge::testing::check_conv_path;
+using qforge::testing::check_thread_bits;
 using qforge::testing::rng;
 
 TEST_CASE("channels last: images to and from a framed channels-last buffer") {
@@ -56,30 +57,8 @@ TEST_CASE("channels last: images to and from a framed channels-last buffer") {
 TEST_CASE("channels last: passes split into parts over the threads give the bits of one thread, run after run") {
   // 9 images in passes of 1 or 2 (9 or 5 passes: two parts on 2 threads, each with its own sum of
   // dW), or all 9 in one pass (steps split over the threads).
-  const ConvGeometry a{2, 2, 1, 1, 1, 1, 1};
   Tensor x = Tensor::randn({9, 16, 11, 10}, rng()), w = Tensor::randn({32, 16, 3, 3}, rng());
-  const Conv2dShape s = conv2d_shape(x.shape(), w.shape(), a);
-  const Tensor dy = Tensor::randn({9, 32, s.oh, s.ow}, rng());
-  struct Result {
-    std::vector<float> y, dx, dw;
-  };
-  auto run = [&](int threads, int chunk) {
-    set_num_threads(threads);
-    Tensor y = Tensor::empty(dy.shape()), dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w.shape());
-    channels_last_forward(y.data(), x.data(), w.data(), s, chunk);
-    channels_last_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), s, chunk);
-    auto v = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
-    return Result{v(y), v(dx), v(dw)};
-  };
-  for (int chunk : {1, 2, 9}) {
-    CAPTURE(chunk);
-    const Result one = run(1, chunk), two = run(2, chunk), again = run(2, chunk);
-    CHECK(two.y == one.y);    // each pass's output and input gradient are its own
-    CHECK(two.dx == one.dx);
-    CHECK(again.dw == two.dw);  // the parts' sums added in order: the same bits every run
-    for (size_t i = 0; i < one.dw.size(); ++i) REQUIRE(two.dw[i] == doctest::Approx(one.dw[i]).epsilon(1e-4));
-  }
-  set_num_threads(1);
+  check_thread_bits(x, w, {2, 2, 1, 1, 1, 1, 1}, {1, 2, 9}, channels_last_forward, channels_last_backward);
 }
 
 TEST_CASE("channels last: strided convolutions match the definition and im2col, forward and backward") {

@@ -19,6 +19,7 @@
 
 using namespace qforge;
 using qforge::testing::check_conv_path;
+using qforge::testing::check_thread_bits;
 using qforge::testing::kConvCases;
 using qforge::testing::naive_conv;
 using qforge::testing::rng;
@@ -83,33 +84,13 @@ TEST_CASE("winograd: chunks split into parts over the threads give the bits of o
   // 7 images in chunks of 1 or 2: 7 or 4 chunks, so 2 threads take them in two parts (each part's
   // chunks on one thread, the filters' gradient summed per part), 1 thread in one. All 7 in one
   // chunk: its 21 rows of tiles in two bands, whose windows reach into each other's rows.
-  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
   Tensor x = Tensor::randn({7, 5, 9, 6}, rng()), w = Tensor::randn({18, 5, 3, 3}, rng());
-  Tensor dy = Tensor::randn({7, 18, 9, 6}, rng());
-  const Conv2dShape s = conv2d_shape(x.shape(), w.shape(), same);
-  struct Result {
-    std::vector<float> y, dx, dw;
-  };
-  auto run = [&](int threads, int chunk) {
-    set_num_threads(threads);
-    Tensor y = Tensor::empty(dy.shape()), dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w.shape());
-    winograd_forward(y.data(), x.data(), w.data(), s, chunk);
-    winograd_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), s, chunk);
-    auto v = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
-    return Result{v(y), v(dx), v(dw)};
-  };
-  for (int chunk : {1, 2, 7}) {
-    CAPTURE(chunk);
-    const Result one = run(1, chunk), two = run(2, chunk), again = run(2, chunk);
-    // Each chunk's output and input gradient are its own: the same bits however the chunks are shared.
-    CHECK(two.y == one.y);
-    CHECK(two.dx == one.dx);
-    // The filters' gradient adds the parts' sums: the same bits every run at a thread count, and
-    // the one thread's to rounding.
-    CHECK(again.dw == two.dw);
-    for (size_t i = 0; i < one.dw.size(); ++i) REQUIRE(two.dw[i] == doctest::Approx(one.dw[i]).epsilon(1e-4));
-  }
-  set_num_threads(1);
+  check_thread_bits(
+      x, w, {1, 1, 1, 1, 1, 1, 1}, {1, 2, 7},
+      [](float* out, const float* in, const float* wt, const Conv2dShape& s, int chunk) {
+        winograd_forward(out, in, wt, s, chunk);
+      },
+      winograd_backward);
 }
 
 TEST_CASE("winograd: every level's transform blocks give the reference blocks' bits") {
