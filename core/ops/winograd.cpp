@@ -191,17 +191,23 @@ void for_each_xi(F&& f) {
 }
 
 // The transformed filters of a 512x512 layer take 38 MB, above the size (32 MB) from which malloc
-// maps fresh pages on every call: each thread keeps its buffers between calls instead. Slots 0 and
-// 1: the filters and their gradient.
+// maps fresh pages on every call: each calling thread keeps its buffers between calls instead (the
+// pool's threads may use them during the call). Slot 0: the filters; slot 1 + j: part j's sum of
+// their gradient.
 float* thread_buffer(int slot, size_t n) {
-  thread_local Scratch buf[2];
-  thread_local size_t cap[2] = {0, 0};
-  if (cap[slot] < n) {
-    buf[slot].reset();
-    buf[slot] = scratch_floats(n);
-    cap[slot] = n;
+  struct Buffer {
+    Scratch p;
+    size_t cap = 0;
+  };
+  thread_local std::vector<Buffer> bufs;
+  if (static_cast<int>(bufs.size()) <= slot) bufs.resize(slot + 1);
+  Buffer& b = bufs[slot];
+  if (b.cap < n) {
+    b.p.reset();
+    b.p = scratch_floats(n);
+    b.cap = n;
   }
-  return buf[slot].get();
+  return b.p.get();
 }
 
 // out (co channels, images n0 ..) = (or +=, accumulating) the convolution of the chunk's
@@ -261,8 +267,9 @@ int chunk_bands(const Tiles& t, int ci, int co) {
 
 // The chunk's conv_chunk with its tile rows in bands, one per part, each band through the
 // transforms, the products and the output copy on one thread: a band's tiles are consecutive rows
-// of every product. Only the input copy is a step of its own (a band's windows reach one row into
-// its neighbours' and two beyond), split the same way. out (co channels, images n0 ..).
+// of every product. Only the input copy is a step of its own (a band's windows reach one pixel row
+// past each of its edges, into its neighbours' rows), split the same way. out (co channels, images
+// n0 ..). h, w: the input's and the output's size alike (Winograd's stride 1 and padding 1).
 void conv_chunk_bands(float* out, const float* inp, const float* u, int ci, int co, int h, int w, const Tiles& t,
                       int n0, float* xl, float* yl, float* v, float* m, int parts) {
   const BlockKernels& k = winograd_blocks();
@@ -411,15 +418,9 @@ void winograd_backward(float* dinp, float* dweight, const float* dout, const flo
   const int64_t chunks = (s.n + full.nb - 1) / full.nb;
   const int parts = parts_for(chunks);
   std::vector<float*> du(parts, nullptr);
-  std::vector<Scratch> du_more(parts);
   if (dweight)
     for (int j = 0; j < parts; ++j) {
-      if (j == 0) {
-        du[0] = thread_buffer(1, nu);
-      } else {
-        du_more[j] = scratch_floats(nu);
-        du[j] = du_more[j].get();
-      }
+      du[j] = thread_buffer(1 + j, nu);
       std::fill(du[j], du[j] + nu, 0.f);  // the chunks add into it
     }
   auto part = [&](int j) {

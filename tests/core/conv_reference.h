@@ -97,8 +97,8 @@ void check_conv_path(const Tensor& x, const Tensor& wt, ConvGeometry a, std::ini
   }
 }
 
-// forward and backward (as check_conv_path takes them) at 1 and 2 threads, for each chunk size: the
-// output and dX the same bits (each chunk's are its own, however the threads share the chunks), dW
+// forward and backward (as check_conv_path takes them) at 1, 2 and 3 threads, for each chunk size:
+// the output and dX the same bits (each chunk's are its own, however the threads share the chunks), dW
 // the same bits run after run at 2 threads (the parts' sums added in order) and within rounding of
 // 1 thread's.
 template <typename Forward, typename Backward>
@@ -117,15 +117,19 @@ void check_thread_bits(const Tensor& x, const Tensor& wt, ConvGeometry a, std::i
     auto v = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
     return Result{v(y), v(dx), v(dw)};
   };
+  struct OneThreadAfter {  // also when a check below stops the test
+    ~OneThreadAfter() { set_num_threads(1); }
+  } one_thread_after;
   for (int chunk : chunks) {
     CAPTURE(chunk);
-    const Result one = run(1, chunk), two = run(2, chunk), again = run(2, chunk);
+    const Result one = run(1, chunk), two = run(2, chunk), again = run(2, chunk), three = run(3, chunk);
     CHECK(two.y == one.y);
     CHECK(two.dx == one.dx);
+    CHECK(three.y == one.y);  // three parts or bands, unevenly split
+    CHECK(three.dx == one.dx);
     CHECK(again.dw == two.dw);
     for (size_t i = 0; i < one.dw.size(); ++i) REQUIRE(two.dw[i] == doctest::Approx(one.dw[i]).epsilon(1e-4));
   }
-  set_num_threads(1);
 }
 
 }  // namespace qforge::testing
