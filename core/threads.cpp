@@ -234,7 +234,6 @@ void parallel_pieces(int64_t n, int64_t piece, const std::function<void(int64_t,
   });
 }
 
-
 int parts_for(int64_t units) {
   const int t = num_threads();
   return units >= 2 * t ? t : 1;

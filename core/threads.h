@@ -31,10 +31,10 @@ void parallel_pieces(int64_t n, int64_t piece, const std::function<void(int64_t,
 // Work in units (chunks of images) whose every step reads what the step before wrote: how many
 // parts to run them in, each part's consecutive units through all their steps on one thread, its
 // loops serial there. With two or more units per thread, one part per thread; otherwise 1 (the
-// caller then splits each step over the threads, or, as Winograd's forward, a unit's rows). The two cores of a VM can sit on different dies, where a
-// cache line written by one takes ~250 ns to reach the other (a ping-pong between the two took
-// 510-580 ns on an AMD EPYC Zen 5): split step by step, most of each step's input was written by
-// the other thread.
+// caller then splits each step over the threads, or, as Winograd's forward, a unit's rows). The two
+// cores of a VM can sit on different dies, where a cache line written by one takes ~250 ns to reach
+// the other (a ping-pong between the two took 510-580 ns on an AMD EPYC Zen 5): split step by step,
+// most of each step's input was written by the other thread.
 int parts_for(int64_t units);
 
 // Part j's units of n in `parts` parts: [n j / parts, n (j + 1) / parts).

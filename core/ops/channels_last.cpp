@@ -25,25 +25,43 @@ void for_each_channel_block(int nb, int c, F&& f) {
   });
 }
 
+// Rows [y0, y1) of channels [c0, c0 + 16) of image img (x, out: the chunk's first image), to and
+// from channels last.
+void to_block(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img, int c0, int c, int h, int w, int y0,
+              int y1) {
+  const int cp = channel_lanes(c);
+  const int64_t hw = static_cast<int64_t>(h) * w;
+  winograd_blocks().to_nhwc(xl + f.offset(img, y0, 0, cp) + c0, int64_t{f.pw} * cp, cp,
+                            x + (img * c + c0) * hw + int64_t{y0} * w, hw, y1 - y0, w, std::min(16, c - c0));
+}
+void from_block(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c0, int c, int h, int w,
+                int y0, int y1, bool accumulate) {
+  const int cp = channel_lanes(c);
+  const int64_t hw = static_cast<int64_t>(h) * w;
+  winograd_blocks().from_nhwc(out + (img * c + c0) * hw + int64_t{y0} * w, hw, yl + f.offset(img, y0, 0, cp) + c0,
+                              int64_t{f.pw} * cp, cp, y1 - y0, w, std::min(16, c - c0), accumulate);
+}
+
 }  // namespace
 
 void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int nb, int c, int h, int w) {
-  const int cp = channel_lanes(c);
-  const int64_t hw = static_cast<int64_t>(h) * w, rs = static_cast<int64_t>(f.pw) * cp;
-  for_each_channel_block(nb, c, [&](int64_t img, int c0) {
-    winograd_blocks().to_nhwc(xl + f.offset(img, 0, 0, cp) + c0, rs, cp, x + (img * c + c0) * hw, hw, h, w,
-                     std::min(16, c - c0));
-  });
+  for_each_channel_block(nb, c, [&](int64_t img, int c0) { to_block(xl, f, x, img, c0, c, h, w, 0, h); });
 }
 
 void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f, int nb, int c, int h, int w,
                         bool accumulate) {
-  const int cp = channel_lanes(c);
-  const int64_t hw = static_cast<int64_t>(h) * w, rs = static_cast<int64_t>(f.pw) * cp;
-  for_each_channel_block(nb, c, [&](int64_t img, int c0) {
-    winograd_blocks().from_nhwc(out + (img * c + c0) * hw, hw, yl + f.offset(img, 0, 0, cp) + c0, rs, cp, h, w,
-                       std::min(16, c - c0), accumulate);
-  });
+  for_each_channel_block(nb, c,
+                         [&](int64_t img, int c0) { from_block(out, yl, f, img, c0, c, h, w, 0, h, accumulate); });
+}
+
+void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img, int c, int h, int w,
+                           int y0, int y1) {
+  for (int c0 = 0; c0 < c && y1 > y0; c0 += 16) to_block(xl, f, x, img, c0, c, h, w, y0, y1);
+}
+
+void from_channels_last_rows(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c, int h, int w,
+                             int y0, int y1, bool accumulate) {
+  for (int c0 = 0; c0 < c && y1 > y0; c0 += 16) from_block(out, yl, f, img, c0, c, h, w, y0, y1, accumulate);
 }
 
 // ---------------------------------------------------------------------------
@@ -205,7 +223,8 @@ void channels_last_backward(float* dinp, float* dweight, const float* dout, cons
   std::vector<Scratch> dwl(dweight ? parts : 0);
   for (Scratch& d : dwl) d = zeroed(kc * OC);  // the passes add into it
   run_parts(parts, [&](int j) {
-    Scratch xl = dweight ? zeroed(framed) : nullptr, dxl = dinp ? scratch_floats(framed) : nullptr;  // xl's frame stays zero
+    Scratch xl = dweight ? zeroed(framed) : nullptr;  // its frame stays zero
+    Scratch dxl = dinp ? scratch_floats(framed) : nullptr;
     auto col = scratch_floats(nb * ohw * kc), dyl = scratch_floats(nb * ohw * OC);
     for (int64_t p = part_begin(passes, j, parts); p < part_begin(passes, j + 1, parts); ++p) {
       const int n0 = static_cast<int>(p) * nb, m = std::min(nb, s.n - n0);

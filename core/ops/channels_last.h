@@ -34,6 +34,13 @@ void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int
 void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f, int nb, int c, int h, int w,
                         bool accumulate);
 
+// The same copies of rows [y0, y1) of image img alone (x, out: the chunk's first image), on the
+// calling thread.
+void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img, int c, int h, int w,
+                           int y0, int y1);
+void from_channels_last_rows(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c, int h, int w,
+                             int y0, int y1, bool accumulate);
+
 // Whether the convolution runs on channels-last copies (channels_last_forward): one group, input
 // and output channels multiples of 16, stride 2 or more, a kernel wider than 1x1, enough output
 // pixels over the batch to pay for the copies and for turning the weights, qforge's GEMM tile

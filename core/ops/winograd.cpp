@@ -251,7 +251,7 @@ struct Band {
 // Band j of parts over the chunk's tile rows.
 Band band(const Tiles& t, int j, int parts) {
   const int64_t rows = int64_t{t.nb} * t.th;
-  return {rows * j / parts, rows * (j + 1) / parts};
+  return {part_begin(rows, j, parts), part_begin(rows, j + 1, parts)};
 }
 
 // How many bands conv_chunk_bands splits a chunk into: one per thread, where each thread gets two
@@ -278,11 +278,8 @@ void conv_chunk_bands(float* out, const float* inp, const float* u, int ci, int 
   const int64_t hw = int64_t{h} * w;
   run_parts(parts, [&](int j) {  // image rows [4 r0, 4 r1) of the band's images, channels last
     band(t, j, parts).for_each_image(t, [&](int64_t img, int r0, int r1) {
-      const int y0 = std::min(4 * r0, h), y1 = std::min(4 * r1, h);
-      const float* x = inp + (int64_t{n0} + img) * ci * hw;
-      for (int c0 = 0; c0 < cp && y1 > y0; c0 += kLanes)
-        k.to_nhwc(xl + f.offset(img, y0, 0, cp) + c0, int64_t{f.pw} * cp, cp, x + c0 * hw + int64_t{y0} * w, hw,
-                  y1 - y0, w, std::min(kLanes, ci - c0));
+      to_channels_last_rows(xl, f, inp + int64_t{n0} * ci * hw, img, ci, h, w, std::min(4 * r0, h),
+                            std::min(4 * r1, h));
     });
   });
   run_parts(parts, [&](int j) {
@@ -300,11 +297,8 @@ void conv_chunk_bands(float* out, const float* inp, const float* u, int ci, int 
       for (int r = r0; r < r1; ++r)
         k.output(yl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cop, int64_t{t.pw} * cop,
                  m + (img * t.th + r) * t.tw * cop, t.plane(cop), cop, t.tw);
-      const int y0 = std::min(4 * r0, h), y1 = std::min(4 * r1, h);
-      float* o = out + (int64_t{n0} + img) * co * hw;
-      for (int c0 = 0; c0 < cop && y1 > y0; c0 += kLanes)
-        k.from_nhwc(o + c0 * hw + int64_t{y0} * w, hw, yl + f.offset(img, y0, 0, cop) + c0, int64_t{f.pw} * cop, cop,
-                    y1 - y0, w, std::min(kLanes, co - c0), false);
+      from_channels_last_rows(out + int64_t{n0} * co * hw, yl, f, img, co, h, w, std::min(4 * r0, h),
+                              std::min(4 * r1, h), false);
     });
   });
 }
