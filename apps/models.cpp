@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "nn/conv2d.h"
 #include "nn/mobilenet_v2.h"
 #include "nn/resnet.h"
 #include "nn/torch_file.h"
@@ -98,6 +99,7 @@ int fold_for_inference(nn::Module& model, const std::vector<int>& input_chw) {
   const quant::FuseReport r = quant::fuse_modules(model, false, input_chw);
   int folded = 0;
   for (const quant::FusedGroup& g : r.fused) folded += g.pattern.find("BatchNorm2d") != std::string::npos;
+  nn::freeze_conv_filters(model);
   return folded;
 }
 

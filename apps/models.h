@@ -25,8 +25,10 @@ std::shared_ptr<nn::Module> build_float_model(const Config& cfg);
 
 // Float inference as deployed: BatchNorm folded into the convolution before it, and the ReLU or
 // ReLU6 after it done in the convolution's output pass (quant::fuse_modules in eval mode, as
-// ONNX Runtime and torch.fx fusion do). In place, with the model in eval mode; a folded model is
-// for inference only (no training, no checkpoint). Returns the number of BatchNorms folded.
+// ONNX Runtime and torch.fx fusion do), and the convolutions' filter caches frozen
+// (nn::freeze_conv_filters: prepared once, as ONNX Runtime packs its weights once per session). In
+// place, with the model in eval mode; a folded model is for inference only (no training, no
+// checkpoint, no writes to its weights). Returns the number of BatchNorms folded.
 int fold_for_inference(nn::Module& model, const std::vector<int>& input_chw);
 
 // The float model, fused and prepared as the config's quant section says:

@@ -22,4 +22,17 @@ Conv2d::Conv2d(const Conv2dOptions& o, std::mt19937_64& rng) : opt_(o) {
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, geometry(), filter_cache()); }
 
+int freeze_conv_filters(Module& model, bool frozen) {
+  int n = 0;
+  auto freeze = [&](Module& m) {
+    if (auto* c = dynamic_cast<Conv2d*>(&m)) {
+      qforge::freeze_conv_filters(*c->filter_cache(), frozen);
+      ++n;
+    }
+  };
+  freeze(model);
+  for (auto& [name, m] : model.named_modules()) freeze(*m);
+  return n;
+}
+
 }  // namespace qforge::nn

@@ -34,12 +34,18 @@ class Conv2d : public Module {
   Tensor weight, bias;  // bias undefined when the layer has none
   // Its filters prepared for inference calls (core/ops/conv2d.h), for the ops that run this layer's
   // weights (its own forward, quant's fused modules). A copy of the layer shares it, which stays
-  // correct (each call checks the weights) but remakes the filters when the two alternate.
+  // correct (each call checks the weights, unless frozen) but remakes the filters when the two
+  // alternate.
   ConvFilterCache* filter_cache() const { return cache_.get(); }
 
  private:
   Conv2dOptions opt_;
   std::shared_ptr<ConvFilterCache> cache_ = make_conv_filter_cache();
 };
+
+// Freezes (or thaws) the filter caches of the model and every Conv2d in it (core/ops/conv2d.h:
+// freeze_conv_filters), for a model that only runs inference from here on: its filters are made
+// from the weights once. Returns how many layers it froze or thawed.
+int freeze_conv_filters(Module& model, bool frozen = true);
 
 }  // namespace qforge::nn

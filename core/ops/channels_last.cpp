@@ -162,27 +162,54 @@ void check_shape(const Conv2dShape& s) {
 
 }  // namespace
 
+bool channels_last_runs(const Conv2dShape& s) {
+  if (s.a.groups != 1 || s.c % 16 || s.oc % 16 || s.kh * s.kw == 1) return false;
+  // Measured with qforge's GEMM tile (level avx512) only; QFORGE_WINOGRAD=off asks for im2col everywhere.
+  return gemm_f32_kernel() != nullptr && options().winograd == WinogradMode::automatic;
+}
+
+// With the weights packed once, the products run near the tile's peak even at batch 1, where
+// NCHW's im2col products are short rows (ResNet18's 7x7 layers at 224x224 batch 1, 512 channels:
+// 0.58 ms against 1.07 for the depth-vector kernel on NCHW columns, AMD EPYC Zen 5, 2 threads).
+bool channels_last_caches(const Conv2dShape& s) { return channels_last_runs(s); }
+
 bool channels_last_applies(const Conv2dShape& s) {
   const ConvGeometry& a = s.a;
-  if (a.groups != 1 || s.c % 16 || s.oc % 16 || (a.stride_h < 2 && a.stride_w < 2)) return false;
-  // 1x1 kernels: NCHW's im2col is one strided copy of the input there, and its products were
-  // faster (ResNet18's stride-2 downsamples at 28x28 batch 128: forward 4.7 ms against 6.9).
-  if (s.kh * s.kw == 1) return false;
-  // Measured with qforge's GEMM tile (level avx512) only; QFORGE_WINOGRAD=off asks for im2col everywhere.
-  if (gemm_f32_kernel() == nullptr || options().winograd != WinogradMode::automatic) return false;
+  // Stride 1: Winograd's where it applies. 1x1 kernels: NCHW's im2col is one strided copy of the
+  // input there, and its products were faster (ResNet18's stride-2 downsamples at 28x28 batch 128:
+  // forward 4.7 ms against 6.9).
+  if (!channels_last_runs(s) || (a.stride_h < 2 && a.stride_w < 2)) return false;
   return static_cast<int64_t>(s.n) * s.oh * s.ow >= 1024;
 }
 
-void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
-                           int chunk_images) {
+void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images,
+                           PreparedFilterCache* cache) {
   check_shape(s);
   const int C = s.c, OC = s.oc;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow,
                 kc = static_cast<int64_t>(s.kh) * s.kw * C;
   const int nb = images_per_pass(s, chunk_images);
   const ChannelsLastFrame f = input_frame(s), fo{s.oh, s.ow, 0, 0};
-  auto wl = scratch_floats(kc * OC);
-  turn_weights(wl.get(), weight, s, true);
+  // The weights as the product's B: turned to (KH KW C) x OC, then packed in panels (gemm_f32.h).
+  const int64_t packed_floats = packed_b_floats(OC, static_cast<int>(kc));
+  auto pack = [&](float* dst, const float* w) {
+    auto wl = scratch_floats(kc * OC);
+    turn_weights(wl.get(), w, s, true);
+    pack_b(dst, wl.get(), OC, static_cast<int>(kc), OC);
+  };
+  std::shared_ptr<const PreparedFilters> kept;
+  Scratch packed;
+  const float* wp;
+  if (cache) {
+    kept = prepared_filters(*cache, weight, {OC, C, s.kh, s.kw}, packed_floats, pack);
+    wp = kept->data.get();
+  } else {
+    packed = scratch_floats(packed_floats);
+    pack(packed.get(), weight);
+    wp = packed.get();
+  }
+  // The reference tile where the level has no SIMD one (conv2d calls this only where it has).
+  const GemmF32Kernel kernel = gemm_f32_kernel() ? gemm_f32_kernel() : gemm_f32__ref;
   // Parts: consecutive runs of passes, each part's through all their steps on one thread (threads.h).
   const int64_t passes = (s.n + nb - 1) / nb;
   const int parts = parts_for(passes);
@@ -193,8 +220,7 @@ void channels_last_forward(float* out, const float* inp, const float* weight, co
       const int n0 = static_cast<int>(p) * nb, m = std::min(nb, s.n - n0);
       to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
       columns(col.get(), xl.get(), f, s, m);
-      sgemm(false, false, static_cast<int>(m * ohw), OC, static_cast<int>(kc), 1.f, col.get(), static_cast<int>(kc),
-            wl.get(), OC, 0.f, yl.get(), OC);
+      gemm_f32_packed(kernel, static_cast<int>(m * ohw), OC, static_cast<int>(kc), col.get(), kc, wp, yl.get(), OC);
       from_channels_last(out + int64_t{n0} * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false);
     }
   });

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/ops/conv2d.h"
+#include "core/ops/filter_cache.h"
 #include "core/ops/scratch.h"
 
 namespace qforge {
@@ -41,17 +42,24 @@ void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x
 void from_channels_last_rows(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c, int h, int w,
                              int y0, int y1, bool accumulate);
 
-// Whether the convolution runs on channels-last copies (channels_last_forward): one group, input
-// and output channels multiples of 16, stride 2 or more, a kernel wider than 1x1, enough output
-// pixels over the batch to pay for the copies and for turning the weights, qforge's GEMM tile
-// (level avx512) and QFORGE_WINOGRAD not off (which asks for im2col everywhere).
+// Whether channels_last_forward can run the convolution: one group, input and output channels
+// multiples of 16, a kernel wider than 1x1, qforge's GEMM tile (level avx512) and QFORGE_WINOGRAD
+// not off (which asks for im2col everywhere). Inference calls with the layer's cache then run
+// there whatever the size (channels_last_caches), with the weights packed once.
+bool channels_last_runs(const Conv2dShape& s);
+bool channels_last_caches(const Conv2dShape& s);
+
+// Whether the convolution runs on channels-last copies without a cache (training, and the
+// calls given none): where it runs, stride 2 or more, and enough output pixels over the batch to
+// pay for the copies and for packing the weights.
 bool channels_last_applies(const Conv2dShape& s);
 
-// out (N, OC, OH, OW) is written (no bias). Both calls throw unless there is one group and the
-// channels are multiples of 16. chunk_images: images per pass (0 = chosen from the
-// sizes; tests set it to cover the chunking).
+// out (N, OC, OH, OW) is written (no bias). Throws unless there is one group and the channels are
+// multiples of 16. chunk_images: images per pass (0 = chosen from the sizes; tests set it to cover
+// the chunking). cache: the layer's packed weights (filter_cache.h), reused while the weights are
+// unchanged (null: packed for this call).
 void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
-                           int chunk_images = 0);
+                           int chunk_images = 0, PreparedFilterCache* cache = nullptr);
 
 // Adds into dinp and dweight (either may be null).
 void channels_last_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,

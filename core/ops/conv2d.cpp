@@ -342,21 +342,29 @@ void conv2d_im2col(float* out, const float* inp, const float* weight, const Conv
 }  // namespace
 
 struct ConvFilterCache {
-  WinogradFilterCache winograd;
+  PreparedFilterCache winograd;       // transformed filters (winograd.h)
+  PreparedFilterCache channels_last;  // packed weights (channels_last.h)
 };
 
 std::shared_ptr<ConvFilterCache> make_conv_filter_cache() { return std::make_shared<ConvFilterCache>(); }
 
-int64_t conv_filter_cache_bytes(const ConvFilterCache& cache) { return winograd_cache_bytes(cache.winograd); }
+void freeze_conv_filters(ConvFilterCache& cache, bool frozen) {
+  set_frozen(cache.winograd, frozen);
+  set_frozen(cache.channels_last, frozen);
+}
+
+int64_t conv_filter_cache_bytes(const ConvFilterCache& cache) {
+  return prepared_filter_bytes(cache.winograd) + prepared_filter_bytes(cache.channels_last);
+}
 
 // The cache's Winograd filters where the layer keeps them, else null.
-static WinogradFilterCache* winograd_cache(const Conv2dShape& s, ConvFilterCache* cache) {
-  return cache && winograd_caches(s) ? &cache->winograd : nullptr;
+static PreparedFilterCache* winograd_cache(const Conv2dShape& s, ConvFilterCache* cache) {
+  return cache && winograd_caches(s, is_frozen(cache->winograd)) ? &cache->winograd : nullptr;
 }
 
 // kAuto: Winograd where it applies, unless the option winograd (QFORGE_WINOGRAD=off) asks for im2col everywhere.
 // cached: the layer's Winograd filter cache (winograd_cache) or null.
-static bool use_winograd(const Conv2dShape& s, ConvAlgo algo, const WinogradFilterCache* cached = nullptr) {
+static bool use_winograd(const Conv2dShape& s, ConvAlgo algo, const PreparedFilterCache* cached = nullptr) {
   return algo == ConvAlgo::kAuto && options().winograd == WinogradMode::automatic &&
          winograd_applies(s, cached != nullptr);
 }
@@ -393,13 +401,15 @@ bool conv2d_row_blocked(const Conv2dShape& s) {
 static void forward_finished(float* out, const float* inp, const float* weight, const Conv2dShape& s, ConvAlgo algo,
                              const Epilogue& ep, ConvFilterCache* cache) {
   if (use_depthwise(s, algo)) return depthwise_forward(out, inp, weight, ep.bias, s, ep.relu, ep.hi);
-  WinogradFilterCache* cached = winograd_cache(s, cache);
+  PreparedFilterCache* cached = winograd_cache(s, cache);
   if (use_winograd(s, algo, cached)) {
     winograd_forward(out, inp, weight, s, 0, cached);
     return ep.run_all(out, s);
   }
-  if (use_channels_last(s, algo)) {
-    channels_last_forward(out, inp, weight, s);
+  PreparedFilterCache* packed =
+      algo == ConvAlgo::kAuto && cache && channels_last_caches(s) ? &cache->channels_last : nullptr;
+  if (packed || use_channels_last(s, algo)) {
+    channels_last_forward(out, inp, weight, s, 0, packed);
     return ep.run_all(out, s);
   }
   conv2d_im2col(out, inp, weight, s, ep);

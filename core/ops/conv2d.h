@@ -41,6 +41,12 @@ bool conv2d_row_blocked(const Conv2dShape& s);
 // agree bit for bit.
 struct ConvFilterCache;
 std::shared_ptr<ConvFilterCache> make_conv_filter_cache();
+// Frozen, a cache makes its filters from the weights as they are at the first call after freezing,
+// and later calls use them without comparing: for models that only run inference (qforge bench,
+// eval, predict), as ONNX Runtime's sessions pack their weights once. Writes to the weights after
+// freezing are not seen until the cache is frozen again or thawed. Freezing or thawing drops the
+// filters.
+void freeze_conv_filters(ConvFilterCache& cache, bool frozen);
 int64_t conv_filter_cache_bytes(const ConvFilterCache& cache);  // what it holds now
 
 // inp (N,C,H,W), weight (OC,C/groups,KH,KW), bias (OC) or null -> out (N,OC,OH,OW)

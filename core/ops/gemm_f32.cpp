@@ -55,6 +55,38 @@ void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t
   });
 }
 
+void pack_b(float* bp, const float* b, int n, int k, int64_t ldb) {
+  const int panels = (n + 63) / 64;
+  parallel_pieces(panels, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t j = pb; j < pe; ++j) {
+      float* dst = bp + j * k * 64;
+      const int cols = std::min(64, n - static_cast<int>(j) * 64);
+      for (int kk = 0; kk < k; ++kk, dst += 64) {
+        std::copy_n(b + kk * ldb + j * 64, cols, dst);
+        std::fill(dst + cols, dst + 64, 0.f);
+      }
+    }
+  });
+}
+
+void gemm_f32_packed(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* bp, float* c,
+                     int64_t ldc) {
+  const int panels = (n + 63) / 64;
+  auto run = [&](int i0, int i1, int j0, int j1) {
+    for (int j = j0; j < j1; ++j)
+      kernel(i1 - i0, std::min(64, n - 64 * j), k, a + i0 * lda, lda, bp + int64_t{j} * k * 64, 64,
+             c + i0 * ldc + 64 * j, ldc);
+  };
+  if (panels >= 2 * num_threads()) {
+    parallel_pieces(panels, 1, [&](int64_t pb, int64_t pe) { run(0, m, static_cast<int>(pb), static_cast<int>(pe)); });
+    return;
+  }
+  constexpr int kBlockRows = 96;  // 16 of the kernel's 6-row tiles
+  parallel_pieces((m + kBlockRows - 1) / kBlockRows, 1, [&](int64_t pb, int64_t pe) {
+    run(static_cast<int>(pb) * kBlockRows, std::min(m, static_cast<int>(pe) * kBlockRows), 0, panels);
+  });
+}
+
 GemmF32DotKernel gemm_f32_dot_kernel() {
   static const GemmF32DotKernel k =
       options().gemm == GemmChoice::openblas ? nullptr : float_kernels_for(selected_isa()).gemm_f32_dot;

@@ -33,6 +33,21 @@ const char* gemm_f32_name(GemmF32Kernel kernel);  // the kernel's symbol, or "op
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
               float* c, int64_t ldc, const GemmFinish* finish = nullptr);
 
+// B packed in panels of 64 columns for gemm_f32_packed: panel j holds columns [64 j, 64 j + 64)
+// as k rows of 64 floats (past n, zeros), so that a tile's k-block of B is one contiguous run
+// (32 KB in L1) instead of rows ldb apart, which can share too few cache sets (at ldb 512, a
+// 128-row block of rows 2 KB apart maps into 8 of the L1's 64 sets).
+inline int64_t packed_b_floats(int n, int k) { return int64_t{(n + 63) / 64} * k * 64; }
+// bp (packed_b_floats) from the row-major b(k, n), on the pool's threads.
+void pack_b(float* bp, const float* b, int n, int k, int64_t ldb);
+
+// C = A B with B packed (pack_b), on the pool's threads: panels of B split over the threads where
+// there are at least two per thread (each thread reads its panels once, all of A from its L2),
+// else blocks of rows of A (96 rows each), each through all the panels. The same bits as
+// gemm_f32 with the same kernel, however the work is split.
+void gemm_f32_packed(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* bp, float* c,
+                     int64_t ldc);
+
 // The depth-vector GEMM (kernels.h) where it pays: products with at most 64 columns and k of at
 // least 1024 (ResNet18's 7x7 layers at batch 1, k 2304 and 4608: on an AMD EPYC Zen 4, 2 threads,
 // 1.12-1.18x the 6x64 tile's speed, which fills 49 of its 64 lanes there; at 196 columns the tile

@@ -1,7 +1,6 @@
 #include "core/ops/winograd.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -226,16 +225,6 @@ void conv_chunk(float* out, const float* xl, const float* u, int ci, int co, int
   from_channels_last(out + int64_t{n0} * co * h * w, yl, frame(t), t.nb, co, h, w, accumulate);
 }
 
-// Whether a and b hold the same n floats' bytes, compared on the pool's threads.
-bool same_bytes(const float* a, const float* b, size_t n) {
-  std::atomic<bool> same{true};
-  parallel_pieces(static_cast<int64_t>(n), 1 << 16, [&](int64_t i, int64_t e) {
-    if (same.load(std::memory_order_relaxed) && std::memcmp(a + i, b + i, (e - i) * sizeof(float)) != 0)
-      same.store(false, std::memory_order_relaxed);
-  });
-  return same.load();
-}
-
 // A band: the chunk's tile rows [r0, r1) (numbered image by image, th per image), and f(image,
 // its first and last tile row + 1) for each image it crosses.
 struct Band {
@@ -303,41 +292,14 @@ void conv_chunk_bands(float* out, const float* inp, const float* u, int ci, int 
   });
 }
 
-// The layer's transformed filters from its cache, remade unless the weights hold the bytes they were
-// made from. The lock only guards the pointer: filters never change once made, so callers compare
-// and make them without it.
-std::shared_ptr<const WinogradFilters> cached_filters(WinogradFilterCache& cache, const float* weight, int oc, int c) {
-  const size_t n = static_cast<size_t>(oc) * c * 9;
-  std::shared_ptr<const WinogradFilters> f;
-  {
-    std::lock_guard<std::mutex> lock(cache.mu);
-    f = cache.filters;
-  }
-  if (f && f->source.size() == n && same_bytes(f->source.data(), weight, n)) return f;
-  auto made = std::make_shared<WinogradFilters>();
-  made->source.assign(weight, weight + n);
-  made->u = scratch_floats(filter_floats(static_cast<int64_t>(oc) * c));
-  transform_filter(made->u.get(), made->source.data(), c, oc, FilterLayout::in_out);
-  std::lock_guard<std::mutex> lock(cache.mu);
-  cache.filters = made;
-  return made;
-}
-
 }  // namespace
 
-bool winograd_caches(const Conv2dShape& s) {
+bool winograd_caches(const Conv2dShape& s, bool frozen) {
   // From 32 tiles the products take most of a call: there one buffer, transformed into and read
   // while it is in the caches, was faster than each layer's own filters read back from memory and
   // checked (ResNet18's 28x28 layers at 224x224 batch 1: 0.62 ms against 0.57 per 128x128 layer).
-  return s.n * tiles_per_image(s) < 32 &&
+  return (frozen || s.n * tiles_per_image(s) < 32) &&
          filter_floats(static_cast<int64_t>(s.oc) * s.c) * int64_t{sizeof(float)} <= (int64_t{16} << 20);
-}
-
-int64_t winograd_cache_bytes(const WinogradFilterCache& cache) {
-  std::lock_guard<std::mutex> lock(cache.mu);
-  if (!cache.filters) return 0;
-  const int64_t n = static_cast<int64_t>(cache.filters->source.size());
-  return (n + filter_floats(n / 9)) * int64_t{sizeof(float)};
 }
 
 bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
@@ -362,14 +324,15 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
 }
 
 void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images,
-                      WinogradFilterCache* cache) {
+                      PreparedFilterCache* cache) {
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
-  std::shared_ptr<const WinogradFilters> kept;
+  std::shared_ptr<const PreparedFilters> kept;
   const float* u;
   if (cache) {
-    kept = cached_filters(*cache, weight, OC, C);
-    u = kept->u.get();
+    kept = prepared_filters(*cache, weight, {OC, C, 3, 3}, filter_floats(static_cast<int64_t>(OC) * C),
+                            [&](float* dst, const float* w) { transform_filter(dst, w, C, OC, FilterLayout::in_out); });
+    u = kept->data.get();
   } else {
     float* b = thread_buffer(0, filter_floats(static_cast<int64_t>(OC) * C));
     transform_filter(b, weight, C, OC, FilterLayout::in_out);

@@ -8,29 +8,15 @@
 // the output and filter transforms around products of the transformed output
 // gradient with the transformed input.
 #pragma once
-#include <memory>
-#include <mutex>
-#include <vector>
 
 #include "core/ops/conv2d.h"
+#include "core/ops/filter_cache.h"
 #include "core/ops/scratch.h"
 
 namespace qforge {
 
 // The transforms are the selected level's (core/kernels/dispatch.h:
 // winograd_blocks_for; tests compare every level's with the reference).
-
-// One layer's transformed filters, kept between inference calls (ConvFilterCache, core/ops/conv2d.h).
-// Each call compares the weights with the copy they were made from, byte for byte, and remakes them
-// when anything differs: writes to the weights by any route are never missed.
-struct WinogradFilters {
-  std::vector<float> source;  // the weights (OC, C, 3, 3) they were made from
-  Scratch u;                  // [xi][c][oc], planes plane_stride(OC * C) apart (winograd.cpp)
-};
-struct WinogradFilterCache {
-  mutable std::mutex mu;                           // guards the pointer only
-  std::shared_ptr<const WinogradFilters> filters;  // a call keeps its own reference while it runs
-};
 
 // 3x3 kernel, stride 1, padding 1, no dilation, one group, and enough 4x4
 // output tiles over the batch for the products to pay for the transforms
@@ -41,17 +27,14 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters = false);
 // (their transform is then a large part of it) and they take up to 16 MB (ResNet's 256x256 layers:
 // 9.4 MB; at 512x512, 38 MB, they would be read from memory each call at about the cost of
 // transforming them).
-bool winograd_caches(const Conv2dShape& s);
+bool winograd_caches(const Conv2dShape& s, bool frozen = false);
 
 // out (N,OC,H,W) is written (no bias). chunk_images: images transformed at
 // once (0 = chosen from the sizes; tests set it to cover the chunking).
-// cache: the layer's transformed filters, reused while the weights are unchanged (null: transformed
-// for this call).
+// cache: the layer's transformed filters (filter_cache.h), reused while the weights are unchanged
+// (null: transformed for this call).
 void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images = 0,
-                      WinogradFilterCache* cache = nullptr);
-
-// The bytes a cache holds (filters and their source weights).
-int64_t winograd_cache_bytes(const WinogradFilterCache& cache);
+                      PreparedFilterCache* cache = nullptr);
 
 // Adds into dinp and dweight (either may be null).
 void winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,

@@ -18,7 +18,15 @@
 using namespace qforge;
 using qforge::testing::check_conv_path;
 using qforge::testing::check_thread_bits;
+using qforge::testing::naive_conv;
 using qforge::testing::rng;
+
+namespace {
+// The forward without a cache, as check_conv_path and check_thread_bits call it.
+void forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images) {
+  channels_last_forward(out, inp, weight, s, chunk_images);
+}
+}  // namespace
 
 TEST_CASE("channels last: images to and from a framed channels-last buffer") {
   for (int threads : {1, 2}) {
@@ -58,7 +66,7 @@ TEST_CASE("channels last: passes split into parts over the threads give the bits
   // 9 images in passes of 1 or 2 (9 or 5 passes: two parts on 2 threads, each with its own sum of
   // dW), or all 9 in one pass (steps split over the threads).
   Tensor x = Tensor::randn({9, 16, 11, 10}, rng()), w = Tensor::randn({32, 16, 3, 3}, rng());
-  check_thread_bits(x, w, {2, 2, 1, 1, 1, 1, 1}, {1, 2, 9}, channels_last_forward, channels_last_backward);
+  check_thread_bits(x, w, {2, 2, 1, 1, 1, 1, 1}, {1, 2, 9}, forward, channels_last_backward);
 }
 
 TEST_CASE("channels last: strided convolutions match the definition and im2col, forward and backward") {
@@ -91,7 +99,7 @@ TEST_CASE("channels last: strided convolutions match the definition and im2col, 
       const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), k.a);
       REQUIRE(s.n * s.oh * s.ow >= 1024);
       REQUIRE(channels_last_applies(s) == taken);
-      check_conv_path(x, wt, k.a, {1, 3, 0}, channels_last_forward, channels_last_backward);
+      check_conv_path(x, wt, k.a, {1, 3, 0}, forward, channels_last_backward);
       // Through conv2d's dispatch (kAuto) the same bits as the direct calls where it takes them.
       if (!taken) continue;
       Tensor via = Tensor::empty({s.n, s.oc, s.oh, s.ow}), direct = Tensor::empty(via.shape());
@@ -123,4 +131,69 @@ TEST_CASE("channels last: strided convolutions match the definition and im2col, 
   Tensor out = Tensor::empty({2, 16, 4, 4});
   CHECK_THROWS_WITH_AS(channels_last_forward(out.data(), x.data(), w.data(), conv2d_shape(x.shape(), w.shape(), s2)),
                        doctest::Contains("multiples of 16"), Error);
+}
+
+TEST_CASE("channels last: a layer's packed weights kept in its cache give the uncached bits and follow the weights") {
+  // Where conv2d takes it with a cache: any size (the 7x7 maps of a ResNet at batch 1, too few tiles
+  // for Winograd), any stride, kernels wider than 1x1.
+  const bool taken = gemm_f32_kernel() != nullptr && options().winograd == WinogradMode::automatic;
+  auto bits = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
+  struct Case {
+    int n, c, hw, oc, k;
+    ConvGeometry a;
+  };
+  const Case cases[] = {{1, 32, 7, 48, 3, {1, 1, 1, 1, 1, 1, 1}},     // stride 1, 4 Winograd tiles
+                        {1, 16, 15, 80, 3, {2, 2, 1, 1, 1, 1, 1}},    // stride 2, 64 pixels
+                        {2, 48, 9, 16, 5, {1, 1, 2, 2, 1, 1, 1}},     // 5x5
+                        {1, 144, 6, 272, 3, {1, 1, 1, 1, 1, 1, 1}}};  // k 1296, 5 panels
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Case& k : cases) {
+      CAPTURE(threads);
+      CAPTURE(k.c);
+      Tensor x = Tensor::randn({k.n, k.c, k.hw, k.hw}, rng()), w = Tensor::randn({k.oc, k.c, k.k, k.k}, rng());
+      const Conv2dShape s = conv2d_shape(x.shape(), w.shape(), k.a);
+      REQUIRE(channels_last_caches(s) == taken);
+      CHECK_FALSE(channels_last_applies(s));  // without a cache, im2col
+      auto uncached = [&] {
+        Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
+        if (taken)
+          channels_last_forward(out.data(), x.data(), w.data(), s);
+        else
+          conv2d_forward(out.data(), x.data(), w.data(), nullptr, s);
+        return bits(out);
+      };
+      auto cache = make_conv_filter_cache();
+      auto call = [&] {
+        Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
+        conv2d_forward(out.data(), x.data(), w.data(), nullptr, s, ConvAlgo::kAuto, cache.get());
+        return out;
+      };
+      const Tensor first = call();
+      CHECK(bits(first) == uncached());
+      const Tensor want = naive_conv(x, w, Tensor(), k.a);
+      for (int64_t i = 0; i < want.numel(); ++i)
+        REQUIRE(first.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
+      // The weights and their packed copy.
+      const int64_t packed = packed_b_floats(k.oc, k.c * k.k * k.k) * int64_t{sizeof(float)};
+      CHECK(conv_filter_cache_bytes(*cache) == (taken ? packed + w.numel() * int64_t{sizeof(float)} : 0));
+      CHECK(bits(call()) == bits(first));  // reused
+      w.data()[w.numel() - 1] += 0.5f;     // a write in place: remade
+      const std::vector<float> changed = bits(call());
+      CHECK(changed != bits(first));
+      CHECK(changed == uncached());
+      // Frozen: made once, from the weights at the first call, without a copy of them; a later write
+      // is not seen until the cache is frozen again.
+      freeze_conv_filters(*cache, true);
+      CHECK(conv_filter_cache_bytes(*cache) == 0);
+      CHECK(bits(call()) == changed);
+      CHECK(conv_filter_cache_bytes(*cache) == (taken ? packed : 0));
+      w.data()[0] -= 0.25f;
+      const std::vector<float> written = uncached();
+      CHECK(bits(call()) == (taken ? changed : written));
+      freeze_conv_filters(*cache, true);
+      CHECK(bits(call()) == written);
+    }
+  }
+  set_num_threads(1);
 }

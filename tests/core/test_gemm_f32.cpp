@@ -140,6 +140,29 @@ TEST_CASE("gemm_f32: the level's kernel by default, QFORGE_GEMM forces one") {
   CHECK((gemm_f32_kernel() == gemm_f32_choose(options().gemm, selected_isa())));
 }
 
+// B packed in 64-column panels: one panel, panels split over the threads (at least two per thread),
+// and rows split (fewer panels), around the tile's 6 rows, 64 columns and 128-deep blocks.
+TEST_CASE("gemm_f32_packed: B packed in panels gives the reference's bits, split by panels or by rows") {
+  std::mt19937 rng(13);
+  const int ms[] = {1, 7, 49, 97, 200}, ns[] = {16, 48, 64, 80, 256, 520}, ks[] = {1, 129, 300};
+  for (Isa isa : supported_isas()) {
+    const GemmF32Kernel kernel = float_kernels_for(isa).gemm_f32 ? float_kernels_for(isa).gemm_f32 : gemm_f32__ref;
+    CAPTURE(gemm_f32_name(kernel));
+    for_each_size(ms, ns, ks, [&](int m, int n, int k) {
+      Problem p = make_problem(m, n, k, rng);
+      std::vector<float> bp(packed_b_floats(n, k), std::numeric_limits<float>::quiet_NaN());
+      pack_b(bp.data(), p.b.data(), n, k, p.ldb);
+      for (int kk = 0; kk < k; ++kk)  // past n, zeros
+        for (int l = n; l < (n + 63) / 64 * 64; ++l)
+          REQUIRE(bp[(static_cast<int64_t>(l / 64) * k + kk) * 64 + l % 64] == 0.f);
+      std::vector<float> want = nan_c(p), got = nan_c(p);
+      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
+      gemm_f32_packed(kernel, m, n, k, p.a.data(), p.lda, bp.data(), got.data(), p.ldc);
+      REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+    });
+  }
+}
+
 // The depth-vector GEMM: C = A Bt^T, Bt (n, k) with a stride longer than its rows.
 TEST_CASE("gemm_f32_dot__ref: 16 chains summed pairwise, close to the exact product") {
   std::mt19937 rng(5);

@@ -91,3 +91,44 @@ TEST_CASE("resnet18: evaluations between training steps see the new weights (the
   CHECK(same_as_twin());
   set_num_threads(1);
 }
+
+TEST_CASE("resnet18: a frozen network prepares its filters once and gives the unfrozen network's bits") {
+  // 224x224 at batch 1: Winograd layers, and 7x7 layers on channels-last products with packed weights
+  // (core/ops/conv2d.h), all kept in the frozen caches.
+  set_num_threads(2);
+  auto net = resnet18({3, 10, "imagenet", 0.25, 0}), twin = resnet18({3, 10, "imagenet", 0.25, 1});
+  auto from = net->state_dict(), to = twin->state_dict();
+  REQUIRE(from.size() == to.size());
+  for (size_t i = 0; i < from.size(); ++i) to[i].second.copy_from(from[i].second);
+  std::mt19937_64 rng(5);
+  Tensor x = Tensor::randn({1, 3, 224, 224}, rng);
+  auto eval = [&](Module& m) {
+    NoGradGuard g;
+    m.eval();
+    Tensor y = m(x);
+    return std::vector<float>(y.data(), y.data() + y.numel());
+  };
+  int convs = 0;
+  for (auto& [name, m] : net->named_modules()) convs += dynamic_cast<Conv2d*>(m.get()) != nullptr;
+  CHECK(freeze_conv_filters(*net) == convs);
+  const std::vector<float> want = eval(*twin);
+  CHECK(eval(*net) == want);
+  CHECK(eval(*net) == want);  // the filters reused
+  // Frozen, a write to the weights is not seen (the filters were made once) until frozen again.
+  Tensor w;
+  for (auto& [name, m] : net->named_modules())
+    if (auto* c = dynamic_cast<Conv2d*>(m.get()); c && name == "layer4.1.conv2") w = c->weight;
+  REQUIRE(w.defined());
+  for (int64_t i = 0; i < w.numel(); ++i) w.data()[i] *= 2.f;
+  CHECK(eval(*net) == want);
+  freeze_conv_filters(*net);
+  for (auto& [name, m] : twin->named_modules())
+    if (auto* c = dynamic_cast<Conv2d*>(m.get()); c && name == "layer4.1.conv2") c->weight.copy_from(w);
+  const std::vector<float> doubled = eval(*twin);
+  CHECK(doubled != want);
+  CHECK(eval(*net) == doubled);
+  CHECK(freeze_conv_filters(*net, false) == convs);  // thawed: every call compares again
+  for (int64_t i = 0; i < w.numel(); ++i) w.data()[i] *= 0.5f;
+  CHECK(eval(*net) == want);
+  set_num_threads(1);
+}
