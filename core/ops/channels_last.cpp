@@ -101,7 +101,8 @@ Scratch zeroed(int64_t n) {
 void columns(float* col, const float* xl, const ChannelsLastFrame& f, const Conv2dShape& s, int nb) {
   const ConvGeometry& a = s.a;
   const int64_t ohw = static_cast<int64_t>(s.oh) * s.ow, kc = static_cast<int64_t>(s.kh) * s.kw * s.c;
-  parallel_pieces(nb * ohw, 64, [&](int64_t b, int64_t e) {
+  // Pieces of about 64 KB, so that even one 7x7 image with many channels is shared by the threads.
+  parallel_pieces(nb * ohw, std::max<int64_t>(1, (int64_t{1} << 14) / kc), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const int64_t img = r / ohw;
       const int i = static_cast<int>(r % ohw / s.ow), j = static_cast<int>(r % s.ow);
