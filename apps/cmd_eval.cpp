@@ -50,6 +50,7 @@ void run_eval(const EvalArgs& a) {
   QF_CHECK(lm.input.size() != 3 || (data::ImageSpec{lm.input[0], lm.input[1], lm.input[2]} == got),
            a.data + ": the preprocessing gives " + data::to_string(got) + " images, the model " + a.model + " takes " +
                std::to_string(lm.input[0]) + "x" + std::to_string(lm.input[1]) + "x" + std::to_string(lm.input[2]));
+  ready_for_inference(lm, {got.channels, got.height, got.width});
   EvalResult r = evaluate(*lm.module, loader, classes, !a.json);
   if (a.json) {
     nlohmann::json j = eval_json(r, names);

@@ -72,7 +72,7 @@ void run_predict(const PredictArgs& a) {
 
   const int k = std::min(a.top_k, n);
   nlohmann::json preds = nlohmann::json::array();
-  lm.module->eval();
+  ready_for_inference(lm, {got.channels, got.height, got.width});
   NoGradGuard ng;
   loader.start_epoch(0);
   data::Batch b;

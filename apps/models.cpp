@@ -170,4 +170,11 @@ LoadedModel load_model_file(const std::string& path, const Config* data_cfg) {
   return lm;
 }
 
+void ready_for_inference(LoadedModel& lm, const std::vector<int>& input_chw) {
+  if (lm.kind == "float")
+    fold_for_inference(*lm.module, input_chw);
+  else
+    nn::freeze_conv_filters(*lm.module);
+}
+
 }  // namespace qforge::apps

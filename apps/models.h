@@ -48,4 +48,9 @@ struct LoadedModel {
 // data_cfg: needed for a foreign file (gives the architecture), else may be null.
 LoadedModel load_model_file(const std::string& path, const Config* data_cfg);
 
+// A loaded model made ready to run inference only (eval, predict) on input_chw images: a float
+// model folded as deployed (fold_for_inference), a fake-quant simulation's convolution filters
+// frozen (nn::freeze_conv_filters); an int8 graph as it is.
+void ready_for_inference(LoadedModel& lm, const std::vector<int>& input_chw);
+
 }  // namespace qforge::apps

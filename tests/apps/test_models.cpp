@@ -78,3 +78,42 @@ TEST_CASE("models: a plain safetensors file with torchvision's MobileNetV2 names
     REQUIRE(yb.data()[i] == want.data()[i]);
   }
 }
+
+TEST_CASE("models: ready_for_inference folds a float model (same outputs within rounding) and freezes its filters") {
+  for (const char* arch : {"resnet18", "mobilenet_v2"}) {
+    CAPTURE(arch);
+    apps::LoadedModel lm;
+    lm.config = model_config({{"arch", arch}, {"width", 0.25}, {"width_mult", 0.25}});
+    lm.module = apps::build_float_model(lm.config);
+    lm.kind = "float";
+    lm.module->eval();
+    // BatchNorm statistics away from the identity, so that folding them changes the weights.
+    for (auto& [name, t] : lm.module->state_dict())
+      if (name.find("running_var") != std::string::npos)
+        for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.5f + 0.01f * static_cast<float>(i % 7);
+    std::mt19937_64 rng(9);
+    const Tensor x = Tensor::randn({2, 1, 28, 28}, rng);
+    NoGradGuard g;
+    const Tensor want = (*lm.module)(x);
+    auto batchnorms = [&] {
+      int n = 0;
+      for (auto& [name, m] : lm.module->named_modules()) n += m->type() == "BatchNorm2d";
+      return n;
+    };
+    CHECK(batchnorms() > 0);
+    apps::ready_for_inference(lm, {1, 28, 28});
+    CHECK(batchnorms() == 0);  // folded into the convolutions
+    const Tensor got = (*lm.module)(x);
+    REQUIRE(got.numel() == want.numel());
+    for (int64_t i = 0; i < got.numel(); ++i) CHECK(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-3));
+    // Frozen: the filters were made at the first call; a write to a weight is not seen.
+    Tensor w;
+    for (auto& [name, t] : lm.module->state_dict())
+      if (!w.defined() && t.dim() == 4) w = t;
+    REQUIRE(w.defined());
+    for (int64_t i = 0; i < w.numel(); ++i) w.data()[i] = 0.f;
+    const Tensor after = (*lm.module)(x);
+    CHECK(std::vector<float>(after.data(), after.data() + after.numel()) ==
+          std::vector<float>(got.data(), got.data() + got.numel()));
+  }
+}
