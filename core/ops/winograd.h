@@ -25,8 +25,8 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters = false);
 
 // Whether a layer's transformed filters are kept in a cache: where a call has fewer than 32 tiles
 // (their transform is then a large part of it) and they take up to 16 MB (ResNet's 256x256 layers:
-// 9.4 MB; at 512x512, 38 MB, they would be read from memory each call at about the cost of
-// transforming them).
+// 9.4 MB; at 512x512, 38 MB, they would be read from memory and compared each call at about the
+// cost of transforming them); in a frozen cache (filters made once, never compared), always.
 bool winograd_caches(const Conv2dShape& s, bool frozen = false);
 
 // out (N,OC,H,W) is written (no bias). chunk_images: images transformed at
