@@ -172,7 +172,11 @@ bool channels_last_runs(const Conv2dShape& s) {
 // With the weights packed once, the products run near the tile's peak even at batch 1, where
 // NCHW's im2col products are short rows (ResNet18's 7x7 layers at 224x224 batch 1, 512 channels:
 // 0.58 ms against 1.07 for the depth-vector kernel on NCHW columns, AMD EPYC Zen 5, 2 threads).
-bool channels_last_caches(const Conv2dShape& s) { return channels_last_runs(s); }
+// Up to one pass's columns per image (4 MB; ResNet18's largest, a stride-2 layer at 224x224: 1.8):
+// a pass never splits an image, and larger ones were never measured here.
+bool channels_last_caches(const Conv2dShape& s) {
+  return channels_last_runs(s) && static_cast<int64_t>(s.oh) * s.ow * s.kh * s.kw * s.c <= kColumnFloats;
+}
 
 bool channels_last_applies(const Conv2dShape& s) {
   const ConvGeometry& a = s.a;

@@ -1,9 +1,11 @@
 // Channels-last (NHWC) copies of NCHW images, and the convolutions that run on them: the
 // Winograd transforms (winograd.cpp) and, here, the strided convolutions of a ResNet (its 3x3
-// stride-2 layers; the 1x1 stride-2 downsamples were faster on NCHW's im2col). On channels-last
-// copies im2col is a copy of whole pixels (C consecutive floats per tap) and the products have the
-// pixels as rows and the output channels as columns, the shape qforge's GEMM tile runs best; NCHW's
-// im2col gathers every second float there.
+// stride-2 layers; the 1x1 stride-2 downsamples were faster on NCHW's im2col) and, in inference
+// with a layer's cache, any convolution it can run (a ResNet's 7x7 layers at batch 1). On
+// channels-last copies im2col is a copy of whole pixels (C consecutive floats per tap) and the
+// products have the pixels as rows and the output channels as columns, the shape qforge's GEMM
+// tile runs best, with the weights packed in its panels; NCHW's im2col gathers every second float
+// there.
 #pragma once
 #include <cstdint>
 

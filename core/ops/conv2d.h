@@ -31,14 +31,15 @@ enum class ConvAlgo { kAuto, kIm2col };
 // multiplied while they are in the L2 cache, instead of over whole images. Exposed for tests.
 bool conv2d_row_blocked(const Conv2dShape& s);
 
-// A layer's filters prepared once for its inference calls (today the Winograd layers' transformed
-// filters), owned by the layer (nn::Conv2d) and passed to the calls below. Every call first checks
-// that the weights still hold the bytes the filters were made from, and remakes them if not, so a
-// write to the weights by any route (an optimizer step, a load, data()) is never missed. Calls that
-// record gradients do not use it: in training the weights change every step. Where it holds filters
-// (winograd.h: winograd_caches), a call with it may take Winograd where one without takes im2col
-// (from 16 tiles instead of 32), so the two can differ in the last bits; calls given the same cache
-// agree bit for bit.
+// A layer's filters prepared once for its inference calls (the Winograd layers' transformed
+// filters, the channels-last layers' packed weights: filter_cache.h), owned by the layer
+// (nn::Conv2d) and passed to the calls below. Every call first checks that the weights still hold
+// the bytes the filters were made from, and remakes them if not, so a write to the weights by any
+// route (an optimizer step, a load, data()) is never missed. Calls that record gradients do not use
+// it: in training the weights change every step. Where it holds filters a call with it may take
+// another path than one without (Winograd from 16 tiles instead of 32, winograd.h:
+// winograd_caches; channels-last products at any size, channels_last.h: channels_last_caches), so
+// the two can differ in the last bits; calls given the same cache agree bit for bit.
 struct ConvFilterCache;
 std::shared_ptr<ConvFilterCache> make_conv_filter_cache();
 // Frozen, a cache makes its filters from the weights as they are at the first call after freezing,

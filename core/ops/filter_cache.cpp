@@ -22,12 +22,14 @@ std::shared_ptr<const PreparedFilters> prepared_filters(PreparedFilterCache& cac
   const size_t n = static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]);
   std::shared_ptr<const PreparedFilters> f;
   bool frozen;
+  int64_t generation;
   {
     std::lock_guard<std::mutex> lock(cache.mu);
-    f = cache.filters;
-    frozen = cache.frozen;
+    f = cache.filters, frozen = cache.frozen, generation = cache.generation;
   }
-  if (f && f->shape == shape && f->floats == floats && (frozen || same_bytes(f->source.data(), weight, n))) return f;
+  if (f && f->shape == shape && f->floats == floats &&
+      (frozen || (f->source.size() == n && same_bytes(f->source.data(), weight, n))))
+    return f;
   auto made = std::make_shared<PreparedFilters>();
   made->shape = shape;
   if (!frozen) made->source.assign(weight, weight + n);  // frozen, never compared
@@ -35,7 +37,9 @@ std::shared_ptr<const PreparedFilters> prepared_filters(PreparedFilterCache& cac
   made->data = scratch_floats(static_cast<size_t>(floats));
   make(made->data.get(), frozen ? weight : made->source.data());
   std::lock_guard<std::mutex> lock(cache.mu);
-  cache.filters = made;
+  // Kept unless the cache was frozen or thawed meanwhile: filters made before a freeze (from the
+  // weights as they were) must not be used unchecked after it, nor uncopied ones be compared.
+  if (cache.generation == generation) cache.filters = made;
   return made;
 }
 
@@ -43,6 +47,7 @@ void set_frozen(PreparedFilterCache& cache, bool frozen) {
   std::lock_guard<std::mutex> lock(cache.mu);
   cache.frozen = frozen;
   cache.filters.reset();
+  ++cache.generation;
 }
 
 bool is_frozen(const PreparedFilterCache& cache) {

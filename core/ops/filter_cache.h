@@ -27,10 +27,11 @@ struct PreparedFilterCache {
   mutable std::mutex mu;                           // guards the pointer and frozen
   std::shared_ptr<const PreparedFilters> filters;  // a call keeps its own reference while it runs
   bool frozen = false;                             // filters of the right shape are used unchecked
+  int64_t generation = 0;                          // counts set_frozen calls
 };
 
 // Freezes (or thaws) the cache and drops its filters: the next call makes them from the weights as
-// they are then.
+// they are then (filters a call made from the weights before, still running, are not kept).
 void set_frozen(PreparedFilterCache& cache, bool frozen);
 bool is_frozen(const PreparedFilterCache& cache);
 

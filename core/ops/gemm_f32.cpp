@@ -72,6 +72,10 @@ void pack_b(float* bp, const float* b, int n, int k, int64_t ldb) {
 void gemm_f32_packed(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* bp, float* c,
                      int64_t ldc) {
   const int panels = (n + 63) / 64;
+  if (k <= 0) {  // as the reference: zeros (the tile kernel writes nothing without a k-block)
+    for (int i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.f);
+    return;
+  }
   auto run = [&](int i0, int i1, int j0, int j1) {
     for (int j = j0; j < j1; ++j)
       kernel(i1 - i0, std::min(64, n - 64 * j), k, a + i0 * lda, lda, bp + int64_t{j} * k * 64, 64,

@@ -20,7 +20,7 @@ namespace qforge {
 
 // 3x3 kernel, stride 1, padding 1, no dilation, one group, and enough 4x4
 // output tiles over the batch for the products to pay for the transforms
-// (fewer when the transformed filters come from a cache: cached_filters).
+// (fewer when the transformed filters come from a cache: cached_filters, see winograd_caches).
 bool winograd_applies(const Conv2dShape& s, bool cached_filters = false);
 
 // Whether a layer's transformed filters are kept in a cache: where a call has fewer than 32 tiles

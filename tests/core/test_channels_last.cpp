@@ -177,8 +177,17 @@ TEST_CASE("channels last: a layer's packed weights kept in its cache give the un
       // The weights and their packed copy.
       const int64_t packed = packed_b_floats(k.oc, k.c * k.k * k.k) * int64_t{sizeof(float)};
       CHECK(conv_filter_cache_bytes(*cache) == (taken ? packed + w.numel() * int64_t{sizeof(float)} : 0));
-      CHECK(bits(call()) == bits(first));  // reused
-      w.data()[w.numel() - 1] += 0.5f;     // a write in place: remade
+      CHECK(bits(call()) == bits(first));  // reused (below: the same filters)
+      if (taken) {
+        PreparedFilterCache direct;
+        Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
+        channels_last_forward(out.data(), x.data(), w.data(), s, 0, &direct);
+        const PreparedFilters* made = direct.filters.get();
+        channels_last_forward(out.data(), x.data(), w.data(), s, 0, &direct);
+        CHECK(direct.filters.get() == made);
+        CHECK(bits(out) == bits(first));
+      }
+      w.data()[w.numel() - 1] += 0.5f;  // a write in place: remade
       const std::vector<float> changed = bits(call());
       CHECK(changed != bits(first));
       CHECK(changed == uncached());

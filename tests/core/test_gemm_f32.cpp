@@ -144,7 +144,7 @@ TEST_CASE("gemm_f32: the level's kernel by default, QFORGE_GEMM forces one") {
 // and rows split (fewer panels), around the tile's 6 rows, 64 columns and 128-deep blocks.
 TEST_CASE("gemm_f32_packed: B packed in panels gives the reference's bits, split by panels or by rows") {
   std::mt19937 rng(13);
-  const int ms[] = {1, 7, 49, 97, 200}, ns[] = {16, 48, 64, 80, 256, 520}, ks[] = {1, 129, 300};
+  const int ms[] = {1, 7, 49, 97, 200}, ns[] = {16, 48, 64, 80, 256, 520}, ks[] = {0, 1, 129, 300};
   for (Isa isa : supported_isas()) {
     const GemmF32Kernel kernel = float_kernels_for(isa).gemm_f32 ? float_kernels_for(isa).gemm_f32 : gemm_f32__ref;
     CAPTURE(gemm_f32_name(kernel));

@@ -113,7 +113,7 @@ TEST_CASE("resnet18: a frozen network prepares its filters once and gives the un
   CHECK(freeze_conv_filters(*net) == convs);
   const std::vector<float> want = eval(*twin);
   CHECK(eval(*net) == want);
-  CHECK(eval(*net) == want);  // the filters reused
+  CHECK(eval(*net) == want);  // a second call: the same bits
   // Frozen, a write to the weights is not seen (the filters were made once) until frozen again.
   Tensor w;
   for (auto& [name, m] : net->named_modules())
