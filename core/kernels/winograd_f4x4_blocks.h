@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/kernels/kernels.h"  // ChannelFinish
+
 namespace qforge::winograd_detail {
 
 constexpr int kXi = 36;     // elements of a transformed 6x6 tile
@@ -132,9 +134,10 @@ struct BlockKernels {
   // One block of 16 channels (nc of them real) of an h x w image to channels last:
   // dst[y * rs + x * ps + i] = src[i * cs + y * w + x] for i < nc, 0 for nc <= i < 16.
   void (*to_nhwc)(float* dst, int64_t rs, int64_t ps, const float* src, int64_t cs, int h, int w, int nc);
-  // And back: dst[i * cs + y * w + x] = (or +=, accumulating) src[y * rs + x * ps + i] for i < nc.
+  // And back: dst[i * cs + y * w + x] = (or +=, accumulating) src[y * rs + x * ps + i] for i < nc;
+  // not accumulating, finished as channel i's (fin: bias i, clamp; kernels.h).
   void (*from_nhwc)(float* dst, int64_t cs, const float* src, int64_t rs, int64_t ps, int h, int w, int nc,
-                    bool accumulate);
+                    bool accumulate, const ChannelFinish& fin);
   // u[xi][r][k] = (G g G^T)[xi] at u + xi * us + r * cols + k, g the 3x3
   // filter at w + r * rs + k * ks, its element e at + e * es; es is 1 or -1 (a filter's 9 floats are
   // consecutive, in order or turned by 180 degrees).

@@ -12,14 +12,25 @@ void to_nhwc_ref(float* dst, int64_t rs, int64_t ps, const float* src, int64_t c
 }
 
 void from_nhwc_ref(float* dst, int64_t cs, const float* src, int64_t rs, int64_t ps, int h, int w, int nc,
-                   bool accumulate) {
-  for (int i = 0; i < nc; ++i)
+                   bool accumulate, const ChannelFinish& fin) {
+  for (int i = 0; i < nc; ++i) {
+    const float b = fin.bias ? fin.bias[i] : 0.f;
     for (int y = 0; y < h; ++y)
       for (int x = 0; x < w; ++x) {
         float& o = dst[i * cs + y * w + x];
-        const float v = src[y * rs + x * ps + i];
-        o = accumulate ? o + v : v;
+        float v = src[y * rs + x * ps + i];
+        if (accumulate) {
+          v = o + v;
+        } else if (fin.relu) {  // bias_clamp's
+          v = v + b;
+          v = v > 0.f ? v : 0.f;
+          v = v < fin.hi ? v : fin.hi;
+        } else if (fin.bias) {
+          v = v + b;
+        }
+        o = v;
       }
+  }
 }
 
 void filter_block_ref(float* u, const float* w, int64_t rs, int64_t ks, int es, int64_t us, int cols, int r, int k0,

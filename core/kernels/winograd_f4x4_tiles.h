@@ -99,7 +99,8 @@ void to_nhwc_vec(float* dst, int64_t rs, int64_t ps, const float* src, int64_t c
 
 template <class Mem>
 void from_nhwc_vec(float* dst, int64_t cs, const float* src, int64_t rs, int64_t ps, int h, int w, int nc,
-                   bool accumulate) {
+                   bool accumulate, const ChannelFinish& fin) {
+  const Floats16 zero{}, hi = zero + fin.hi;
   const int64_t hw = static_cast<int64_t>(h) * w;
   for (int64_t p0 = 0; p0 < hw; p0 += 16) {
     const int n = static_cast<int>(std::min<int64_t>(16, hw - p0));
@@ -114,6 +115,12 @@ void from_nhwc_vec(float* dst, int64_t cs, const float* src, int64_t rs, int64_t
         Floats16 old;
         Mem::load(&old, d, n);
         r[i] = old + r[i];
+      } else if (fin.relu) {  // the reference's selects, lane by lane
+        const Floats16 v = r[i] + (fin.bias ? fin.bias[i] : 0.f);
+        const Floats16 c = v > zero ? v : zero;
+        r[i] = c < hi ? c : hi;
+      } else if (fin.bias) {
+        r[i] = r[i] + fin.bias[i];
       }
       Mem::store(d, &r[i], n);
     }

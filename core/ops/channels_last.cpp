@@ -35,11 +35,12 @@ void to_block(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img
                             x + (img * c + c0) * hw + int64_t{y0} * w, hw, y1 - y0, w, std::min(16, c - c0));
 }
 void from_block(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c0, int c, int h, int w,
-                int y0, int y1, bool accumulate) {
+                int y0, int y1, bool accumulate, const ChannelFinish& fin) {
   const int cp = channel_lanes(c);
   const int64_t hw = static_cast<int64_t>(h) * w;
   winograd_blocks().from_nhwc(out + (img * c + c0) * hw + int64_t{y0} * w, hw, yl + f.offset(img, y0, 0, cp) + c0,
-                              int64_t{f.pw} * cp, cp, y1 - y0, w, std::min(16, c - c0), accumulate);
+                              int64_t{f.pw} * cp, cp, y1 - y0, w, std::min(16, c - c0), accumulate,
+                              fin.from(c0));
 }
 
 }  // namespace
@@ -49,9 +50,9 @@ void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int
 }
 
 void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f, int nb, int c, int h, int w,
-                        bool accumulate) {
-  for_each_channel_block(nb, c,
-                         [&](int64_t img, int c0) { from_block(out, yl, f, img, c0, c, h, w, 0, h, accumulate); });
+                        bool accumulate, const ChannelFinish& fin) {
+  for_each_channel_block(
+      nb, c, [&](int64_t img, int c0) { from_block(out, yl, f, img, c0, c, h, w, 0, h, accumulate, fin); });
 }
 
 void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img, int c, int h, int w,
@@ -60,8 +61,8 @@ void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x
 }
 
 void from_channels_last_rows(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c, int h, int w,
-                             int y0, int y1, bool accumulate) {
-  for (int c0 = 0; c0 < c && y1 > y0; c0 += 16) from_block(out, yl, f, img, c0, c, h, w, y0, y1, accumulate);
+                             int y0, int y1, bool accumulate, const ChannelFinish& fin) {
+  for (int c0 = 0; c0 < c && y1 > y0; c0 += 16) from_block(out, yl, f, img, c0, c, h, w, y0, y1, accumulate, fin);
 }
 
 // ---------------------------------------------------------------------------
@@ -188,7 +189,7 @@ bool channels_last_applies(const Conv2dShape& s) {
 }
 
 void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images,
-                           PreparedFilterCache* cache) {
+                           PreparedFilterCache* cache, const ChannelFinish& fin) {
   check_shape(s);
   const int C = s.c, OC = s.oc;
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow,
@@ -226,7 +227,7 @@ void channels_last_forward(float* out, const float* inp, const float* weight, co
       to_channels_last(xl.get(), f, inp + int64_t{n0} * C * hw, m, C, s.h, s.w);
       columns(col.get(), xl.get(), f, s, m);
       gemm_f32_packed(kernel, static_cast<int>(m * ohw), OC, static_cast<int>(kc), col.get(), kc, wp, yl.get(), OC);
-      from_channels_last(out + int64_t{n0} * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false);
+      from_channels_last(out + int64_t{n0} * OC * ohw, yl.get(), fo, m, OC, s.oh, s.ow, false, fin);
     }
   });
 }

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/kernels/kernels.h"  // ChannelFinish
 #include "core/ops/conv2d.h"
 #include "core/ops/filter_cache.h"
 #include "core/ops/scratch.h"
@@ -33,16 +34,17 @@ struct ChannelsLastFrame {
 // x: the chunk's first image (nb images of (c, h, w)).
 void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int nb, int c, int h, int w);
 
-// out (nb images of (c, h, w)) = (or +=, accumulating) the channels-last yl.
+// out (nb images of (c, h, w)) = (or +=, accumulating) the channels-last yl; not accumulating,
+// finished (fin: a convolution's bias and clamp, channel by channel).
 void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f, int nb, int c, int h, int w,
-                        bool accumulate);
+                        bool accumulate, const ChannelFinish& fin = {});
 
 // The same copies of rows [y0, y1) of image img alone (x, out: the chunk's first image), on the
 // calling thread.
 void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img, int c, int h, int w,
                            int y0, int y1);
 void from_channels_last_rows(float* out, const float* yl, const ChannelsLastFrame& f, int64_t img, int c, int h, int w,
-                             int y0, int y1, bool accumulate);
+                             int y0, int y1, bool accumulate, const ChannelFinish& fin = {});
 
 // Whether channels_last_forward can run the convolution: one group, input and output channels
 // multiples of 16, a kernel wider than 1x1, qforge's GEMM tile (level avx512) and QFORGE_WINOGRAD
@@ -60,8 +62,9 @@ bool channels_last_applies(const Conv2dShape& s);
 // multiples of 16. chunk_images: images per pass (0 = chosen from the sizes; tests set it to cover
 // the chunking). cache: the layer's packed weights (filter_cache.h), reused while the weights are
 // unchanged (null: packed for this call).
+// fin: the epilogue, done as the output is copied back (null bias and no relu: none).
 void channels_last_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
-                           int chunk_images = 0, PreparedFilterCache* cache = nullptr);
+                           int chunk_images = 0, PreparedFilterCache* cache = nullptr, const ChannelFinish& fin = {});
 
 // Adds into dinp and dweight (either may be null).
 void channels_last_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,

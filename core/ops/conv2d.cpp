@@ -226,6 +226,7 @@ struct Epilogue {
   float hi = 0.f;
 
   bool any() const { return bias || relu; }
+  ChannelFinish finish() const { return {bias, relu, hi}; }  // the same, for passes that do it themselves
   // dst[p] = src[p] finished as output channel oc's, p < len; dst may be src.
   void run(float* dst, const float* src, int64_t len, int64_t oc) const {
     if (!any()) {
@@ -244,14 +245,6 @@ struct Epilogue {
   // Channels [oc0, oc0 + count), their first len values at o, o + stride, ..., finished in place.
   void run_channels(float* o, int64_t stride, int64_t len, int64_t oc0, int64_t count) const {
     for (int64_t i = 0; i < count; ++i) run(o + i * stride, o + i * stride, len, oc0 + i);
-  }
-  // The images' planes of out (N, OC, OHW) finished in place, split over the pool.
-  void run_all(float* out, const Conv2dShape& s) const {
-    if (!any()) return;
-    const int64_t ohw = static_cast<int64_t>(s.oh) * s.ow;
-    parallel_for(static_cast<int64_t>(s.n) * s.oc, 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) run(out + i * ohw, out + i * ohw, ohw, i % s.oc);
-    });
   }
 };
 
@@ -402,16 +395,11 @@ static void forward_finished(float* out, const float* inp, const float* weight, 
                              const Epilogue& ep, ConvFilterCache* cache) {
   if (use_depthwise(s, algo)) return depthwise_forward(out, inp, weight, ep.bias, s, ep.relu, ep.hi);
   PreparedFilterCache* cached = winograd_cache(s, cache);
-  if (use_winograd(s, algo, cached)) {
-    winograd_forward(out, inp, weight, s, 0, cached);
-    return ep.run_all(out, s);
-  }
+  // Winograd and channels-last products finish the output as they copy it back to NCHW.
+  if (use_winograd(s, algo, cached)) return winograd_forward(out, inp, weight, s, 0, cached, ep.finish());
   PreparedFilterCache* packed =
       algo == ConvAlgo::kAuto && cache && channels_last_caches(s) ? &cache->channels_last : nullptr;
-  if (packed || use_channels_last(s, algo)) {
-    channels_last_forward(out, inp, weight, s, 0, packed);
-    return ep.run_all(out, s);
-  }
+  if (packed || use_channels_last(s, algo)) return channels_last_forward(out, inp, weight, s, 0, packed, ep.finish());
   conv2d_im2col(out, inp, weight, s, ep);
 }
 

@@ -214,7 +214,7 @@ float* thread_buffer(int slot, size_t n) {
 // the transformed input and output, yl the output's channels-last copy. The products have the
 // tiles as rows and the output channels as columns.
 void conv_chunk(float* out, const float* xl, const float* u, int ci, int co, int h, int w, const Tiles& t, int n0,
-                float* yl, float* v, float* m, bool accumulate) {
+                float* yl, float* v, float* m, bool accumulate, const ChannelFinish& fin = {}) {
   const int tc = static_cast<int>(t.tc);
   transform_input(v, xl, ci, t);
   for_each_xi([&](int x) {
@@ -222,7 +222,7 @@ void conv_chunk(float* out, const float* xl, const float* u, int ci, int co, int
           u + x * plane_stride(static_cast<int64_t>(ci) * co), co, 0.f, m + x * t.plane(channel_lanes(co)), channel_lanes(co));
   });
   transform_output(yl, m, co, t);
-  from_channels_last(out + int64_t{n0} * co * h * w, yl, frame(t), t.nb, co, h, w, accumulate);
+  from_channels_last(out + int64_t{n0} * co * h * w, yl, frame(t), t.nb, co, h, w, accumulate, fin);
 }
 
 // A band: the chunk's tile rows [r0, r1) (numbered image by image, th per image), and f(image,
@@ -260,7 +260,7 @@ int chunk_bands(const Tiles& t, int ci, int co) {
 // past each of its edges, into its neighbours' rows), split the same way. out (co channels, images
 // n0 ..). h, w: the input's and the output's size alike (Winograd's stride 1 and padding 1).
 void conv_chunk_bands(float* out, const float* inp, const float* u, int ci, int co, int h, int w, const Tiles& t,
-                      int n0, float* xl, float* yl, float* v, float* m, int parts) {
+                      int n0, float* xl, float* yl, float* v, float* m, int parts, const ChannelFinish& fin) {
   const BlockKernels& k = winograd_blocks();
   const int cp = channel_lanes(ci), cop = channel_lanes(co);
   const ChannelsLastFrame f = frame(t);
@@ -287,7 +287,7 @@ void conv_chunk_bands(float* out, const float* inp, const float* u, int ci, int 
         k.output(yl + ((img * t.ph + 4 * r + 1) * t.pw + 1) * cop, int64_t{t.pw} * cop,
                  m + (img * t.th + r) * t.tw * cop, t.plane(cop), cop, t.tw);
       from_channels_last_rows(out + int64_t{n0} * co * hw, yl, f, img, co, h, w, std::min(4 * r0, h),
-                              std::min(4 * r1, h), false);
+                              std::min(4 * r1, h), false, fin);
     });
   });
 }
@@ -328,7 +328,7 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters) {
 }
 
 void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images,
-                      PreparedFilterCache* cache) {
+                      PreparedFilterCache* cache, const ChannelFinish& fin) {
   const int C = s.c, OC = s.oc;
   const Tiles full = make_tiles(s, chunk_images);
   std::shared_ptr<const PreparedFilters> kept;
@@ -352,11 +352,11 @@ void winograd_forward(float* out, const float* inp, const float* weight, const C
       const int n0 = static_cast<int>(i) * full.nb;
       const Tiles t = last_chunk(full, std::min(full.nb, s.n - n0));
       if (const int bands = parts == 1 ? chunk_bands(t, C, OC) : 1; bands > 1) {
-        conv_chunk_bands(out, inp, u, C, OC, s.oh, s.ow, t, n0, xl.get(), yl.get(), v.get(), m.get(), bands);
+        conv_chunk_bands(out, inp, u, C, OC, s.oh, s.ow, t, n0, xl.get(), yl.get(), v.get(), m.get(), bands, fin);
         continue;
       }
       to_channels_last(xl.get(), frame(t), inp + int64_t{n0} * C * s.h * s.w, t.nb, C, s.h, s.w);
-      conv_chunk(out, xl.get(), u, C, OC, s.oh, s.ow, t, n0, yl.get(), v.get(), m.get(), false);
+      conv_chunk(out, xl.get(), u, C, OC, s.oh, s.ow, t, n0, yl.get(), v.get(), m.get(), false, fin);
     }
   });
 }

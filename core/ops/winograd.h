@@ -9,6 +9,7 @@
 // gradient with the transformed input.
 #pragma once
 
+#include "core/kernels/kernels.h"  // ChannelFinish
 #include "core/ops/conv2d.h"
 #include "core/ops/filter_cache.h"
 #include "core/ops/scratch.h"
@@ -29,12 +30,12 @@ bool winograd_applies(const Conv2dShape& s, bool cached_filters = false);
 // cost of transforming them); in a frozen cache (filters made once, never compared), always.
 bool winograd_caches(const Conv2dShape& s, bool frozen = false);
 
-// out (N,OC,H,W) is written (no bias). chunk_images: images transformed at
-// once (0 = chosen from the sizes; tests set it to cover the chunking).
-// cache: the layer's transformed filters (filter_cache.h), reused while the weights are unchanged
-// (null: transformed for this call).
+// out (N,OC,H,W) is written, finished by fin (the epilogue: bias, clamp; none by default) as it
+// is copied back from the transforms. chunk_images: images transformed at once (0 = chosen from
+// the sizes; tests set it to cover the chunking). cache: the layer's transformed filters
+// (filter_cache.h), reused while the weights are unchanged (null: transformed for this call).
 void winograd_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s, int chunk_images = 0,
-                      PreparedFilterCache* cache = nullptr);
+                      PreparedFilterCache* cache = nullptr, const ChannelFinish& fin = {});
 
 // Adds into dinp and dweight (either may be null).
 void winograd_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,

@@ -10,6 +10,7 @@
 #include "core/ops/channels_last.h"
 #include "core/error.h"
 #include "core/ops/conv2d.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/gemm_f32.h"
 #include "core/options.h"
 #include "core/threads.h"
@@ -106,6 +107,17 @@ TEST_CASE("channels last: strided convolutions match the definition and im2col, 
       conv2d_forward(via.data(), x.data(), wt.data(), nullptr, s);
       channels_last_forward(direct.data(), x.data(), wt.data(), s);
       for (int64_t i = 0; i < via.numel(); ++i) REQUIRE(via.data()[i] == direct.data()[i]);
+      // A bias, and a clamp (ReLU6), done as the output is copied back: the bits of the bare
+      // product + the bias, clamped as the separate epilogue does.
+      const Tensor b = Tensor::randn({s.oc}, rng());
+      Tensor biased = Tensor::empty(via.shape()), fin = Tensor::empty(via.shape());
+      conv2d_forward(biased.data(), x.data(), wt.data(), b.data(), s);
+      channels_last_forward(fin.data(), x.data(), wt.data(), s, 0, nullptr, {b.data(), true, 6.f});
+      for (int64_t i = 0; i < via.numel(); ++i) {
+        const float v = direct.data()[i] + b.data()[i / (s.oh * s.ow) % s.oc];
+        REQUIRE(biased.data()[i] == v);
+        REQUIRE(fin.data()[i] == clamp_relu_value(v, 6.f));
+      }
       const Tensor dy = Tensor::randn(via.shape(), rng()), dx0 = Tensor::randn(x.shape(), rng()),
                    dw0 = Tensor::randn(wt.shape(), rng());
       Tensor dx_via = dx0.clone(), dw_via = dw0.clone(), dx_direct = dx0.clone(), dw_direct = dw0.clone();

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "core/kernels/winograd_f4x4_blocks.h"
 #include "core/autograd.h"
 #include "core/ops/conv2d.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/winograd.h"
 #include "core/options.h"
 #include "core/threads.h"
@@ -45,6 +48,19 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
             winograd_forward(out, in, w, cs, chunk);  // without a filter cache
           },
           winograd_backward);
+      // A bias and a clamp (ReLU6) done as the output is copied back: the bits of the bare output,
+      // + the bias, clamped as the separate epilogue does.
+      const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
+      const Tensor b = Tensor::randn({oc}, rng());
+      Tensor bare = Tensor::empty({n, oc, h, w}), biased = Tensor::empty(bare.shape()), fin = Tensor::empty(bare.shape());
+      winograd_forward(bare.data(), x.data(), wt.data(), s);
+      winograd_forward(biased.data(), x.data(), wt.data(), s, 0, nullptr, {b.data(), false, 0.f});
+      winograd_forward(fin.data(), x.data(), wt.data(), s, 0, nullptr, {b.data(), true, 6.f});
+      for (int64_t i = 0; i < bare.numel(); ++i) {
+        const float v = bare.data()[i] + b.data()[i / (h * w) % oc];
+        REQUIRE(biased.data()[i] == v);
+        REQUIRE(fin.data()[i] == clamp_relu_value(v, 6.f));
+      }
     }
   }
   set_num_threads(1);
@@ -143,19 +159,42 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
       // rows rs apart (5 floats more than the row).
       const int64_t cs = int64_t{h} * w + 3, ps = kLanes + 2, rs = w * ps + 5;
       const std::vector<float> x = random_floats(nc * cs, g), xl = random_floats(h * rs, g);
-      std::vector<float> l[2], o[2], oa[2];
+      const std::vector<float> bias = random_floats(nc, g);
+      // Finished on the way back: none, bias, bias and ReLU, bias and ReLU6, ReLU alone.
+      const float inf = std::numeric_limits<float>::infinity();
+      const ChannelFinish fins[] = {
+          {}, {bias.data(), false, 0.f}, {bias.data(), true, inf}, {bias.data(), true, 6.f}, {nullptr, true, 0.5f}};
+      std::vector<float> l[2], o[2], oa[2], of[2][std::size(fins)];
       for (int i : {0, 1}) {
         const BlockKernels& b = i ? k : ref;
         l[i].assign(h * rs, -7.f);
         o[i].assign(x.size(), -7.f);
         oa[i] = x;
         b.to_nhwc(l[i].data(), rs, ps, x.data(), cs, h, w, nc);
-        b.from_nhwc(o[i].data(), cs, xl.data(), rs, ps, h, w, nc, false);
-        b.from_nhwc(oa[i].data(), cs, xl.data(), rs, ps, h, w, nc, true);
+        b.from_nhwc(o[i].data(), cs, xl.data(), rs, ps, h, w, nc, false, {});
+        b.from_nhwc(oa[i].data(), cs, xl.data(), rs, ps, h, w, nc, true, {});
+        for (size_t f = 0; f < std::size(fins); ++f) {
+          of[i][f].assign(x.size(), -7.f);
+          b.from_nhwc(of[i][f].data(), cs, xl.data(), rs, ps, h, w, nc, false, fins[f]);
+        }
       }
       CHECK(same_bits(l[0], l[1]));
       CHECK(same_bits(o[0], o[1]));
       CHECK(same_bits(oa[0], oa[1]));
+      for (size_t f = 0; f < std::size(fins); ++f) {
+        CAPTURE(f);
+        CHECK(same_bits(of[0][f], of[1][f]));
+        // The reference against the separate epilogue: + bias, or bias_clamp's.
+        for (int c = 0; c < nc; ++c) {
+          const float bc = fins[f].bias ? bias[c] : 0.f;
+          std::vector<float> want(o[0].begin() + c * cs, o[0].begin() + c * cs + int64_t{h} * w);
+          if (fins[f].relu)
+            bias_clamp__ref(want.data(), want.data(), int64_t(want.size()), bc, fins[f].hi);
+          else
+            for (float& v : want) v += bc;
+          REQUIRE(same_bits(want, std::vector<float>(of[0][f].begin() + c * cs, of[0][f].begin() + c * cs + int64_t{h} * w)));
+        }
+      }
       // The reference's layout, spelled out: the last pixel of the last channel, the lanes past nc
       // zero, the gaps between pixels, rows and channels untouched.
       const int64_t last = (h - 1) * rs + (w - 1) * ps;
