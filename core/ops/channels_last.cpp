@@ -39,8 +39,7 @@ void from_block(float* out, const float* yl, const ChannelsLastFrame& f, int64_t
   const int cp = channel_lanes(c);
   const int64_t hw = static_cast<int64_t>(h) * w;
   winograd_blocks().from_nhwc(out + (img * c + c0) * hw + int64_t{y0} * w, hw, yl + f.offset(img, y0, 0, cp) + c0,
-                              int64_t{f.pw} * cp, cp, y1 - y0, w, std::min(16, c - c0), accumulate,
-                              fin.from(c0));
+                              int64_t{f.pw} * cp, cp, y1 - y0, w, std::min(16, c - c0), accumulate, fin.from(c0));
 }
 
 }  // namespace
@@ -51,8 +50,8 @@ void to_channels_last(float* xl, const ChannelsLastFrame& f, const float* x, int
 
 void from_channels_last(float* out, const float* yl, const ChannelsLastFrame& f, int nb, int c, int h, int w,
                         bool accumulate, const ChannelFinish& fin) {
-  for_each_channel_block(
-      nb, c, [&](int64_t img, int c0) { from_block(out, yl, f, img, c0, c, h, w, 0, h, accumulate, fin); });
+  for_each_channel_block(nb, c,
+                         [&](int64_t img, int c0) { from_block(out, yl, f, img, c0, c, h, w, 0, h, accumulate, fin); });
 }
 
 void to_channels_last_rows(float* xl, const ChannelsLastFrame& f, const float* x, int64_t img, int c, int h, int w,

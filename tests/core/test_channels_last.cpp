@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "conv_reference.h"
+#include "core/error.h"
 #include "core/kernels/dispatch.h"
 #include "core/ops/channels_last.h"
-#include "core/error.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm_f32.h"

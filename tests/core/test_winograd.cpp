@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "conv_reference.h"
+#include "core/autograd.h"
 #include "core/kernels/dispatch.h"
 #include "core/kernels/winograd_f4x4_blocks.h"
-#include "core/autograd.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/winograd.h"
@@ -52,7 +52,8 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
       // + the bias, clamped as the separate epilogue does.
       const Conv2dShape s = conv2d_shape(x.shape(), wt.shape(), same);
       const Tensor b = Tensor::randn({oc}, rng());
-      Tensor bare = Tensor::empty({n, oc, h, w}), biased = Tensor::empty(bare.shape()), fin = Tensor::empty(bare.shape());
+      Tensor bare = Tensor::empty({n, oc, h, w}), biased = Tensor::empty(bare.shape()),
+             fin = Tensor::empty(bare.shape());
       winograd_forward(bare.data(), x.data(), wt.data(), s);
       winograd_forward(biased.data(), x.data(), wt.data(), s, 0, nullptr, {b.data(), false, 0.f});
       winograd_forward(fin.data(), x.data(), wt.data(), s, 0, nullptr, {b.data(), true, 6.f});
@@ -192,7 +193,8 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
             bias_clamp__ref(want.data(), want.data(), int64_t(want.size()), bc, fins[f].hi);
           else
             for (float& v : want) v += bc;
-          REQUIRE(same_bits(want, std::vector<float>(of[0][f].begin() + c * cs, of[0][f].begin() + c * cs + int64_t{h} * w)));
+          REQUIRE(same_bits(want,
+                            std::vector<float>(of[0][f].begin() + c * cs, of[0][f].begin() + c * cs + int64_t{h} * w)));
         }
       }
       // The reference's layout, spelled out: the last pixel of the last channel, the lanes past nc
