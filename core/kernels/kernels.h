@@ -39,6 +39,8 @@ void gemm_f32_dot_4x6__avx512(int m, int n, int k, const float* a, int64_t lda, 
 using BiasClampKernel = void (*)(float* dst, const float* src, int64_t n, float bias, float hi);
 
 void bias_clamp__ref(float* dst, const float* src, int64_t n, float bias, float hi);
+void bias_clamp__avx2(float* dst, const float* src, int64_t n, float bias, float hi);
+void bias_clamp__avx512(float* dst, const float* src, int64_t n, float bias, float hi);
 
 // A convolution's epilogue done by a pass that writes its output anyway (the channels-last copies
 // back to NCHW, winograd_f4x4_blocks.h): each value v of output channel i becomes v + bias[i]
@@ -52,7 +54,5 @@ struct ChannelFinish {
   // The channels from c0 on.
   ChannelFinish from(int64_t c0) const { return {bias ? bias + c0 : nullptr, relu, hi}; }
 };
-void bias_clamp__avx2(float* dst, const float* src, int64_t n, float bias, float hi);
-void bias_clamp__avx512(float* dst, const float* src, int64_t n, float bias, float hi);
 
 }  // namespace qforge

@@ -15,21 +15,14 @@ void from_nhwc_ref(float* dst, int64_t cs, const float* src, int64_t rs, int64_t
                    bool accumulate, const ChannelFinish& fin) {
   for (int i = 0; i < nc; ++i) {
     const float b = fin.bias ? fin.bias[i] : 0.f;
-    for (int y = 0; y < h; ++y)
+    for (int y = 0; y < h; ++y) {
+      float* o = dst + i * cs + y * w;
       for (int x = 0; x < w; ++x) {
-        float& o = dst[i * cs + y * w + x];
-        float v = src[y * rs + x * ps + i];
-        if (accumulate) {
-          v = o + v;
-        } else if (fin.relu) {  // bias_clamp's
-          v = v + b;
-          v = v > 0.f ? v : 0.f;
-          v = v < fin.hi ? v : fin.hi;
-        } else if (fin.bias) {
-          v = v + b;
-        }
-        o = v;
+        const float v = src[y * rs + x * ps + i];
+        o[x] = accumulate ? o[x] + v : fin.bias ? v + b : v;
       }
+      if (!accumulate && fin.relu) bias_clamp__ref(o, o, w, 0.f, fin.hi);  // the separate pass's clamp
+    }
   }
 }
 

@@ -219,14 +219,9 @@ bool pointwise(const Conv2dShape& s) {
   return s.kh == 1 && s.kw == 1 && s.a.stride_h == 1 && s.a.stride_w == 1 && s.a.pad_h == 0 && s.a.pad_w == 0;
 }
 
-// What follows the sum: the bias (null: none), then, with relu, clamp(v, 0, hi).
-struct Epilogue {
-  const float* bias = nullptr;
-  bool relu = false;
-  float hi = 0.f;
-
-  bool any() const { return bias || relu; }
-  ChannelFinish finish() const { return {bias, relu, hi}; }  // the same, for passes that do it themselves
+// What follows the sum: the bias (null: none), then, with relu, clamp(v, 0, hi); passes that
+// write the output anyway (Winograd's, channels-last's) take it as their ChannelFinish.
+struct Epilogue : ChannelFinish {
   // dst[p] = src[p] finished as output channel oc's, p < len; dst may be src.
   void run(float* dst, const float* src, int64_t len, int64_t oc) const {
     if (!any()) {
@@ -396,16 +391,16 @@ static void forward_finished(float* out, const float* inp, const float* weight, 
   if (use_depthwise(s, algo)) return depthwise_forward(out, inp, weight, ep.bias, s, ep.relu, ep.hi);
   PreparedFilterCache* cached = winograd_cache(s, cache);
   // Winograd and channels-last products finish the output as they copy it back to NCHW.
-  if (use_winograd(s, algo, cached)) return winograd_forward(out, inp, weight, s, 0, cached, ep.finish());
+  if (use_winograd(s, algo, cached)) return winograd_forward(out, inp, weight, s, 0, cached, ep);
   PreparedFilterCache* packed =
       algo == ConvAlgo::kAuto && cache && channels_last_caches(s) ? &cache->channels_last : nullptr;
-  if (packed || use_channels_last(s, algo)) return channels_last_forward(out, inp, weight, s, 0, packed, ep.finish());
+  if (packed || use_channels_last(s, algo)) return channels_last_forward(out, inp, weight, s, 0, packed, ep);
   conv2d_im2col(out, inp, weight, s, ep);
 }
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dShape& s,
                     ConvAlgo algo, ConvFilterCache* cache) {
-  forward_finished(out, inp, weight, s, algo, Epilogue{bias}, cache);
+  forward_finished(out, inp, weight, s, algo, Epilogue{{bias}}, cache);
 }
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -471,7 +466,7 @@ Tensor conv2d_bias_relu(const Tensor& x, const Tensor& w, const Tensor& b, ConvG
              "conv2d: bias " + shape_str(b.shape()) + " does not match weight " + shape_str(w.shape()));
   Tensor out = Tensor::empty({s.n, s.oc, s.oh, s.ow});
   forward_finished(out.data(), x.data(), w.data(), s, ConvAlgo::kAuto,
-                   Epilogue{b.defined() ? b.data() : nullptr, true, hi}, cache);
+                   Epilogue{{b.defined() ? b.data() : nullptr, true, hi}}, cache);
   return out;
 }
 
