@@ -18,6 +18,7 @@ std::vector<std::pair<std::string, std::string>> chosen_kernels() {
       {"fp32_gemm", gemm_f32_name(gemm_f32_kernel())},
       {"fp32_gemm_dot", gemm_f32_dot_kernel() ? f.gemm_f32_dot_name : "none"},
       {"fp32_winograd", options().winograd == WinogradMode::off ? "off (im2col)" : f.winograd_name},
+      {"fp32_conv_taps", options().winograd == WinogradMode::off ? "off (im2col)" : f.conv_taps_name},
       {"fp32_depthwise", f.depthwise->name},
       {"fp32_bias_clamp", f.bias_clamp_name},
       {"fake_quant", quant::fq::fake_quant_kernels().name},

@@ -13,13 +13,25 @@ using depthwise_detail::depthwise_planes__avx2;
 using depthwise_detail::depthwise_planes__avx512;
 using depthwise_detail::depthwise_planes__ref;
 
-constexpr FloatKernelTable kScalar = {
-    Isa::scalar, "scalar", nullptr,           "openblas",       nullptr, "none", nullptr, "none", &depthwise_planes__ref,
-    bias_clamp__ref, "bias_clamp__ref"};
+constexpr FloatKernelTable kScalar = {Isa::scalar,
+                                      "scalar",
+                                      nullptr,
+                                      "openblas",
+                                      nullptr,
+                                      "none",
+                                      nullptr,
+                                      "none",
+                                      nullptr,
+                                      "none",
+                                      &depthwise_planes__ref,
+                                      bias_clamp__ref,
+                                      "bias_clamp__ref"};
 constexpr FloatKernelTable kAvx2 = {Isa::avx2,
                                     "avx2",
                                     nullptr,
                                     "openblas",
+                                    nullptr,
+                                    "none",
                                     nullptr,
                                     "none",
                                     &winograd_f4x4_blocks__avx2,
@@ -33,6 +45,8 @@ constexpr FloatKernelTable kAvx512 = {Isa::avx512,
                                       "gemm_f32_6x64__avx512",
                                       gemm_f32_dot_4x6__avx512,
                                       "gemm_f32_dot_4x6__avx512",
+                                      conv_taps_f32_6x64__avx512,
+                                      "conv_taps_f32_6x64__avx512",
                                       &winograd_f4x4_blocks__avx512,
                                       "winograd_f4x4_blocks__avx512",
                                       &depthwise_planes__avx512,

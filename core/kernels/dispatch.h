@@ -20,6 +20,10 @@ struct FloatKernelTable {
   // The depth-vector GEMM for few columns and a long k (core/ops/gemm_f32.h), or null.
   GemmF32DotKernel gemm_f32_dot;
   const char* gemm_f32_dot_name;  // the kernel's symbol, or "none"
+  // The direct convolution of layers with few input channels (core/ops/conv2d.h,
+  // conv2d_direct_taps), or null where im2col runs them.
+  ConvTapsKernel conv_taps;
+  const char* conv_taps_name;  // the kernel's symbol, or "none"
   // Winograd F(4x4,3x3) transforms, or null: at the scalar level Winograd is
   // not used (the tile-by-tile transforms cost more than they save).
   const winograd_detail::BlockKernels* winograd;

@@ -26,6 +26,11 @@ Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeomet
 // sgemm; kIm2col takes im2col + sgemm for every layer.
 enum class ConvAlgo { kAuto, kIm2col };
 
+// Whether kAuto's forward runs a layer with few input channels (at most 8, as a first layer's) direct,
+// each output row from the taps of a padded copy of its input rows (kernels.h: ConvTapsKernel)
+// instead of im2col's columns: the same bits as im2col with the level's GEMM tile. Exposed for tests.
+bool conv2d_direct_taps(const Conv2dShape& s);
+
 // Whether im2col's forward runs image by image in blocks of output rows (an image's column matrix
 // past 1 MB and at most 256 rows, as a 7x7 stem's at 224x224: 7 MB), each block's columns
 // multiplied while they are in the L2 cache, instead of over whole images. Exposed for tests.

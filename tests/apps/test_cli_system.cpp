@@ -14,7 +14,8 @@ TEST_CASE("info --system: CPU features, selected ISA, options and kernels") {
   CHECK(r.out.find(std::string("selected isa: ") + isa_name(best_isa())) != std::string::npos);
   for (const char* v : {"QFORGE_ISA", "QFORGE_WINOGRAD", "QFORGE_GEMM", "QFORGE_BLAS_CORETYPE"})
     CHECK(r.out.find(v) != std::string::npos);
-  for (const char* k : {"fp32_gemm:", "fp32_winograd:", "fake_quant:", "int8_table:", "int8_qconv2d:"})
+  for (const char* k :
+       {"fp32_gemm:", "fp32_winograd:", "fp32_conv_taps:", "fake_quant:", "int8_table:", "int8_qconv2d:"})
     CHECK(r.out.find(k) != std::string::npos);
 }
 

@@ -13,6 +13,8 @@
 #include "core/kernels/kernels.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/gemm_f32.h"
+#include "core/options.h"
 #include "core/threads.h"
 #include "gradcheck.h"
 #include "op_test_util.h"
@@ -31,8 +33,15 @@ TEST_CASE("conv2d forward matches the direct definition") {
       Tensor w = Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng());
       Tensor b = cc.bias ? Tensor::randn({cc.oc}, rng()) : Tensor();
       Tensor got = conv2d(x, w, b, cc.a), want = naive_conv(x, w, b, cc.a);
+      // And im2col, which kAuto leaves for direct loops where the layer has few channels.
+      Tensor im2col = Tensor::empty(want.shape());
+      conv2d_forward(im2col.data(), x.data(), w.data(), cc.bias ? b.data() : nullptr,
+                     conv2d_shape(x.shape(), w.shape(), cc.a), ConvAlgo::kIm2col);
       REQUIRE(got.shape() == want.shape());
-      for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+        REQUIRE(im2col.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+      }
     }
   }
   set_num_threads(1);
@@ -56,14 +65,99 @@ TEST_CASE("conv2d forward in blocks of output rows (column matrices past 1 MB) m
       Tensor x = Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng());
       Tensor w = Tensor::randn({cc.oc, cc.c / cc.a.groups, cc.k, cc.k}, rng());
       Tensor b = Tensor::randn({cc.oc}, rng());
-      REQUIRE(conv2d_row_blocked(conv2d_shape(x.shape(), w.shape(), cc.a)));
+      const Conv2dShape s = conv2d_shape(x.shape(), w.shape(), cc.a);
+      REQUIRE(conv2d_row_blocked(s));
+      // kIm2col: kAuto runs layers of up to 4 channels direct (the next test case).
+      const Tensor want = naive_conv(x, w, b, cc.a);
+      Tensor got = Tensor::empty(want.shape());
+      conv2d_forward(got.data(), x.data(), w.data(), b.data(), s, ConvAlgo::kIm2col);
+      for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+    }
+  }
+  set_num_threads(1);
+}
+
+TEST_CASE("conv_taps: every level's kernel gives the reference's bits") {
+  // Channel counts around the 6-channel tile, rows around the 16-lane vectors and the 64-output
+  // run, tap counts of a 3x3 and a 7x7 stem; offsets far apart as in a frame of three planes.
+  std::mt19937 g(3);
+  std::normal_distribution<float> d(0.f, 1.f);
+  int levels = 0;
+  for (Isa isa : supported_isas()) {
+    const FloatKernelTable& t = float_kernels_for(isa);
+    if (!t.conv_taps) continue;
+    ++levels;
+    CAPTURE(t.conv_taps_name);
+    for (int oc : {1, 5, 6, 7, 13, 64}) {
+      for (int n : {1, 15, 16, 17, 28, 63, 64, 65, 112, 130}) {
+        for (int taps : {9, 147}) {
+          CAPTURE(oc);
+          CAPTURE(n);
+          CAPTURE(taps);
+          std::vector<int64_t> off(taps);
+          for (int i = 0; i < taps; ++i) off[i] = (i % 3) * 1000 + (i / 3) * 5 + i % 2;
+          std::vector<float> x(3000 + (taps / 3) * 5 + 1 + (n + 15) / 16 * 16), w(static_cast<size_t>(taps) * oc);
+          for (float& v : x) v = d(g);
+          for (float& v : w) v = d(g);
+          const int64_t ldo = n + 3;
+          std::vector<float> want(oc * ldo, -9.f), got(oc * ldo, -9.f);
+          conv_taps_f32__ref(oc, n, taps, x.data(), off.data(), w.data(), want.data(), ldo);
+          t.conv_taps(oc, n, taps, x.data(), off.data(), w.data(), got.data(), ldo);
+          REQUIRE(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);  // the gaps untouched too
+        }
+      }
+    }
+  }
+  // The reference itself: a chain of fused multiply-adds, not a plain sum (1 + 2^-24 squared rounds
+  // apart under the two), over the taps at their offsets.
+  const float e = std::ldexp(1.f, -23);
+  const float x[3] = {1.f + 2 * e, 7.f, 1.f + e}, w[2] = {-1.f, 1.f + e};
+  const int64_t off[2] = {0, 2};
+  float out[1];
+  conv_taps_f32__ref(1, 1, 2, x, off, w, out, 1);
+  CHECK(out[0] == e * e);                               // (1 + e)^2 - (1 + 2e), exact
+  CHECK((1.f + e) * (1.f + e) - (1.f + 2 * e) == 0.f);  // a plain product drops the e^2
+  if (levels == 0) MESSAGE("skipped: no level of this CPU has a conv_taps kernel");
+}
+
+TEST_CASE("conv2d runs layers of few channels direct: im2col's bits with the level's tile, every geometry") {
+  struct Case {
+    int n, c, h, w, oc, k;
+    ConvGeometry a;
+  };
+  const Case cases[] = {
+      {1, 3, 64, 60, 64, 7, ConvGeometry::square(2, 3)},        // a 7x7 stride-2 stem at batch 1
+      {5, 1, 28, 28, 32, 3, ConvGeometry::square(1, 1)},        // a small 3x3 stem, five images
+      {2, 4, 19, 23, 13, 5, ConvGeometry::square(1, 2, 2)},     // dilation 2
+      {1, 3, 31, 97, 7, 5, ConvGeometry{3, 1, 0, 1, 1, 1, 1}},  // stride 3 by 1, no vertical padding
+      {3, 2, 9, 8, 6, 3, ConvGeometry{1, 2, 2, 0, 1, 3, 1}},    // stride and dilation across only
+      {1, 1, 5, 70, 3, 3, ConvGeometry{2, 3, 1, 2, 1, 1, 1}},   // stride 3 across, a row past 16 lanes
+      {1, 3, 2, 2, 4, 5, ConvGeometry::square(1, 2)},           // every tap of an edge in the padding
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Case& cc : cases) {
+      CAPTURE(cc.c);
+      CAPTURE(cc.w);
+      CAPTURE(threads);
+      Tensor x = Tensor::randn({cc.n, cc.c, cc.h, cc.w}, rng());
+      Tensor w = Tensor::randn({cc.oc, cc.c, cc.k, cc.k}, rng());
+      Tensor b = Tensor::randn({cc.oc}, rng());
+      const Conv2dShape s = conv2d_shape(x.shape(), w.shape(), cc.a);
+      const bool direct = conv2d_direct_taps(s);
+      CHECK(direct == (float_kernels().conv_taps != nullptr && options().winograd == WinogradMode::automatic));
       const Tensor want = naive_conv(x, w, b, cc.a), got = conv2d(x, w, b, cc.a);
       const Tensor got6 = conv2d_bias_relu(x, w, b, cc.a, 6.f);
+      Tensor im2col = Tensor::empty(want.shape());
+      conv2d_forward(im2col.data(), x.data(), w.data(), b.data(), s, ConvAlgo::kIm2col);
       REQUIRE(got.shape() == want.shape());
       for (int64_t i = 0; i < got.numel(); ++i) {
-        REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+        REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
         REQUIRE(got6.data()[i] == clamp_relu_value(got.data()[i], 6.f));
       }
+      // Each output one chain over the taps in im2col's order: its GEMM tile's bits.
+      if (direct && gemm_f32_kernel())
+        REQUIRE(std::memcmp(got.data(), im2col.data(), got.numel() * sizeof(float)) == 0);
     }
   }
   set_num_threads(1);

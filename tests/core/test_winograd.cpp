@@ -237,20 +237,20 @@ TEST_CASE("winograd: every level's transform blocks give the reference blocks' b
 }
 
 TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow every change of the weights") {
-  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};
+  ConvGeometry same{1, 1, 1, 1, 1, 1, 1};  // 16 channels: fewer run direct (conv2d_direct_taps)
   // winograd_applies with SIMD blocks; conv2d takes Winograd (and caches) where it applies and
   // QFORGE_WINOGRAD is not off.
   const bool simd = float_kernels().winograd != nullptr;
   const bool taken = simd && options().winograd == WinogradMode::automatic;
   // One 14x14 image: 16 tiles, enough with cached filters only.
-  const Conv2dShape s1 = conv2d_shape({1, 8, 14, 14}, {6, 8, 3, 3}, same);
+  const Conv2dShape s1 = conv2d_shape({1, 16, 14, 14}, {6, 16, 3, 3}, same);
   CHECK_FALSE(winograd_applies(s1));
   CHECK(winograd_applies(s1, true) == simd);
   CHECK(winograd_caches(s1));
-  CHECK_FALSE(winograd_caches(conv2d_shape({2, 8, 14, 14}, {6, 8, 3, 3}, same)));         // 32 tiles
+  CHECK_FALSE(winograd_caches(conv2d_shape({2, 16, 14, 14}, {6, 16, 3, 3}, same)));      // 32 tiles
   CHECK_FALSE(winograd_caches(conv2d_shape({1, 512, 14, 14}, {512, 512, 3, 3}, same)));  // 38 MB
   // A frozen cache (conv2d.h: freeze_conv_filters) keeps them whatever the tiles and the size.
-  CHECK(winograd_caches(conv2d_shape({2, 8, 14, 14}, {6, 8, 3, 3}, same), true));
+  CHECK(winograd_caches(conv2d_shape({2, 16, 14, 14}, {6, 16, 3, 3}, same), true));
   CHECK(winograd_caches(conv2d_shape({1, 512, 14, 14}, {512, 512, 3, 3}, same), true));
   auto bits = [](const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); };
   for (int threads : {1, 2}) {
@@ -258,7 +258,7 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
     CAPTURE(threads);
     for (int n : {1, 2}) {  // 16 tiles (cached Winograd, else im2col) and 32 (Winograd, not cached)
       CAPTURE(n);
-      Tensor x = Tensor::randn({n, 8, 14, 14}, rng()), w = Tensor::randn({6, 8, 3, 3}, rng());
+      Tensor x = Tensor::randn({n, 16, 14, 14}, rng()), w = Tensor::randn({6, 16, 3, 3}, rng());
       auto cache = make_conv_filter_cache();
       CHECK(conv_filter_cache_bytes(*cache) == 0);
       // What the convolution gives with the filters transformed for the call (no cache).
@@ -289,7 +289,7 @@ TEST_CASE("winograd: a layer's cached filters give the uncached bits and follow 
       CHECK(bits(changed) != bits(first));
       CHECK(bits(changed) == uncached(w));
       // Another layer's weights through the same cache, and the fused inference op.
-      const Tensor w4 = Tensor::randn({4, 8, 3, 3}, rng());
+      const Tensor w4 = Tensor::randn({4, 16, 3, 3}, rng());
       CHECK(bits(conv2d(x, w4, Tensor(), same, cache.get())) == uncached(w4));
       const Tensor b = Tensor::randn({6}, rng());
       CHECK(bits(conv2d_bias_relu(x, w, b, same, 6.f, cache.get())) ==
