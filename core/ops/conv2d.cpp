@@ -301,11 +301,16 @@ void direct_taps_band(float* out, const float* inp, const float* wt, const int64
 void conv2d_direct_taps_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
                                 const Epilogue& ep) {
   const ConvGeometry& a = s.a;
+  if (s.n == 0 || s.oh == 0 || s.ow == 0) return;
   const ConvTapsKernel kernel = float_kernels().conv_taps;
   // Units: bands of an image's output rows, at least two per thread (one part per thread,
-  // threads.h: parts_for), so that at batch 1 too each thread copies the rows it reads itself.
-  const int bands = static_cast<int>(std::clamp<int64_t>((2 * num_threads() + s.n - 1) / s.n, 1, s.oh));
-  const TapsFrame f = taps_frame(s, (s.oh + bands - 1) / bands);
+  // threads.h: parts_for), so that at batch 1 too each thread copies the rows it reads itself,
+  // and each band's frame at most about 256 KB (the L2 cache's), whatever the image's size.
+  const int64_t by_threads = std::max<int64_t>(1, (2 * num_threads() + s.n - 1) / s.n);
+  const int64_t per_row = s.c * taps_frame(s, 1).row * a.stride_h;  // frame floats per output row
+  const int64_t fit = std::max<int64_t>(1, (int64_t{64} << 10) / std::max<int64_t>(per_row, 1));
+  const TapsFrame f = taps_frame(s, static_cast<int>(std::min((s.oh + by_threads - 1) / by_threads, fit)));
+  const int bands = (s.oh + f.band_rows - 1) / f.band_rows;
   const int taps = s.c * s.kh * s.kw;
   // The weights turned to (taps, OC), taps in im2col's order (channel, kh, kw); where each tap's
   // run starts in a frame, from the row of its output row.
@@ -323,9 +328,8 @@ void conv2d_direct_taps_forward(float* out, const float* inp, const float* weigh
     auto frame = scratch_floats(static_cast<size_t>(s.c) * f.floats());  // zeroed by each band
     for (int64_t u = part_begin(units, j, parts); u < part_begin(units, j + 1, parts); ++u) {
       const int n = static_cast<int>(u / bands), oh0 = static_cast<int>(u % bands) * f.band_rows;
-      if (oh0 < s.oh)
-        direct_taps_band(out, inp, wt.get(), off.data(), s, f, frame.get(), n, oh0, std::min(s.oh, oh0 + f.band_rows),
-                         kernel, ep);
+      direct_taps_band(out, inp, wt.get(), off.data(), s, f, frame.get(), n, oh0, std::min(s.oh, oh0 + f.band_rows),
+                       kernel, ep);
     }
   });
 }

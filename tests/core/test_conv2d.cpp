@@ -133,6 +133,7 @@ TEST_CASE("conv2d runs layers of few channels direct: im2col's bits with the lev
       {3, 2, 9, 8, 6, 3, ConvGeometry{1, 2, 2, 0, 1, 3, 1}},    // stride and dilation across only
       {1, 1, 5, 70, 3, 3, ConvGeometry{2, 3, 1, 2, 1, 1, 1}},   // stride 3 across, a row past 16 lanes
       {1, 3, 2, 2, 4, 5, ConvGeometry::square(1, 2)},           // every tap of an edge in the padding
+      {1, 8, 200, 200, 4, 3, ConvGeometry::square(1, 1)},       // bands of rows cut to fit the L2 cache
   };
   for (int threads : {1, 2}) {
     set_num_threads(threads);
