@@ -1,7 +1,7 @@
 // core's float kernel tables, one per instruction-set level that has one
 // (core/cpu.h); a level picks the highest table at or below it. The one place
-// that chooses a float kernel: core/ops/gemm_f32.cpp and core/ops/winograd.cpp
-// take theirs from here.
+// that chooses a float kernel: core/ops/gemm_f32.cpp, core/ops/winograd.cpp and
+// core/ops/conv2d.cpp take theirs from here.
 #pragma once
 #include "core/cpu.h"
 #include "core/kernels/depthwise_planes.h"

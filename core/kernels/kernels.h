@@ -34,17 +34,20 @@ void gemm_f32_dot__ref(int m, int n, int k, const float* a, int64_t lda, const f
 void gemm_f32_dot_4x6__avx512(int m, int n, int k, const float* a, int64_t lda, const float* bt, int64_t ldbt, float* c,
                               int64_t ldc);
 
-// Direct convolution of a layer with few input channels (a first layer: 1-3 channels), one output
+// Direct convolution of a layer with few input channels (a first layer's 1 to 3), one output
 // row at a time: out[o * ldo + p] for o < oc, p < n is one chain of fused multiply-adds over the
 // taps t < taps, in order, from zero: w[t * oc + o] * x[off[t] + p]. The taps are the layer's
 // (channel, kh, kw) in im2col's order, so the sums are the 6x64 GEMM's on im2col's columns, bit for
 // bit. x: a padded copy in which a SIMD kernel may read, and ignore, the floats up to
-// off[t] + n rounded up to a multiple of 16.
+// off[t] + n rounded up to a multiple of 16 (8 at avx2).
 using ConvTapsKernel = void (*)(int oc, int n, int taps, const float* x, const int64_t* off, const float* w, float* out,
                                 int64_t ldo);
 
 void conv_taps_f32__ref(int oc, int n, int taps, const float* x, const int64_t* off, const float* w, float* out,
                         int64_t ldo);
+// Tiles of 4 output channels by 24 outputs of a row (conv_taps_f32_4x24__avx2.cpp).
+void conv_taps_f32_4x24__avx2(int oc, int n, int taps, const float* x, const int64_t* off, const float* w, float* out,
+                              int64_t ldo);
 // Tiles of 6 output channels by 64 outputs of a row (conv_taps_f32_6x64__avx512.cpp).
 void conv_taps_f32_6x64__avx512(int oc, int n, int taps, const float* x, const int64_t* off, const float* w, float* out,
                                 int64_t ldo);

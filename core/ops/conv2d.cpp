@@ -251,7 +251,7 @@ struct Epilogue : ChannelFinish {
 // a tap's inputs for a row of outputs are one contiguous run. im2col's columns, which this
 // replaces, hold C*KH*KW floats per output (147 for ResNet18's 7x7 stem), written and read back.
 struct TapsFrame {
-  int64_t phase;  // floats per phase: the padded row's columns, or any tap's run to 16 past OW
+  int64_t phase;  // floats per phase: the padded row's columns, or any tap's run of OW rounded up to 16
   int64_t row;    // floats per padded row: stride_w phases
   int64_t rows;   // padded rows per channel: those a band of band_rows output rows reads
   int band_rows;  // output rows per band (the last band may have fewer)
@@ -301,11 +301,11 @@ void direct_taps_band(float* out, const float* inp, const float* wt, const int64
 void conv2d_direct_taps_forward(float* out, const float* inp, const float* weight, const Conv2dShape& s,
                                 const Epilogue& ep) {
   const ConvGeometry& a = s.a;
-  if (s.n == 0 || s.oh == 0 || s.ow == 0) return;
+  if (s.n == 0) return;
   const ConvTapsKernel kernel = float_kernels().conv_taps;
-  // Units: bands of an image's output rows, at least two per thread (one part per thread,
-  // threads.h: parts_for), so that at batch 1 too each thread copies the rows it reads itself,
-  // and each band's frame at most about 256 KB (the L2 cache's), whatever the image's size.
+  // Units: bands of an image's output rows, two per thread at batch 1, each band's frame at most
+  // about 256 KB (the L2 cache's) whatever the image's size; one part per thread (or per unit,
+  // where there are fewer), so that each thread copies the rows it reads itself.
   const int64_t by_threads = std::max<int64_t>(1, (2 * num_threads() + s.n - 1) / s.n);
   const int64_t per_row = s.c * taps_frame(s, 1).row * a.stride_h;  // frame floats per output row
   const int64_t fit = std::max<int64_t>(1, (int64_t{64} << 10) / std::max<int64_t>(per_row, 1));
@@ -323,7 +323,7 @@ void conv2d_direct_taps_forward(float* out, const float* inp, const float* weigh
              col / a.stride_w;
   }
   const int64_t units = static_cast<int64_t>(s.n) * bands;
-  const int parts = parts_for(units);
+  const int parts = static_cast<int>(std::min<int64_t>(num_threads(), units));
   run_parts(parts, [&](int j) {
     auto frame = scratch_floats(static_cast<size_t>(s.c) * f.floats());  // zeroed by each band
     for (int64_t u = part_begin(units, j, parts); u < part_begin(units, j + 1, parts); ++u) {
@@ -472,9 +472,12 @@ bool conv2d_direct_taps(const Conv2dShape& s) {
   // Up to 8 input channels, ahead of Winograd too. Forward at 3x3 (AMD EPYC Zen 5, 2 threads), against
   // Winograd: 28x28 batch 32 to 64 channels, 1.24 -> 1.10 ms at 4 channels, 1.58 -> 0.80 at 8,
   // 1.86 -> 1.56 at 16, 1.31 -> 3.13 at 32; 112x112 batch 1: 0.38 -> 0.17 at 4, 0.33 -> 0.32 at 8,
-  // 0.39 -> 0.62 at 16. Against im2col: ResNet18's 7x7 stem at 224x224 batch 1 0.85 -> 0.64 ms.
-  // At every level with the kernel, as channels-last's products.
-  return s.a.groups == 1 && s.c <= 8 && float_kernels().conv_taps != nullptr &&
+  // 0.39 -> 0.62 at 16. Against im2col: ResNet18's 7x7 stem at 224x224 batch 1 0.85 -> 0.64 ms
+  // (at level avx2, against im2col with OpenBLAS: 1.87 -> 1.30-1.42 ms; the 1-channel 3x3 stem at
+  // 28x28 batch 64, 1.38 -> 1.00). Not 1x1 kernels: im2col reads those in place (pointwise) or as
+  // one strided copy. Where the level has the kernel (avx2, avx512); QFORGE_WINOGRAD=off takes
+  // im2col everywhere.
+  return s.a.groups == 1 && s.c <= 8 && s.kh * s.kw > 1 && float_kernels().conv_taps != nullptr &&
          options().winograd == WinogradMode::automatic;
 }
 

@@ -26,9 +26,10 @@ Conv2dShape conv2d_shape(const Shape& inp, const Shape& weight, const ConvGeomet
 // sgemm; kIm2col takes im2col + sgemm for every layer.
 enum class ConvAlgo { kAuto, kIm2col };
 
-// Whether kAuto's forward runs a layer with few input channels (at most 8, as a first layer's) direct,
-// each output row from the taps of a padded copy of its input rows (kernels.h: ConvTapsKernel)
-// instead of im2col's columns: the same bits as im2col with the level's GEMM tile. Exposed for tests.
+// Whether kAuto's forward runs a layer with few input channels (at most 8, as a first layer's; one
+// group, a kernel wider than 1x1) direct, each output row from the taps of a padded copy of its input
+// rows (kernels.h: ConvTapsKernel) instead of im2col's columns: the same bits as im2col where its
+// product runs the 6x64 tile (core/blas.cpp: sgemm_route, k x columns up to 2M floats). Exposed for tests.
 bool conv2d_direct_taps(const Conv2dShape& s);
 
 // Whether im2col's forward runs image by image in blocks of output rows (an image's column matrix

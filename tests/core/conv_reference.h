@@ -55,7 +55,10 @@ inline const ConvCase kConvCases[] = {
     {2, 2, 7, 7, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true},    // dilated "same"
     {3, 2, 5, 6, 3, 3, {1, 1, 0, 1, 1, 1, 1}, false},   // no vertical padding: fewer rows out than in
     {1, 2, 2, 2, 3, 5, {1, 1, 2, 2, 1, 1, 1}, true},    // kernel wider than the input: taps all in padding
-    {2, 2, 16, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},  // 32 tiles of 4x4: Winograd
+    {2, 9, 16, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},  // 32 tiles of 4x4: Winograd (9 channels: not direct)
+    // Past 8 channels, where conv2d's kAuto leaves im2col (conv2d_direct_taps): padding, stride 2.
+    {2, 9, 7, 6, 4, 3, {1, 1, 1, 1, 1, 1, 1}, true},
+    {3, 10, 8, 7, 5, 3, {2, 2, 1, 1, 1, 1, 1}, false},
     // 1x1 at stride 1 (pointwise): one GEMM per image straight on it, a product per thread or, for
     // fewer products than threads, each split over the threads.
     {3, 4, 16, 17, 5, 1, {1, 1, 0, 0, 1, 1, 1}, true},

@@ -1,6 +1,7 @@
 // Tests of conv2d (core/ops/conv2d.h): the op and its raw pair against the definition and finite differences.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -67,11 +68,17 @@ TEST_CASE("conv2d forward in blocks of output rows (column matrices past 1 MB) m
       Tensor b = Tensor::randn({cc.oc}, rng());
       const Conv2dShape s = conv2d_shape(x.shape(), w.shape(), cc.a);
       REQUIRE(conv2d_row_blocked(s));
-      // kIm2col: kAuto runs layers of up to 4 channels direct (the next test case).
-      const Tensor want = naive_conv(x, w, b, cc.a);
-      Tensor got = Tensor::empty(want.shape());
-      conv2d_forward(got.data(), x.data(), w.data(), b.data(), s, ConvAlgo::kIm2col);
-      for (int64_t i = 0; i < got.numel(); ++i) REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+      // kIm2col: kAuto runs one-group layers of up to 8 channels direct at levels avx2 and up
+      // (conv2d_direct_taps), row blocks elsewhere; its ReLU6 epilogue either way.
+      const Tensor want = naive_conv(x, w, b, cc.a), got = conv2d(x, w, b, cc.a);
+      const Tensor got6 = conv2d_bias_relu(x, w, b, cc.a, 6.f);
+      Tensor blocks = Tensor::empty(want.shape());
+      conv2d_forward(blocks.data(), x.data(), w.data(), b.data(), s, ConvAlgo::kIm2col);
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        REQUIRE(blocks.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+        REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4));
+        REQUIRE(got6.data()[i] == clamp_relu_value(got.data()[i], 6.f));
+      }
     }
   }
   set_num_threads(1);
@@ -96,10 +103,12 @@ TEST_CASE("conv_taps: every level's kernel gives the reference's bits") {
           CAPTURE(taps);
           std::vector<int64_t> off(taps);
           for (int i = 0; i < taps; ++i) off[i] = (i % 3) * 1000 + (i / 3) * 5 + i % 2;
-          std::vector<float> x(3000 + (taps / 3) * 5 + 1 + (n + 15) / 16 * 16), w(static_cast<size_t>(taps) * oc);
+          // Exactly what the kernel may read (kernels.h), so that ASan sees a read past it.
+          std::vector<float> x(*std::max_element(off.begin(), off.end()) + (n + 15) / 16 * 16);
+          std::vector<float> w(static_cast<size_t>(taps) * oc);
           for (float& v : x) v = d(g);
           for (float& v : w) v = d(g);
-          const int64_t ldo = n + 3;
+          const int64_t ldo = n + 16;  // a gap as wide as a vector: a store past n lands in it
           std::vector<float> want(oc * ldo, -9.f), got(oc * ldo, -9.f);
           conv_taps_f32__ref(oc, n, taps, x.data(), off.data(), w.data(), want.data(), ldo);
           t.conv_taps(oc, n, taps, x.data(), off.data(), w.data(), got.data(), ldo);
@@ -108,8 +117,8 @@ TEST_CASE("conv_taps: every level's kernel gives the reference's bits") {
       }
     }
   }
-  // The reference itself: a chain of fused multiply-adds, not a plain sum (1 + 2^-24 squared rounds
-  // apart under the two), over the taps at their offsets.
+  // The reference itself: a chain of fused multiply-adds over the taps at their offsets, not a plain
+  // sum: (1 + 2^-23)^2 - (1 + 2^-22) is 2^-46 with the fused multiply-add, 0 with a rounded product.
   const float e = std::ldexp(1.f, -23);
   const float x[3] = {1.f + 2 * e, 7.f, 1.f + e}, w[2] = {-1.f, 1.f + e};
   const int64_t off[2] = {0, 2};
@@ -134,6 +143,9 @@ TEST_CASE("conv2d runs layers of few channels direct: im2col's bits with the lev
       {1, 1, 5, 70, 3, 3, ConvGeometry{2, 3, 1, 2, 1, 1, 1}},   // stride 3 across, a row past 16 lanes
       {1, 3, 2, 2, 4, 5, ConvGeometry::square(1, 2)},           // every tap of an edge in the padding
       {1, 8, 200, 200, 4, 3, ConvGeometry::square(1, 1)},       // bands of rows cut to fit the L2 cache
+      {2, 2, 6, 7, 5, 3, ConvGeometry::square(1, 4)},           // padding wider than the kernel
+      {1, 3, 11, 13, 6, 2, ConvGeometry::square(3, 0)},         // stride past the kernel: a phase never read
+      {2, 3, 17, 9, 7, 3, ConvGeometry{2, 1, 2, 1, 3, 1, 1}},   // stride and dilation down only
   };
   for (int threads : {1, 2}) {
     set_num_threads(threads);
@@ -156,7 +168,8 @@ TEST_CASE("conv2d runs layers of few channels direct: im2col's bits with the lev
         REQUIRE(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-4).scale(1));
         REQUIRE(got6.data()[i] == clamp_relu_value(got.data()[i], 6.f));
       }
-      // Each output one chain over the taps in im2col's order: its GEMM tile's bits.
+      // Each output one chain over the taps in im2col's order: its GEMM tile's bits (these cases are
+      // small enough for im2col to run the tile: core/blas.cpp, sgemm_route).
       if (direct && gemm_f32_kernel())
         REQUIRE(std::memcmp(got.data(), im2col.data(), got.numel() * sizeof(float)) == 0);
     }
@@ -173,9 +186,9 @@ TEST_CASE("conv2d forward finishes the GEMM's blocks (bias, clamp) wherever they
     ConvGeometry a;
   };
   const Case cases[] = {
-      {8, 15, 20, 50, 1, ConvGeometry::square(1, 0)},     // pointwise: 3 blocks of rows, 2 of columns
-      {6, 33, 33, 30, 3, ConvGeometry::square(2, 1)},     // im2col, 289 columns
-      {128, 7, 7, 40, 3, ConvGeometry::square(1, 1)},     // k 1152 at 49 columns: the depth-vector GEMM
+      {16, 15, 20, 50, 1, ConvGeometry::square(1, 0)},  // pointwise: 3 blocks of rows, 2 of columns
+      {9, 33, 33, 30, 3, ConvGeometry::square(2, 1)},   // im2col, 289 columns (9 channels: not direct)
+      {128, 7, 7, 40, 3, ConvGeometry::square(1, 1)},   // k 1152 at 49 columns: the depth-vector GEMM
   };
   for (int threads : {1, 2}) {
     set_num_threads(threads);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/ops/pool.h"
+#include "core/threads.h"
 #include "gradcheck.h"
 #include "op_test_util.h"
 
@@ -28,28 +29,35 @@ TEST_CASE("pooling: values and gradients") {
 
   // Without gradients max_pool2d takes another path (no argmax): the same values, against the definition.
   // Wide rows too: windows wholly inside a row take another path than the clipped ones at its ends.
-  for (auto [rn, rc, rh, rw] : {std::array<int64_t, 4>{2, 3, 9, 8}, std::array<int64_t, 4>{1, 2, 5, 37}})
-    for (Pool2dArgs pa : {Pool2dArgs{3, 3, 2, 2, 1, 1}, Pool2dArgs{2, 3, 1, 2, 1, 0}, Pool2dArgs{3, 2, 3, 1, 0, 1},
-                          Pool2dArgs{2, 2, 2, 2, 0, 0}, Pool2dArgs{1, 5, 1, 3, 0, 2}, Pool2dArgs{3, 3, 1, 1, 1, 1}}) {
-      if (pa.kernel_w > rw + 2 * pa.pad_w) continue;
-      Tensor r = Tensor::randn({rn, rc, rh, rw}, rng());
-      Tensor got;
-      {
-        NoGradGuard ng;
-        got = max_pool2d(r, pa);
+  // On 1 and 2 threads (planes split between them).
+  for (int threads : {1, 2})
+    for (auto [rn, rc, rh, rw] :
+         {std::array<int64_t, 4>{2, 3, 9, 8}, std::array<int64_t, 4>{1, 2, 5, 37}, std::array<int64_t, 4>{1, 3, 11, 9}})
+      for (Pool2dArgs pa : {Pool2dArgs{3, 3, 2, 2, 1, 1}, Pool2dArgs{2, 3, 1, 2, 1, 0}, Pool2dArgs{3, 2, 3, 1, 0, 1},
+                            Pool2dArgs{2, 2, 2, 2, 0, 0}, Pool2dArgs{1, 5, 1, 3, 0, 2}, Pool2dArgs{3, 3, 1, 1, 1, 1}}) {
+        if (pa.kernel_w > rw + 2 * pa.pad_w) continue;
+        set_num_threads(threads);
+        CAPTURE(threads);
+        Tensor r = Tensor::randn({rn, rc, rh, rw}, rng());
+        Tensor got;
+        {
+          NoGradGuard ng;
+          got = max_pool2d(r, pa);
+        }
+        for (int64_t p = 0; p < rn * rc; ++p)
+          for (int64_t oh = 0; oh < got.size(2); ++oh)
+            for (int64_t ow = 0; ow < got.size(3); ++ow) {
+              float want = -INFINITY;
+              for (int kh = 0; kh < pa.kernel_h; ++kh)
+                for (int kw = 0; kw < pa.kernel_w; ++kw) {
+                  const int64_t ih = oh * pa.stride_h - pa.pad_h + kh, iw = ow * pa.stride_w - pa.pad_w + kw;
+                  if (ih >= 0 && ih < rh && iw >= 0 && iw < rw)
+                    want = std::max(want, r.data()[(p * rh + ih) * rw + iw]);
+                }
+              REQUIRE(got.data()[(p * got.size(2) + oh) * got.size(3) + ow] == want);
+            }
       }
-      for (int64_t p = 0; p < rn * rc; ++p)
-        for (int64_t oh = 0; oh < got.size(2); ++oh)
-          for (int64_t ow = 0; ow < got.size(3); ++ow) {
-            float want = -INFINITY;
-            for (int kh = 0; kh < pa.kernel_h; ++kh)
-              for (int kw = 0; kw < pa.kernel_w; ++kw) {
-                const int64_t ih = oh * pa.stride_h - pa.pad_h + kh, iw = ow * pa.stride_w - pa.pad_w + kw;
-                if (ih >= 0 && ih < rh && iw >= 0 && iw < rw) want = std::max(want, r.data()[(p * rh + ih) * rw + iw]);
-              }
-            REQUIRE(got.data()[(p * got.size(2) + oh) * got.size(3) + ow] == want);
-          }
-    }
+  set_num_threads(1);
   Tensor s = Tensor::from({1, 1, 2, 2}, {1.f, 5.f, -3.f, 2.f});
   CHECK(max_pool2d(s, {2, 2, 2, 2}).item() == 5.f);
   CHECK(avg_pool2d(s, {2, 2, 2, 2}).item() == 1.25f);

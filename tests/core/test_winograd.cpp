@@ -65,7 +65,8 @@ TEST_CASE("winograd: 3x3 stride-1 convolutions match the definition and im2col, 
     }
   }
   set_num_threads(1);
-  // Enough 4x4 tiles in the batch take Winograd through conv2d; anything else stays on im2col.
+  // Enough 4x4 tiles in the batch take Winograd through conv2d (past 8 channels at levels avx2 and up,
+  // where fewer run direct: conv2d_direct_taps); anything else stays on im2col.
   // At the scalar level (QFORGE_ISA=scalar, or a CPU without AVX2) nothing does.
   const bool simd = float_kernels().winograd != nullptr;
   CHECK(winograd_applies(conv2d_shape({2, 2, 16, 16}, {3, 2, 3, 3}, same)) == simd);
