@@ -233,9 +233,12 @@ TEST_CASE("mobilenet_v2: trains on a tiny problem, and dropout repeats with the 
     }
     return losses;
   };
-  std::vector<float> a = run(7, 12), b = run(7, 3);
+  // 30 steps: the first dozen wander with the last bits of the float sums (each instruction set's
+  // kernels'): after 12 the loss was 0.17-0.63 of the first, depending on the level; after 30,
+  // at most 0.002 of it on every level.
+  std::vector<float> a = run(7, 30), b = run(7, 3);
   for (float l : a) REQUIRE(std::isfinite(l));
-  CHECK(a.back() < 0.5f * a.front());
+  CHECK(a.back() < 0.1f * a.front());
   // Same seed: same initialisation and the same dropout masks, so the same losses.
   CHECK(std::vector<float>(a.begin(), a.begin() + 3) == b);
 
