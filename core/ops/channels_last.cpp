@@ -90,13 +90,6 @@ ChannelsLastFrame input_frame(const Conv2dShape& s) {
   return {a.pad_h + std::max(s.h, reach_h), a.pad_w + std::max(s.w, reach_w), a.pad_h, a.pad_w};
 }
 
-// Zeros, for buffers whose frame must read as zeros.
-Scratch zeroed(int64_t n) {
-  Scratch p = scratch_floats(n);
-  std::fill(p.get(), p.get() + n, 0.f);
-  return p;
-}
-
 // col (nb * OH * OW rows, KH KW C columns) from the framed channels-last xl.
 void columns(float* col, const float* xl, const ChannelsLastFrame& f, const Conv2dShape& s, int nb) {
   const ConvGeometry& a = s.a;

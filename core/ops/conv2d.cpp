@@ -270,18 +270,22 @@ TapsFrame taps_frame(const Conv2dShape& s, int band_rows) {
 
 // Output rows [oh0, oh1) of image n: the padded input rows they read in frame (C planes of
 // f.rows rows, zeros around the image), then each output row through the kernel and the epilogue.
+// frame: zeroed once by the caller; a band writes only the image's columns of rows inside the
+// image and zeroes the rows outside it, so the padding columns stay zero from band to band.
 void direct_taps_band(float* out, const float* inp, const float* wt, const int64_t* off, const Conv2dShape& s,
                       const TapsFrame& f, float* frame, int n, int oh0, int oh1, ConvTapsKernel kernel,
                       const Epilogue& ep) {
   const ConvGeometry& a = s.a;
   const int sw = a.stride_w, r0 = oh0 * a.stride_h;
-  std::fill(frame, frame + s.c * f.floats(), 0.f);
   for (int c = 0; c < s.c; ++c)
     for (int64_t r = 0; r < f.rows; ++r) {
       const int64_t ih = r0 + r - a.pad_h;
-      if (ih < 0 || ih >= s.h) continue;
-      const float* src = inp + ((static_cast<int64_t>(n) * s.c + c) * s.h + ih) * s.w;
       float* dst = frame + c * f.floats() + r * f.row;
+      if (ih < 0 || ih >= s.h) {
+        std::fill(dst, dst + f.row, 0.f);
+        continue;
+      }
+      const float* src = inp + ((static_cast<int64_t>(n) * s.c + c) * s.h + ih) * s.w;
       // Phase q's element i is padded column q + i sw, input column q + i sw - pad_w.
       for (int q = 0; q < sw; ++q) {
         const int i0 = std::max(0, (a.pad_w - q + sw - 1) / sw), i1 = (s.w + a.pad_w - q + sw - 1) / sw;
@@ -325,7 +329,7 @@ void conv2d_direct_taps_forward(float* out, const float* inp, const float* weigh
   const int64_t units = static_cast<int64_t>(s.n) * bands;
   const int parts = static_cast<int>(std::min<int64_t>(num_threads(), units));
   run_parts(parts, [&](int j) {
-    auto frame = scratch_floats(static_cast<size_t>(s.c) * f.floats());  // zeroed by each band
+    auto frame = zeroed(static_cast<int64_t>(s.c) * f.floats());
     for (int64_t u = part_begin(units, j, parts); u < part_begin(units, j + 1, parts); ++u) {
       const int n = static_cast<int>(u / bands), oh0 = static_cast<int>(u % bands) * f.band_rows;
       direct_taps_band(out, inp, wt.get(), off.data(), s, f, frame.get(), n, oh0, std::min(s.oh, oh0 + f.band_rows),
