@@ -49,6 +49,10 @@ inline const ConvCase kConvCases[] = {
     {3, 2, 8, 7, 5, 3, {2, 2, 1, 1, 1, 1, 1}, false},  // stride 2, batched chunk
     {2, 4, 9, 9, 6, 3, {1, 2, 2, 1, 2, 1, 2}, true},   // dilation, groups 2, asymmetric stride
     {2, 4, 6, 6, 4, 3, {1, 1, 1, 1, 1, 1, 4}, true},   // depthwise
+    // Depthwise planes past forward_blocked's sizes (depthwise_planes.h): stride 1 "same", and
+    // stride 2 with two output channels per input channel.
+    {2, 3, 12, 12, 3, 3, {1, 1, 1, 1, 1, 1, 3}, true},
+    {1, 3, 31, 30, 6, 3, {2, 2, 1, 1, 1, 1, 3}, false},
     {2, 3, 5, 5, 8, 1, {2, 2, 0, 0, 1, 1, 1}, false},  // 1x1 stride 2 (ResNet downsample)
     // Stride 1 with output width == input width takes the shifted-plane path:
     {2, 3, 6, 5, 4, 5, {1, 1, 2, 2, 1, 1, 1}, false},   // 5x5 "same"
