@@ -21,6 +21,7 @@ std::vector<std::pair<std::string, std::string>> chosen_kernels() {
       {"fp32_conv_taps", options().winograd == WinogradMode::off ? "off (im2col)" : f.conv_taps_name},
       {"fp32_depthwise", f.depthwise->name},
       {"fp32_bias_clamp", f.bias_clamp_name},
+      {"fp32_max_pool", f.max_pool_name},
       {"fake_quant", quant::fq::fake_quant_kernels().name},
       {"int8_table", q.name},
       {"int8_qconv2d", q.qconv2d_name},

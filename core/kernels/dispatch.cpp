@@ -25,7 +25,9 @@ constexpr FloatKernelTable kScalar = {Isa::scalar,
                                       "none",
                                       &depthwise_planes__ref,
                                       bias_clamp__ref,
-                                      "bias_clamp__ref"};
+                                      "bias_clamp__ref",
+                                      max_pool__ref,
+                                      "max_pool__ref"};
 constexpr FloatKernelTable kAvx2 = {Isa::avx2,
                                     "avx2",
                                     nullptr,
@@ -38,7 +40,9 @@ constexpr FloatKernelTable kAvx2 = {Isa::avx2,
                                     "winograd_f4x4_blocks__avx2",
                                     &depthwise_planes__avx2,
                                     bias_clamp__avx2,
-                                    "bias_clamp__avx2"};
+                                    "bias_clamp__avx2",
+                                    max_pool__avx2,
+                                    "max_pool__avx2"};
 constexpr FloatKernelTable kAvx512 = {Isa::avx512,
                                       "avx512",
                                       gemm_f32_6x64__avx512,
@@ -51,7 +55,9 @@ constexpr FloatKernelTable kAvx512 = {Isa::avx512,
                                       "winograd_f4x4_blocks__avx512",
                                       &depthwise_planes__avx512,
                                       bias_clamp__avx512,
-                                      "bias_clamp__avx512"};
+                                      "bias_clamp__avx512",
+                                      max_pool__avx512,
+                                      "max_pool__avx512"};
 
 const FloatKernelTable& table_at_or_below(Isa isa) {
   switch (isa) {

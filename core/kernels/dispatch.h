@@ -34,6 +34,9 @@ struct FloatKernelTable {
   // A convolution's bias and activation clamp (kernels.h); every level has one, with the reference's bits.
   BiasClampKernel bias_clamp;
   const char* bias_clamp_name;
+  // Max pooling without argmax (kernels.h); every level has one, with the reference's bits.
+  MaxPoolKernel max_pool;
+  const char* max_pool_name;
 };
 
 // The highest table at or below `isa`; throws qforge::Error if this CPU lacks `isa`.

@@ -60,6 +60,20 @@ void bias_clamp__ref(float* dst, const float* src, int64_t n, float bias, float 
 void bias_clamp__avx2(float* dst, const float* src, int64_t n, float bias, float hi);
 void bias_clamp__avx512(float* dst, const float* src, int64_t n, float bias, float hi);
 
+// Max pooling without argmax (an inference's): out (planes, oh, ow) from in (planes, h, w) under
+// the geometry, padding never a maximum (each window holds a pixel: pad <= kernel / 2). Each output
+// is std::max's chain over its window's taps inside the plane, the first tap first, then down the
+// rows and along them. work: 2 * w floats. One source for every level (max_pool.inc).
+struct MaxPoolGeo {
+  int64_t h, w, oh, ow;
+  int kh, kw, sh, sw, ph, pw;
+};
+using MaxPoolKernel = void (*)(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
+
+void max_pool__ref(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
+void max_pool__avx2(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
+void max_pool__avx512(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
+
 // A convolution's epilogue done by a pass that writes its output anyway (the channels-last copies
 // back to NCHW, winograd_f4x4_blocks.h): each value v of output channel i becomes v + bias[i]
 // (bias null: v), or with relu bias_clamp's clamp(v + bias[i], 0, hi) (bias null: + 0), the same

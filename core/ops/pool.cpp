@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/conv_geometry.h"
 #include "core/error.h"
+#include "core/kernels/dispatch.h"
 #include "core/threads.h"
 
 namespace qforge {
@@ -41,47 +43,12 @@ void max_pool2d_forward(float* out, int32_t* argmax, const float* x, const Pool2
   const Pool2dArgs& a = s.a;
   const float* px = x;
   float* po = out;
-  if (!argmax) {
-    // No argmax to keep: the maximum down the window's rows, then along them.
-    // Along the rows, the windows that lie wholly inside ([ow_lo, ow_hi)) take their maximum from
-    // wm, every full window's maximum at each start, built in contiguous (vectorised) passes; the
-    // few clipped at the edges take theirs tap by tap. Both in the same order, tap 0 first: the
-    // same floats, NaN included. (ResNet18's 3x3 stride-2 pool at 224 b1 took 0.19-0.37 ms with
-    // every window tap by tap.)
-    const int64_t kw_n = a.kernel_w, full = s.w - kw_n + 1;  // full windows start at 0 .. full - 1
-    const int64_t ow_lo = std::min<int64_t>(s.ow, (a.pad_w + a.stride_w - 1) / a.stride_w);
-    const int64_t ow_hi =
-        std::max<int64_t>(ow_lo, full > 0 ? std::min<int64_t>(s.ow, (full - 1 + a.pad_w) / a.stride_w + 1) : ow_lo);
+  if (!argmax) {  // no argmax to keep: the selected level's kernel (kernels.h, max_pool.inc)
+    const MaxPoolGeo g{s.h, s.w, s.oh, s.ow, a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.pad_h, a.pad_w};
+    const MaxPoolKernel kernel = float_kernels().max_pool;
     parallel_for(s.n * s.c, 1, [&](int64_t b, int64_t e) {
-      std::vector<float> rm(s.w), wm(std::max<int64_t>(full, 1));
-      for (int64_t p = b; p < e; ++p) {
-        const float* in = px + p * s.h * s.w;
-        for (int64_t oh = 0; oh < s.oh; ++oh) {
-          const Window wh = window(oh, a.stride_h, a.pad_h, a.kernel_h, s.h);
-          std::copy_n(in + (wh.i0 + wh.k0) * s.w, s.w, rm.data());
-          for (int64_t kh = wh.k0 + 1; kh < wh.k1; ++kh) {
-            const float* row = in + (wh.i0 + kh) * s.w;
-            for (int64_t i = 0; i < s.w; ++i) rm[i] = std::max(rm[i], row[i]);
-          }
-          float* o = po + (p * s.oh + oh) * s.ow;
-          auto clipped = [&](int64_t ow) {
-            const Window ww = window(ow, a.stride_w, a.pad_w, a.kernel_w, s.w);
-            float best = rm[ww.i0 + ww.k0];
-            for (int64_t kw = ww.k0 + 1; kw < ww.k1; ++kw) best = std::max(best, rm[ww.i0 + kw]);
-            o[ow] = best;
-          };
-          for (int64_t ow = 0; ow < ow_lo; ++ow) clipped(ow);
-          if (ow_hi > ow_lo) {
-            std::copy_n(rm.data(), full, wm.data());
-            for (int64_t kw = 1; kw < kw_n; ++kw) {
-              const float* r = rm.data() + kw;
-              for (int64_t i = 0; i < full; ++i) wm[i] = std::max(wm[i], r[i]);
-            }
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) o[ow] = wm[ow * a.stride_w - a.pad_w];
-          }
-          for (int64_t ow = ow_hi; ow < s.ow; ++ow) clipped(ow);
-        }
-      }
+      std::vector<float> work(2 * s.w);
+      kernel(po + b * s.oh * s.ow, px + b * s.h * s.w, e - b, g, work.data());
     });
     return;
   }

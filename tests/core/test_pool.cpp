@@ -2,10 +2,15 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include "core/cpu.h"
+#include "core/kernels/dispatch.h"
 #include "core/ops/pool.h"
 #include "core/threads.h"
 #include "gradcheck.h"
@@ -98,4 +103,76 @@ TEST_CASE("pooling raw pairs: backward adds the gradients of forward") {
   std::vector<float> plain(nout);
   max_pool2d_forward(plain.data(), nullptr, x.data(), s);
   CHECK(plain == max_fwd({x}));
+}
+
+// The order max_pool.inc states: down each column of the window (first row first), then along the
+// row of those maxima (first column first), each step std::max's (NaN and -0 kept when first).
+static float max_pool_definition(const float* plane, const MaxPoolGeo& g, int64_t oh, int64_t ow) {
+  bool any_col = false;
+  float best = 0.f;
+  for (int kw = 0; kw < g.kw; ++kw) {
+    const int64_t iw = ow * g.sw - g.pw + kw;
+    if (iw < 0 || iw >= g.w) continue;
+    bool any_row = false;
+    float col = 0.f;
+    for (int kh = 0; kh < g.kh; ++kh) {
+      const int64_t ih = oh * g.sh - g.ph + kh;
+      if (ih < 0 || ih >= g.h) continue;
+      const float v = plane[ih * g.w + iw];
+      col = any_row ? std::max(col, v) : v;
+      any_row = true;
+    }
+    best = any_col ? std::max(best, col) : col;
+    any_col = true;
+  }
+  return best;
+}
+
+TEST_CASE("max_pool: the reference follows its stated order, every level gives its bits") {
+  std::mt19937 gen(11);
+  std::normal_distribution<float> d(0.f, 1.f);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // Values whose order decides the result: NaN, both zeros (max keeps the first of -0 and +0), infinities.
+  const float special[] = {nan, -0.f, 0.f, -inf, inf, 0.f, -0.f};
+  struct Case {
+    int64_t h, w;
+    int kh, kw, sh, sw, ph, pw;
+  };
+  const Case cases[] = {
+      {112, 112, 3, 3, 2, 2, 1, 1},  // ResNet's, at its size
+      {9, 37, 3, 3, 2, 2, 1, 1},    {9, 8, 2, 3, 1, 2, 1, 0},  {11, 9, 3, 2, 3, 1, 0, 1},
+      {8, 40, 2, 2, 2, 2, 0, 0},    {5, 41, 1, 5, 1, 3, 0, 2}, {7, 33, 3, 3, 1, 1, 1, 1},
+      {4, 3, 3, 3, 1, 1, 1, 1},     {3, 2, 3, 5, 2, 2, 1, 2},  {6, 17, 5, 5, 4, 3, 2, 2},
+  };
+  int levels = 0;
+  for (Isa isa : supported_isas()) {
+    const FloatKernelTable& t = float_kernels_for(isa);
+    levels += t.max_pool != max_pool__ref;
+    CAPTURE(t.max_pool_name);
+    for (const Case& c : cases) {
+      const MaxPoolGeo g{
+          c.h,  c.w, (c.h + 2 * c.ph - c.kh) / c.sh + 1, (c.w + 2 * c.pw - c.kw) / c.sw + 1, c.kh, c.kw, c.sh, c.sw,
+          c.ph, c.pw};
+      CAPTURE(c.h);
+      CAPTURE(c.w);
+      CAPTURE(c.kh);
+      CAPTURE(c.kw);
+      CAPTURE(c.sw);
+      const int64_t planes = 3;
+      std::vector<float> in(planes * c.h * c.w);
+      for (float& v : in) v = d(gen);
+      for (size_t i = 0; i < in.size(); i += 2) in[i] = special[(i / 2) % 7];  // every second value special
+      // Around the output, values no output may take: the kernel writes planes * oh * ow floats only.
+      const int64_t n = planes * g.oh * g.ow;
+      std::vector<float> want(n), got(n + 32, -7.f), work(2 * c.w);
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t oh = 0; oh < g.oh; ++oh)
+          for (int64_t ow = 0; ow < g.ow; ++ow)
+            want[(p * g.oh + oh) * g.ow + ow] = max_pool_definition(in.data() + p * c.h * c.w, g, oh, ow);
+      t.max_pool(got.data() + 16, in.data(), planes, g, work.data());
+      REQUIRE(std::memcmp(got.data() + 16, want.data(), n * sizeof(float)) == 0);
+      for (int i = 0; i < 16; ++i) REQUIRE((got[i] == -7.f && got[16 + n + i] == -7.f));
+    }
+  }
+  if (levels == 0) MESSAGE("skipped: this CPU has only the reference max pool");
 }
