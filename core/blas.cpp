@@ -51,6 +51,14 @@ void sgemm_finished(int m, int n, int k, const float* a, int lda, const float* b
   parallel_for(m, 16, [&](int64_t i, int64_t e) { finish(static_cast<int>(i), static_cast<int>(e - i), 0, n); });
 }
 
+void sgemm_rows_finished(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
+                         const ChannelFinish& rows, const GemmFinish& pass) {
+  if (m == 0 || n == 0) return;
+  if (sgemm_route(m, n, k) == GemmRoute::tile)
+    return gemm_f32(gemm_f32_kernel(), m, n, k, a, lda, b, ldb, c, ldc, nullptr, &rows);
+  sgemm_finished(m, n, k, a, lda, b, ldb, c, ldc, pass);
+}
+
 void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
            int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;

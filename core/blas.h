@@ -3,6 +3,8 @@
 #include <functional>
 #include <string>
 
+#include "core/kernels/kernels.h"  // ChannelFinish
+
 namespace qforge {
 
 // C(m,n) = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or X^T.
@@ -19,6 +21,12 @@ using GemmFinish = std::function<void(int i0, int rows, int j0, int cols)>;
 // else over C's rows on the pool's threads after the product.
 void sgemm_finished(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
                     const GemmFinish& finish);
+
+// The same product with row i of C finished as channel i of rows (kernels.h: ChannelFinish), in the
+// stores of qforge's 6x64 tile where it runs the product; elsewhere (OpenBLAS, the depth-vector
+// kernel) by sgemm_finished with pass, which must give the same bits (the separate epilogue).
+void sgemm_rows_finished(int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
+                         const ChannelFinish& rows, const GemmFinish& pass);
 
 // What OpenBLAS runs on ("SkylakeX", "Haswell", ...).
 std::string blas_core_name();

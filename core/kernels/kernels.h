@@ -9,17 +9,32 @@
 
 namespace qforge {
 
+// A convolution's epilogue done by a pass that writes its output anyway (the channels-last copies
+// back to NCHW, winograd_f4x4_blocks.h) or by the GEMM tile's stores: each value v of output
+// channel i becomes v + bias[i] (bias null: v), or with relu bias_clamp's clamp(v + bias[i], 0, hi)
+// (bias null: + 0), the same bits as the separate pass over the output.
+struct ChannelFinish {
+  const float* bias = nullptr;  // one per channel of the pass, or null
+  bool relu = false;
+  float hi = 0.f;
+  bool any() const { return bias || relu; }
+  // The channels from c0 on.
+  ChannelFinish from(int64_t c0) const { return {bias ? bias + c0 : nullptr, relu, hi}; }
+};
+
 // Float GEMM leaf: C(m,n) = A(m,k) B(k,n), row-major, one block of C on the
 // calling thread, no allocation. Every element of C is one chain of fused
-// multiply-adds over k, in order, starting from zero.
+// multiply-adds over k, in order, starting from zero. With rows (not null), row i
+// of C is then finished as channel i of rows (the convolutions' products with the
+// output channels as rows): the bits of the separate pass, in the kernel's stores.
 using GemmF32Kernel = void (*)(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                               int64_t ldc);
+                               int64_t ldc, const ChannelFinish* rows);
 
-void gemm_f32__ref(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                   int64_t ldc);
+void gemm_f32__ref(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                   const ChannelFinish* rows);
 // Tiles of 6 rows by 64 columns (gemm_f32_6x64__avx512.cpp).
 void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                           int64_t ldc);
+                           int64_t ldc, const ChannelFinish* rows);
 
 // Depth-vector float GEMM leaf, for products with few columns and a long k (a deep layer's 7x7
 // map at batch 1: 49 columns, k 2304-4608): C(m,n) = A(m,k) Bt(n,k)^T, both operands read along k.
@@ -62,8 +77,9 @@ void bias_clamp__avx512(float* dst, const float* src, int64_t n, float bias, flo
 
 // Max pooling without argmax (an inference's): out (planes, oh, ow) from in (planes, h, w) under
 // the geometry, padding never a maximum (each window holds a pixel: pad <= kernel / 2). Each output
-// is std::max's chain over its window's taps inside the plane, the first tap first, then down the
-// rows and along them. work: 2 * w floats. One source for every level (max_pool.inc).
+// is std::max's chain along its window's columns (first column first) of the chains down each
+// column (first row first), over the taps inside the plane. work: 2 * w floats. One source for
+// every level (max_pool.inc).
 struct MaxPoolGeo {
   int64_t h, w, oh, ow;
   int kh, kw, sh, sw, ph, pw;
@@ -73,18 +89,5 @@ using MaxPoolKernel = void (*)(float* out, const float* in, int64_t planes, cons
 void max_pool__ref(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
 void max_pool__avx2(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
 void max_pool__avx512(float* out, const float* in, int64_t planes, const MaxPoolGeo& g, float* work);
-
-// A convolution's epilogue done by a pass that writes its output anyway (the channels-last copies
-// back to NCHW, winograd_f4x4_blocks.h): each value v of output channel i becomes v + bias[i]
-// (bias null: v), or with relu bias_clamp's clamp(v + bias[i], 0, hi) (bias null: + 0), the same
-// bits as the separate pass over the output.
-struct ChannelFinish {
-  const float* bias = nullptr;  // one per channel of the pass, or null
-  bool relu = false;
-  float hi = 0.f;
-  bool any() const { return bias || relu; }
-  // The channels from c0 on.
-  ChannelFinish from(int64_t c0) const { return {bias ? bias + c0 : nullptr, relu, hi}; }
-};
 
 }  // namespace qforge

@@ -41,16 +41,17 @@ const char* gemm_f32_name(GemmF32Kernel kernel) {
 // their k rows of B (at most 512 KB) stay in L2 while the blocks of rows,
 // taken one after another, pass over them.
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* c, int64_t ldc, const GemmFinish* finish) {
+              float* c, int64_t ldc, const GemmFinish* finish, const ChannelFinish* rows) {
   constexpr int kBlockRows = 24;
   const int kBlockCols = std::clamp((128 * 1024 / std::max(k, 1)) / 64 * 64, 64, 256);
   const int64_t mb = (m + kBlockRows - 1) / kBlockRows, nb = (n + kBlockCols - 1) / kBlockCols;
   parallel_pieces(mb * nb, 1, [&](int64_t pb, int64_t pe) {
     for (int64_t p = pb; p < pe; ++p) {
       const int i = static_cast<int>(p % mb) * kBlockRows, j = static_cast<int>(p / mb) * kBlockCols;
-      const int rows = std::min(kBlockRows, m - i), cols = std::min(kBlockCols, n - j);
-      kernel(rows, cols, k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc);
-      if (finish) (*finish)(i, rows, j, cols);
+      const int block_rows = std::min(kBlockRows, m - i), cols = std::min(kBlockCols, n - j);
+      const ChannelFinish fin = rows ? rows->from(i) : ChannelFinish{};
+      kernel(block_rows, cols, k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, rows ? &fin : nullptr);
+      if (finish) (*finish)(i, block_rows, j, cols);
     }
   });
 }
@@ -79,7 +80,7 @@ void gemm_f32_packed(GemmF32Kernel kernel, int m, int n, int k, const float* a, 
   auto run = [&](int i0, int i1, int j0, int j1) {
     for (int j = j0; j < j1; ++j)
       kernel(i1 - i0, std::min(64, n - 64 * j), k, a + i0 * lda, lda, bp + int64_t{j} * k * 64, 64,
-             c + i0 * ldc + 64 * j, ldc);
+             c + i0 * ldc + 64 * j, ldc, nullptr);
   };
   if (panels >= 2 * num_threads()) {
     parallel_pieces(panels, 1, [&](int64_t pb, int64_t pe) { run(0, m, static_cast<int>(pb), static_cast<int>(pe)); });

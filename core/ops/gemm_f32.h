@@ -28,10 +28,11 @@ GemmF32Kernel gemm_f32_kernel();
 GemmF32Kernel gemm_f32_choose(GemmChoice choice, Isa isa);
 const char* gemm_f32_name(GemmF32Kernel kernel);  // the kernel's symbol, or "openblas"
 
-// C = A B on the pool's threads, in blocks of rows and columns, with `kernel`; finish (if not null)
-// on each block right after it (core/blas.h).
+// C = A B on the pool's threads, in blocks of rows and columns, with `kernel`; with rows, row i
+// finished as channel i by the kernel's stores (kernels.h); finish (if not null) on each block right
+// after it (core/blas.h).
 void gemm_f32(GemmF32Kernel kernel, int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* c, int64_t ldc, const GemmFinish* finish = nullptr);
+              float* c, int64_t ldc, const GemmFinish* finish = nullptr, const ChannelFinish* rows = nullptr);
 
 // B packed in panels of 64 columns for gemm_f32_packed: panel j holds columns [64 j, 64 j + 64)
 // as k rows of 64 floats (past n, zeros), so that a tile's k-block of B is one contiguous run

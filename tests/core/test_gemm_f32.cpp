@@ -85,7 +85,7 @@ TEST_CASE("gemm_f32_ref: a chain of fused multiply-adds close to the exact produ
   std::mt19937 rng(7);
   Problem p = make_problem(9, 21, 70, rng);
   std::vector<float> c = nan_c(p);
-  gemm_f32__ref(p.m, p.n, p.k, p.a.data(), p.lda, p.b.data(), p.ldb, c.data(), p.ldc);
+  gemm_f32__ref(p.m, p.n, p.k, p.a.data(), p.lda, p.b.data(), p.ldb, c.data(), p.ldc, nullptr);
   for (int i = 0; i < p.m; ++i)
     for (int j = 0; j < p.n; ++j) {
       double want = 0, mag = 0;
@@ -115,12 +115,61 @@ TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's
     for_each_size(ms, ns, ks, [&](int m, int n, int k) {
       Problem p = make_problem(m, n, k, rng);
       std::vector<float> want = nan_c(p), leaf = nan_c(p), driver = nan_c(p);
-      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
-      kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc);
+      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc, nullptr);
+      kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc, nullptr);
       gemm_f32(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc);
       // memcmp: NaN gaps compare equal bit for bit, and -0 differs from +0.
       REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
       REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
+    });
+  }
+}
+
+// A finish in the stores (kernels.h: GemmF32Kernel's rows): the reference's is the separate pass's
+// (bias_clamp__ref, or + bias), each kernel's the reference's, through the threaded driver too, with
+// the finish applied once, after the last k-block (k past 128 has several).
+TEST_CASE("gemm_f32: a finish in the stores gives the separate pass's bits") {
+  std::mt19937 rng(17);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const int ms[] = {1, 6, 7, 25}, ns[] = {1, 16, 17, 49, 64, 65, 196}, ks[] = {1, 16, 128, 129, 300};
+  std::vector<float> bias_values = normals(32, rng);
+  for (int i = 0; i < 32; i += 5) bias_values[i] = -0.f;
+  struct Fin {
+    bool bias, relu;
+    float hi;
+  };
+  for (const Fin f : {Fin{true, false, 0.f}, Fin{true, true, inf}, Fin{true, true, 6.f}, Fin{false, true, 6.f},
+                      Fin{false, true, 0.5f}}) {
+    CAPTURE(f.bias);
+    CAPTURE(f.relu);
+    CAPTURE(f.hi);
+    const ChannelFinish rows{f.bias ? bias_values.data() : nullptr, f.relu, f.hi};
+    for_each_size(ms, ns, ks, [&](int m, int n, int k) {
+      Problem p = make_problem(m, n, k, rng);
+      p.a[0] = nan;                                    // row 0 of C all NaN: the clamp's NaN to 0
+      for (int j = 0; j < n; j += 3) p.b[j] *= 100.f;  // sums past 6
+      std::vector<float> want = nan_c(p), ref = nan_c(p);
+      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc, nullptr);
+      for (int i = 0; i < m; ++i) {  // the separate pass
+        float* row = want.data() + static_cast<size_t>(i) * p.ldc;
+        const float bv = f.bias ? bias_values[i] : 0.f;
+        if (f.relu)
+          bias_clamp__ref(row, row, n, bv, f.hi);
+        else
+          for (int j = 0; j < n; ++j) row[j] += bv;
+      }
+      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, ref.data(), p.ldc, &rows);
+      REQUIRE(std::memcmp(want.data(), ref.data(), want.size() * sizeof(float)) == 0);
+      for (Isa isa : supported_isas()) {
+        const GemmF32Kernel kernel = float_kernels_for(isa).gemm_f32;
+        if (!kernel) continue;
+        CAPTURE(float_kernels_for(isa).gemm_f32_name);
+        std::vector<float> leaf = nan_c(p), driver = nan_c(p);
+        kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc, &rows);
+        gemm_f32(kernel, m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, driver.data(), p.ldc, nullptr, &rows);
+        REQUIRE(std::memcmp(want.data(), leaf.data(), want.size() * sizeof(float)) == 0);
+        REQUIRE(std::memcmp(want.data(), driver.data(), want.size() * sizeof(float)) == 0);
+      }
     });
   }
 }
@@ -156,7 +205,7 @@ TEST_CASE("gemm_f32_packed: B packed in panels gives the reference's bits, split
         for (int l = n; l < (n + 63) / 64 * 64; ++l)
           REQUIRE(bp[(static_cast<int64_t>(l / 64) * k + kk) * 64 + l % 64] == 0.f);
       std::vector<float> want = nan_c(p), got = nan_c(p);
-      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc);
+      gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc, nullptr);
       gemm_f32_packed(kernel, m, n, k, p.a.data(), p.lda, bp.data(), got.data(), p.ldc);
       REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
     });
