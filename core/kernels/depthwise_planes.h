@@ -76,6 +76,15 @@ static inline bool blocked_applies(const PlaneGeo& g) {
          static_cast<long>(g.h + 2 * g.ph) * (g.w + 2 * g.pw) <= 4 * kBlockedMax && g.kh * g.kw <= kBlockedTaps;
 }
 
+// forward_blocked's weights for cnt <= kBlock planes (w: KH*KW floats per plane, bias one per plane
+// or null): wl[t * kBlock + c] = plane c's tap t, then wl[KH*KW * kBlock + c] its bias; zeros for
+// c >= cnt. Turned once per call of the convolution, not per image.
+static inline void blocked_lanes(float* wl, const float* w, const float* bias, int cnt, int taps) {
+  for (int t = 0; t <= taps; ++t)
+    for (int c = 0; c < kBlock; ++c)
+      wl[t * kBlock + c] = c >= cnt ? 0.f : t < taps ? w[c * taps + t] : bias ? bias[c] : 0.f;
+}
+
 // forward_blocked's input planes with the zeros around them: hp x wp positions,
 // enough for every tap of every output, rows wide enough for whole runs of
 // kBlockedRun outputs (the last run of a row reads zeros past its end).
@@ -113,11 +122,12 @@ struct DepthwiseKernels {
   void (*forward)(float* out, const float* in, const float* w, float bias, const PlaneGeo& g, const float* zeros,
                   float* work);
   // forward for cnt <= kBlock planes of one image (blocked_applies(g)): in holds
-  // them H*W floats apart, out OH*OW apart, w KH*KW floats per plane, bias one per
-  // plane or null; with relu, each output then clamped to [0, hi]. work:
-  // work_floats(g) floats.
-  void (*forward_blocked)(float* out, const float* in, const float* w, const float* bias, int cnt, const PlaneGeo& g,
-                          bool relu, float hi, float* work);
+  // them H*W floats apart, out OH*OW apart; wl their weights and biases turned to
+  // lanes (blocked_lanes: KH*KW + 1 rows of kBlock floats); with relu, each output
+  // then clamped to [0, hi]. work: work_floats(g) floats; frame_zero: work is as a
+  // call on the same geometry left it (whose frame of zeros is then not written again).
+  void (*forward_blocked)(float* out, const float* in, const float* wl, int cnt, const PlaneGeo& g, bool relu, float hi,
+                          float* work, bool frame_zero);
   // dinp (H,W) += the transposed correlation of dout (OH,OW) with w (KH,KW).
   void (*backward_input)(float* dinp, const float* dout, const float* w, const PlaneGeo& g, const float* zeros,
                          float* work);

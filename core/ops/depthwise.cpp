@@ -1,6 +1,7 @@
 #include "core/ops/depthwise.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -53,15 +54,32 @@ void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const
   const int64_t hw = static_cast<int64_t>(s.h) * s.w, ohw = static_cast<int64_t>(s.oh) * s.ow;
   if (m_per_c == 1 && blocked_applies(g)) {  // kBlock channels at once
     const int blocks = (s.c + kBlock - 1) / kBlock;
+    const int64_t lanes = static_cast<int64_t>(taps + 1) * kBlock;  // per block
+    auto wl = scratch_floats(blocks * lanes);                       // fully written before it is read
+    for (int j = 0; j < blocks; ++j)
+      blocked_lanes(wl.get() + j * lanes, weight + static_cast<int64_t>(j) * kBlock * taps,
+                    bias ? bias + j * kBlock : nullptr, std::min(kBlock, s.c - j * kBlock), taps);
     const size_t work = static_cast<size_t>(work_floats(g));
-    parallel_pieces(static_cast<int64_t>(s.n) * blocks, 1, [&](int64_t b, int64_t e) {
+    // Pieces of about 64K multiply-adds, as for_each_plane's: one block at a time, the threads'
+    // shared counter cost more than the blocks (64 images of 384 7x7 planes, AMD EPYC Zen 5: 0.58
+    // ms on one thread, 0.84-0.89 on two).
+    const int64_t units = static_cast<int64_t>(s.n) * blocks;
+    const int64_t piece = std::clamp<int64_t>((64 << 10) / (static_cast<int64_t>(kBlock) * ohw * taps), 1,
+                                              std::max<int64_t>(1, units / (4 * num_threads())));
+    parallel_pieces(units, piece, [&](int64_t b, int64_t e) {
+      // The kernels' scratch, one per thread, kept between calls; its frame of zeros is kept too
+      // while the geometry and the buffer stay the same.
       thread_local std::vector<float> scratch;
+      thread_local PlaneGeo zeroed_for{};
+      thread_local const float* zeroed_at = nullptr;
       if (scratch.size() < work) scratch.resize(work);
       for (int64_t i = b; i < e; ++i) {
-        const int64_t n = i / blocks, c0 = i % blocks * kBlock;
-        k.forward_blocked(out + (n * s.oc + c0) * ohw, inp + (n * s.c + c0) * hw, weight + c0 * taps,
-                          bias ? bias + c0 : nullptr, static_cast<int>(std::min<int64_t>(kBlock, s.c - c0)), g, relu,
-                          hi, scratch.data());
+        const int64_t n = i / blocks, j = i % blocks, c0 = j * kBlock;
+        const bool frame_zero = zeroed_at == scratch.data() && std::memcmp(&zeroed_for, &g, sizeof g) == 0;
+        k.forward_blocked(out + (n * s.oc + c0) * ohw, inp + (n * s.c + c0) * hw, wl.get() + j * lanes,
+                          static_cast<int>(std::min<int64_t>(kBlock, s.c - c0)), g, relu, hi, scratch.data(),
+                          frame_zero);
+        zeroed_for = g, zeroed_at = scratch.data();
       }
     });
     return;
