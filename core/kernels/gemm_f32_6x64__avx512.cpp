@@ -72,6 +72,7 @@ constexpr const TileFn* kTiles[kRows] = {kByVecs<1>, kByVecs<2>, kByVecs<3>, kBy
 
 void gemm_f32_6x64__avx512(int m, int n, int k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                            int64_t ldc, const ChannelFinish* rows) {
+  if (k <= 0) return gemm_f32__ref(m, n, k, a, lda, b, ldb, c, ldc, rows);  // no k-block: zeros, finished
   const bool finish = rows && rows->any();
   for (int k0 = 0; k0 < k; k0 += kDepth) {
     const int kc = std::min(kDepth, k - k0);

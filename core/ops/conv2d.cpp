@@ -364,8 +364,9 @@ void conv2d_row_blocks(float* out, const float* inp, const float* weight, const 
 
 // o (rows, cols) = w (rows, k) x (k, cols), finished as output channels oc0 .. (ep): in the GEMM
 // tile's stores, or block by block while each block is in the cache (sgemm_rows_finished). (In the
-// stores, MobileNetV2's float inference at 224 b1, AMD EPYC Zen 5, 2 threads, in six alternating
-// runs of a per-block harness: 4.8-5.7 ms against 5.1-6.3 for the pass after each block.)
+// stores, MobileNetV2's float inference at 224 b1, AMD EPYC Zen 5, 2 threads: faster in each of
+// six alternating pairs of runs of a per-block harness, 4.8-5.7 ms against 5.1-6.3 for the pass
+// after each block.)
 void finished_product(float* o, const float* w, const float* x, int rows, int cols, int k, int oc0,
                       const Epilogue& ep) {
   if (!ep.any()) return sgemm(false, false, rows, cols, k, 1.f, w, k, x, cols, 0.f, o, cols);

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 using namespace qforge;
 using namespace qforge::depthwise_detail;
 using qforge::testing::gradcheck_error;
+using qforge::testing::random_values;
 using qforge::testing::rng;
 
 namespace {
@@ -200,8 +202,10 @@ TEST_CASE("depthwise: every level's kernels give the reference kernels' bits") {
 }
 
 TEST_CASE("depthwise: the same bits with 1 and 2 threads") {
+  // The last takes forward_blocked in pieces of several blocks (24 blocks of 16 4x4 planes).
   const Case cases[] = {Case(3, 24, 28, 28, 1, 3, {1, 1, 1, 1, 1, 1, 1}),
-                        Case(5, 7, 17, 15, 2, 3, {2, 2, 1, 1, 1, 1, 1}), Case(4, 9, 9, 9, 1, 5, {1, 1, 2, 2, 1, 1, 1})};
+                        Case(5, 7, 17, 15, 2, 3, {2, 2, 1, 1, 1, 1, 1}), Case(4, 9, 9, 9, 1, 5, {1, 1, 2, 2, 1, 1, 1}),
+                        Case(8, 40, 4, 4, 1, 3, {1, 1, 1, 1, 1, 1, 1})};
   for (const auto& c : cases) {
     Result r[2];
     for (int threads : {1, 2}) {
@@ -209,8 +213,97 @@ TEST_CASE("depthwise: the same bits with 1 and 2 threads") {
       r[threads - 1] = run(depthwise_kernels(), c);
     }
     check_same_bits(r[0], r[1]);
+    check_exact(c, r[1]);
   }
   set_num_threads(1);
+}
+
+// forward_blocked alone (depthwise_planes.h): each level against the reference level's bits, with
+// and without the clamp, for 1 to 16 planes, from a scratch of garbage (frame_zero false) and then
+// again on the frame it left (frame_zero true), with the reference against the definition; rows of
+// at most 4 outputs take runs of 4. Nothing is written past the planes' outputs.
+TEST_CASE("depthwise blocked planes: every level's bits, clamped or not, from a dirty scratch and a kept frame") {
+  struct Geo {
+    int h, w, k, stride, pad, dil;
+  };
+  const Geo geos[] = {{7, 7, 3, 1, 1, 1},   {4, 4, 3, 1, 1, 1}, {3, 5, 3, 1, 1, 1}, {8, 8, 3, 1, 1, 1},
+                      {14, 14, 3, 2, 1, 1}, {9, 9, 3, 2, 1, 1}, {5, 6, 5, 1, 2, 1}, {8, 7, 3, 3, 1, 2}};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int levels = 0;
+  for (Isa level : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!isa_supported(level)) {
+      MESSAGE("skipped: this CPU has no ", isa_name(level));
+      continue;
+    }
+    const DepthwiseKernels& k = *float_kernels_for(level).depthwise;
+    levels += &k != &depthwise_planes__ref;
+    const std::string isa = k.name;
+    CAPTURE(isa);
+    for (const Geo& e : geos) {
+      const PlaneGeo g{e.h,
+                       e.w,
+                       (e.h + 2 * e.pad - e.dil * (e.k - 1) - 1) / e.stride + 1,
+                       (e.w + 2 * e.pad - e.dil * (e.k - 1) - 1) / e.stride + 1,
+                       e.k,
+                       e.k,
+                       e.stride,
+                       e.stride,
+                       e.pad,
+                       e.pad,
+                       e.dil,
+                       e.dil};
+      REQUIRE(blocked_applies(g));
+      CAPTURE(e.h);
+      CAPTURE(e.w);
+      CAPTURE(e.k);
+      CAPTURE(e.stride);
+      const int hw = g.h * g.w, ohw = g.oh * g.ow, taps = g.kh * g.kw;
+      for (int cnt : {1, 5, 16})
+        for (bool relu : {false, true}) {
+          CAPTURE(cnt);
+          CAPTURE(relu);
+          const std::vector<float> w = random_values(cnt * taps), bias = random_values(cnt);
+          std::vector<float> wl(static_cast<size_t>(taps + 1) * kBlock);
+          blocked_lanes(wl.data(), w.data(), bias.data(), cnt, taps);
+          for (int call = 0; call < 2; ++call) {
+            std::vector<float> x = random_values(cnt * hw);
+            x[0] = -0.f, x[hw / 2] = nan;  // NaN to 0 under the clamp
+            std::vector<float> fresh(work_floats(g)), want(cnt * ohw), got(cnt * ohw + 16, -7.f);
+            depthwise_planes__ref.forward_blocked(want.data(), x.data(), wl.data(), cnt, g, relu, 6.f, fresh.data(),
+                                                  false);
+            // The reference against the definition (NaN aside): bias, then the taps in order, clamped.
+            for (int c = 0; c < cnt; ++c)
+              for (int oy = 0; oy < g.oh; ++oy)
+                for (int ox = 0; ox < g.ow; ++ox) {
+                  double v = bias[c];
+                  bool has_nan = false;
+                  for (int ky = 0; ky < g.kh; ++ky)
+                    for (int kx = 0; kx < g.kw; ++kx) {
+                      const int iy = oy * g.sh - g.ph + ky * g.dh, ix = ox * g.sw - g.pw + kx * g.dw;
+                      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                      const float xv = x[c * hw + iy * g.w + ix];
+                      has_nan = has_nan || std::isnan(xv);
+                      v += static_cast<double>(xv) * w[c * taps + ky * g.kw + kx];
+                    }
+                  const float out = want[c * ohw + oy * g.ow + ox];
+                  if (has_nan) {
+                    REQUIRE((relu ? out == 0.f : std::isnan(out)));
+                    continue;
+                  }
+                  if (relu) v = std::min(std::max(v, 0.0), 6.0);
+                  REQUIRE(std::abs(out - v) <= 1e-5 * (std::abs(v) + 10));
+                }
+            // Garbage in the scratch on the first call; on the second, the frame the first left.
+            static std::vector<float> work;
+            if (call == 0) work.assign(work_floats(g), nan);
+            k.forward_blocked(got.data(), x.data(), wl.data(), cnt, g, relu, 6.f, work.data(), call == 1);
+            REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+            for (int i = 0; i < 16; ++i) REQUIRE(got[cnt * ohw + i] == -7.f);
+          }
+        }
+    }
+  }
+  if (levels == 0) MESSAGE("skipped: this CPU has no SIMD depthwise kernels");
 }
 
 TEST_CASE("depthwise: conv2d routes groups == C to it; im2col agrees") {

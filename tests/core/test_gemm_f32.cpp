@@ -131,7 +131,7 @@ TEST_CASE("gemm_f32: each SIMD kernel, alone and threaded, gives the reference's
 TEST_CASE("gemm_f32: a finish in the stores gives the separate pass's bits") {
   std::mt19937 rng(17);
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-  const int ms[] = {1, 6, 7, 25}, ns[] = {1, 16, 17, 49, 64, 65, 196}, ks[] = {1, 16, 128, 129, 300};
+  const int ms[] = {1, 6, 7, 25}, ns[] = {1, 16, 17, 49, 64, 65, 196}, ks[] = {0, 1, 16, 128, 129, 300};
   std::vector<float> bias_values = normals(32, rng);
   for (int i = 0; i < 32; i += 5) bias_values[i] = -0.f;
   struct Fin {
@@ -147,7 +147,7 @@ TEST_CASE("gemm_f32: a finish in the stores gives the separate pass's bits") {
     for_each_size(ms, ns, ks, [&](int m, int n, int k) {
       Problem p = make_problem(m, n, k, rng);
       p.a[0] = nan;                                    // row 0 of C all NaN: the clamp's NaN to 0
-      for (int j = 0; j < n; j += 3) p.b[j] *= 100.f;  // sums past 6
+      for (int j = 0; j < n && k > 0; j += 3) p.b[j] *= 100.f;  // sums past 6
       std::vector<float> want = nan_c(p), ref = nan_c(p);
       gemm_f32__ref(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, want.data(), p.ldc, nullptr);
       for (int i = 0; i < m; ++i) {  // the separate pass
@@ -162,7 +162,7 @@ TEST_CASE("gemm_f32: a finish in the stores gives the separate pass's bits") {
       REQUIRE(std::memcmp(want.data(), ref.data(), want.size() * sizeof(float)) == 0);
       for (Isa isa : supported_isas()) {
         const GemmF32Kernel kernel = float_kernels_for(isa).gemm_f32;
-        if (!kernel) continue;
+        if (!kernel) continue;  // OpenBLAS: sgemm_rows_finished takes the pass (the next test)
         CAPTURE(float_kernels_for(isa).gemm_f32_name);
         std::vector<float> leaf = nan_c(p), driver = nan_c(p);
         kernel(m, n, k, p.a.data(), p.lda, p.b.data(), p.ldb, leaf.data(), p.ldc, &rows);
@@ -172,6 +172,46 @@ TEST_CASE("gemm_f32: a finish in the stores gives the separate pass's bits") {
       }
     });
   }
+}
+
+// sgemm_rows_finished gives sgemm_finished's bits with the separate pass on every route: the tile
+// (its stores), the depth-vector kernel (n <= 64, k >= 1024) and OpenBLAS (k n past 2M floats of B).
+TEST_CASE("sgemm_rows_finished: the bits of the product then the pass, on every route") {
+  bool tile = false;
+  for (Isa isa : supported_isas()) tile = tile || float_kernels_for(isa).gemm_f32 != nullptr;
+  if (!tile) MESSAGE("skipped in part: this CPU has no SIMD GEMM tile (every product takes the pass)");
+  std::mt19937 g(19);
+  const std::vector<float> bias = normals(40, g);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& [m, n, k] : {std::tuple{25, 196, 144}, std::tuple{40, 49, 1152}, std::tuple{9, 2100, 1000}}) {
+      for (const ChannelFinish fin : {ChannelFinish{bias.data(), false, 0.f}, ChannelFinish{bias.data(), true, 6.f},
+                                      ChannelFinish{nullptr, true, std::numeric_limits<float>::infinity()}}) {
+        CAPTURE(threads);
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(fin.relu);
+        const std::vector<float> a = normals(static_cast<size_t>(m) * k, g), b = normals(static_cast<size_t>(k) * n, g);
+        std::vector<float> want(static_cast<size_t>(m) * n), got(want.size());
+        auto pass_into = [&](std::vector<float>& c) {
+          return [&](int i0, int rows, int j0, int cols) {
+            for (int i = i0; i < i0 + rows; ++i) {
+              float* row = c.data() + static_cast<size_t>(i) * n + j0;
+              const float bv = fin.bias ? fin.bias[i] : 0.f;
+              if (fin.relu)
+                bias_clamp__ref(row, row, cols, bv, fin.hi);
+              else
+                for (int j = 0; j < cols; ++j) row[j] += bv;
+            }
+          };
+        };
+        sgemm_finished(m, n, k, a.data(), k, b.data(), n, want.data(), n, pass_into(want));
+        sgemm_rows_finished(m, n, k, a.data(), k, b.data(), n, got.data(), n, fin, pass_into(got));
+        REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+  set_num_threads(1);
 }
 
 TEST_CASE("gemm_f32: the level's kernel by default, QFORGE_GEMM forces one") {
