@@ -13,10 +13,8 @@ void gemm_f32__ref(int m, int n, int k, const float* a, int64_t lda, const float
     for (int j = 0; j < n; ++j) {
       float acc = 0.f;
       for (int p = 0; p < k; ++p) acc = std::fma(a[i * lda + p], b[p * ldb + j], acc);
-      if (rows && rows->relu) {  // bias_clamp's: + bias (or + 0), NaN to 0, then at most hi
-        acc += rows->bias ? rows->bias[i] : 0.f;
-        acc = acc > 0.f ? acc : 0.f;
-        acc = acc < rows->hi ? acc : rows->hi;
+      if (rows && rows->relu) {  // the separate pass's clamp itself
+        bias_clamp__ref(&acc, &acc, 1, rows->bias ? rows->bias[i] : 0.f, rows->hi);
       } else if (rows && rows->bias) {
         acc += rows->bias[i];
       }

@@ -68,18 +68,18 @@ void forward_with(const DepthwiseKernels& k, float* out, const float* inp, const
                                               std::max<int64_t>(1, units / (4 * num_threads())));
     parallel_pieces(units, piece, [&](int64_t b, int64_t e) {
       // The kernels' scratch, one per thread, kept between calls; its frame of zeros is kept too
-      // while the geometry and the buffer stay the same.
+      // while the geometry stays the same (a new buffer, from a resize, has none yet).
       thread_local std::vector<float> scratch;
       thread_local PlaneGeo zeroed_for{};
-      thread_local const float* zeroed_at = nullptr;
-      if (scratch.size() < work) scratch.resize(work);
-      for (int64_t i = b; i < e; ++i) {
+      const bool resized = scratch.size() < work;
+      if (resized) scratch.resize(work);
+      bool frame_zero = !resized && std::memcmp(&zeroed_for, &g, sizeof g) == 0;
+      zeroed_for = g;
+      for (int64_t i = b; i < e; ++i, frame_zero = true) {
         const int64_t n = i / blocks, j = i % blocks, c0 = j * kBlock;
-        const bool frame_zero = zeroed_at == scratch.data() && std::memcmp(&zeroed_for, &g, sizeof g) == 0;
         k.forward_blocked(out + (n * s.oc + c0) * ohw, inp + (n * s.c + c0) * hw, wl.get() + j * lanes,
                           static_cast<int>(std::min<int64_t>(kBlock, s.c - c0)), g, relu, hi, scratch.data(),
                           frame_zero);
-        zeroed_for = g, zeroed_at = scratch.data();
       }
     });
     return;
